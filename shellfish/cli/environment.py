@@ -68,6 +68,10 @@ class Environment:
 
         return Console(file=self.stderr, no_color="NO_COLOR" in self.environ, highlight=False)
 
+    def override_settings(self, dotted: dict[str, object]) -> None:
+        """Apply command-line flags on top of file and environment settings."""
+        self.__dict__["settings"] = self.settings.with_overrides(dotted)
+
     def error(self, message: str) -> None:
         self.stderr.write(f"shellfish: error: {message}\n")
         self.stderr.flush()

@@ -1,0 +1,106 @@
+"""Clients route a request to whoever answers it: the daemon, this process, or a remote.
+
+Order for local work: the daemon when its socket answers (or it is auto-started), else the
+engine in this process. The remote policy (`local` | `remote` | `auto`) decides whether a
+remote OpenAI-compatible endpoint may be used; `local` never sends anything anywhere.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from shellfish.errors import DaemonUnavailable, ModelNotFound
+from shellfish.events import Done, Event, Status
+from shellfish.tasks.request import TaskRequest
+
+if TYPE_CHECKING:
+    from shellfish.cli.environment import Environment
+
+BACKENDS = ("auto", "local", "remote", "daemon", "inprocess")
+
+
+def stream(
+    request: TaskRequest,
+    env: Environment,
+    *,
+    backend: str | None = None,
+    cancel: threading.Event | None = None,
+) -> Iterator[Event]:
+    """Yield the events that answer `request`; records the exchange in the local history log.
+
+    `backend`: None follows settings.remote.policy; `local`/`remote`/`auto` override it;
+    `daemon` requires the daemon; `inprocess` never uses it.
+    """
+    policy = backend or env.settings.remote.policy
+    events = _route(request, env, policy, cancel)
+    yield from _recorded(request, env, events)
+
+
+def _route(
+    request: TaskRequest, env: Environment, policy: str, cancel: threading.Event | None
+) -> Iterator[Event]:
+    if policy == "remote":
+        yield from _remote(request, env)
+        return
+    try:
+        yield from _local(request, env, policy, cancel)
+    except ModelNotFound as exc:
+        if policy != "auto" or not env.settings.remote.base_url:
+            raise
+        yield Status(f"{exc.message}; using the remote endpoint", {"fallback": "remote"})
+        yield from _remote(request, env)
+
+
+def _local(
+    request: TaskRequest, env: Environment, policy: str, cancel: threading.Event | None
+) -> Iterator[Event]:
+    if policy != "inprocess":
+        from shellfish.client.daemon import DaemonClient
+
+        client = DaemonClient(env.paths)
+        running = client.is_running()
+        if not running and (policy == "daemon" or env.settings.daemon.autostart):
+            from shellfish.daemon.lifecycle import start_daemon
+
+            start_daemon(env.paths, env.settings)
+            running = True
+        if running:
+            try:
+                yield from client.stream(request)
+                return
+            except DaemonUnavailable:
+                if policy == "daemon":
+                    raise
+                yield Status("the daemon stopped answering; running in this process")
+    from shellfish.client.local import local_stream
+
+    yield from local_stream(request, env, cancel=cancel)
+
+
+def _remote(request: TaskRequest, env: Environment) -> Iterator[Event]:
+    from shellfish.remote.backend import RemoteBackend
+
+    yield from RemoteBackend(env.settings.remote, env.environ, paths=env.paths).stream(request)
+
+
+def _recorded(request: TaskRequest, env: Environment, events: Iterator[Event]) -> Iterator[Event]:
+    done: Done | None = None
+    try:
+        for event in events:
+            if isinstance(event, Done):
+                done = event
+            yield event
+    finally:
+        if done is not None and env.settings.history.enabled:
+            _record(request, env, done)
+
+
+def _record(request: TaskRequest, env: Environment, done: Done) -> None:
+    try:
+        from shellfish.history.log import HistoryLog
+
+        HistoryLog(env.paths.history_db).record(request, done)
+    except Exception as exc:  # the log must never break an answer
+        env.warn(f"could not write the history log: {exc}")

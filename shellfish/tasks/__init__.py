@@ -1,0 +1,62 @@
+"""Tasks: turn a TaskRequest into a prompt for a model, run it, stream events.
+
+Used in-process by the CLI and inside the daemon, so both give the same answers. Suggest and
+fix go through `tasks.suggest` (retrieval, candidates, validation); the rest build a prompt in
+`tasks.prompts` and stream the runner's events.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from shellfish.errors import UsageError
+from shellfish.events import Event, Status
+from shellfish.tasks.request import TaskRequest
+
+if TYPE_CHECKING:
+    from shellfish.config import Settings
+    from shellfish.paths import Paths
+    from shellfish.tasks.pool import ModelPool
+
+
+def resolve_model_name(request: TaskRequest, settings: Settings, paths: Paths) -> str:
+    """The model that serves this request: the one asked for, else routed by task."""
+    from shellfish.store.routing import pick_model
+    from shellfish.store.store import Store
+
+    store = Store(paths)
+    if request.model:
+        return store.resolve(request.model).name
+    task = "suggest" if request.task == "fix" else request.task
+    task = "ask" if task == "chat" else task
+    return pick_model(task, settings, store)
+
+
+def run_task(
+    request: TaskRequest,
+    pool: ModelPool,
+    settings: Settings,
+    paths: Paths,
+    *,
+    cancel: threading.Event | None = None,
+) -> Iterator[Event]:
+    """Stream the events answering `request` with a local model from `pool`."""
+    if not request.text.strip() and request.task != "chat":
+        raise UsageError("the request is empty", hint="say what you want in words")
+    name = resolve_model_name(request, settings, paths)
+    if not pool.is_loaded(name):
+        yield Status(f"loading {name}", {"model": name})
+    runner = pool.get(name)
+    if request.task in ("suggest", "fix"):
+        from shellfish.tasks.suggest import run_suggest
+
+        yield from run_suggest(request, runner, settings=settings, paths=paths, cancel=cancel)
+        return
+    from shellfish.tasks.prompts import build_prompt
+
+    prompt = build_prompt(request, runner.info.template, getattr(runner, "tokenizer", None))
+    config = runner.info.defaults.merged(**request.generation)
+    config.validate()
+    yield from runner.generate(prompt, config, cancel=cancel)

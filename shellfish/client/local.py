@@ -1,0 +1,35 @@
+"""In-process generation: the engine in this interpreter, no daemon."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from shellfish.events import Event
+
+if TYPE_CHECKING:
+    from shellfish.cli.environment import Environment
+    from shellfish.tasks.pool import ModelPool
+
+_POOLS: dict[int, ModelPool] = {}
+
+
+def get_pool(env: Environment) -> ModelPool:
+    """One pool per Environment, so a REPL keeps its model warm between questions."""
+    from shellfish.tasks.pool import ModelPool
+
+    pool = _POOLS.get(id(env))
+    if pool is None:
+        pool = _POOLS[id(env)] = ModelPool(env.paths, env.settings)
+    return pool
+
+
+def local_stream(
+    request: object, env: Environment, *, cancel: threading.Event | None = None
+) -> Iterator[Event]:
+    from shellfish.tasks import run_task
+    from shellfish.tasks.request import TaskRequest
+
+    assert isinstance(request, TaskRequest)
+    yield from run_task(request, get_pool(env), env.settings, env.paths, cancel=cancel)
