@@ -3,12 +3,16 @@
 Precedence (lowest to highest): built-in defaults < config file (TOML, `shellfish config path`)
 < `SHELLFISH_<SECTION>_<KEY>` environment variables < command-line flags (applied by the CLI
 with `Settings.with_overrides`).
+
+Every error names where the bad value came from: `file:line` for the TOML file, the variable
+name for the environment.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import sys
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -54,7 +58,8 @@ class DaemonSettings:
 class RemoteSettings:
     policy: str = "local"  # local | remote | auto
     base_url: str = ""
-    api_key_env: str = "OPENAI_API_KEY"
+    api_key_env: str = "OPENAI_API_KEY"  # the variable that holds the key
+    api_key: str = ""  # a key in the config file itself (the variable wins when both are set)
     model: str = "gpt-4o-mini"
     timeout_s: float = 30.0
     max_retries: int = 2
@@ -101,31 +106,63 @@ VALID_CHOICES: dict[str, tuple[str, ...]] = {
     "remote.policy": ("local", "remote", "auto"),
 }
 
+# Lowest allowed value of numeric settings (inclusive).
+MINIMUMS: dict[str, float] = {
+    "engine.threads": 0,
+    "engine.max_context": 16,
+    "daemon.idle_unload_s": 0,
+    "daemon.idle_exit_s": 0,
+    "daemon.memory_budget_mb": 0,
+    "daemon.start_timeout_s": 0.1,
+    "remote.timeout_s": 0.1,
+    "remote.max_retries": 0,
+    "context.max_commands": 0,
+}
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+def _check_minimum(dotted: str, value: float, where: str) -> None:
+    low = MINIMUMS.get(dotted)
+    if low is not None and value < low:
+        raise ConfigError(f"{where}: {dotted} must be >= {low:g}, not {value!r}")
+
 
 def _coerce(section: str, key: str, value: Any, expected: type, where: str) -> Any:
     dotted = f"{section}.{key}"
     if expected is bool:
         if isinstance(value, bool):
             return value
-        if isinstance(value, str) and value.lower() in {"1", "true", "yes", "on", "0", "false", "no", "off"}:
-            return value.lower() in {"1", "true", "yes", "on"}
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
     elif expected is int:
+        number: int | None = None
         if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-            return int(value)
+            number = value
+        elif isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
+            number = int(value)
+        if number is not None:
+            _check_minimum(dotted, number, where)
+            return number
     elif expected is float:
+        real: float | None = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
+            real = float(value)
+        elif isinstance(value, str):
             try:
-                return float(value)
+                real = float(value)
             except ValueError:
-                pass
+                real = None
+        if real is not None:
+            _check_minimum(dotted, real, where)
+            return real
     elif expected is str and isinstance(value, str):
         choices = VALID_CHOICES.get(dotted)
         if choices and value not in choices:
-            raise ConfigError(f"{where}: {dotted} must be one of {', '.join(choices)}, not {value!r}")
+            raise ConfigError(
+                f"{where}: {dotted} must be one of {', '.join(choices)}, not {value!r}"
+            )
         return value
     raise ConfigError(
         f"{where}: {dotted} must be {expected.__name__}, not {type(value).__name__} ({value!r})"
@@ -137,36 +174,108 @@ def _field_types(cls: type) -> dict[str, type]:
     return {f.name: hints[str(f.type)] for f in fields(cls)}
 
 
-def _line_of(text: str, key: str) -> int | None:
+def known_keys() -> dict[str, type]:
+    """Every setting as {"section.key": type}, in declaration order."""
+    out: dict[str, type] = {}
+    for section in fields(Settings):
+        cls = type(getattr(Settings(), section.name))
+        for key, kind in _field_types(cls).items():
+            out[f"{section.name}.{key}"] = kind
+    return out
+
+
+def _line_of(text: str, section: str, key: str | None = None) -> int | None:
+    """The 1-based line of `[section]` (or of `key` inside it) in a TOML text, if found."""
+    current = ""
+    header = re.compile(r"^\s*\[\s*\"?([^\]\"]+?)\"?\s*\]\s*(#.*)?$")
     for number, line in enumerate(text.splitlines(), start=1):
-        if line.strip().startswith((key, f'"{key}"')) or line.strip() == f"[{key}]":
+        match = header.match(line)
+        if match:
+            current = match.group(1).strip()
+            if key is None and current == section:
+                return number
+            continue
+        if key is None:
+            continue
+        stripped = line.strip()
+        # Keys written inside the section, or dotted at the top level (`remote.model = ...`).
+        if current == section and re.match(rf"^[\"']?{re.escape(key)}[\"']?\s*=", stripped):
+            return number
+        if current == "" and re.match(
+            rf"^{re.escape(section)}\s*\.\s*[\"']?{re.escape(key)}[\"']?\s*=", stripped
+        ):
             return number
     return None
 
 
-def _apply(base: Settings, data: dict[str, Any], source: str, text: str = "") -> Settings:
+def _where(source: str, text: str, section: str, key: str | None = None) -> str:
+    line = _line_of(text, section, key) if text else None
+    return f"{source}:{line}" if line else source
+
+
+def _apply(
+    base: Settings,
+    data: dict[str, Any],
+    source: str,
+    text: str = "",
+    where_of: dict[str, str] | None = None,
+) -> Settings:
     sections = {f.name: f for f in fields(Settings)}
     out = base
     for section, values in data.items():
         if section not in sections:
-            line = _line_of(text, section)
-            where = f"{source}:{line}" if line else source
-            raise ConfigError(f"{where}: unknown section [{section}]", hint=f"known: {', '.join(sections)}")
+            raise ConfigError(
+                f"{_where(source, text, section)}: unknown section [{section}]",
+                hint=f"known sections: {', '.join(sections)}",
+            )
         if not isinstance(values, dict):
-            raise ConfigError(f"{source}: [{section}] must be a table")
+            raise ConfigError(
+                f"{_where(source, text, '', section)}: {section} must be a table "
+                f"([{section}]), not {type(values).__name__}"
+            )
         cls = type(getattr(base, section))
         types = _field_types(cls)
         updates = {}
         for key, value in values.items():
-            line = _line_of(text, key)
-            where = f"{source}:{line}" if line else source
+            where = (where_of or {}).get(f"{section}.{key}") or _where(source, text, section, key)
             if key not in types:
                 raise ConfigError(
-                    f"{where}: unknown key {section}.{key}", hint=f"known: {', '.join(types)}"
+                    f"{where}: unknown key {section}.{key}",
+                    hint=f"known keys in [{section}]: {', '.join(types)}",
                 )
             updates[key] = _coerce(section, key, value, types[key], where)
         out = replace(out, **{section: replace(getattr(out, section), **updates)})
     return out
+
+
+def _decode_error(path: Path | str, exc: tomllib.TOMLDecodeError) -> ConfigError:
+    message = str(exc)
+    match = re.search(r"\s*\(at line (\d+), column (\d+)\)\s*$", message)
+    where = f"{path}:{match.group(1)}" if match else str(path)
+    reason = message[: match.start()] if match else message
+    col = f" (column {match.group(2)})" if match else ""
+    return ConfigError(
+        f"{where}: invalid TOML: {reason}{col}",
+        hint="fix the file, or see `shellfish config show` for the valid keys",
+    )
+
+
+def read_config_file(config_file: Path) -> tuple[dict[str, Any], str]:
+    """Parse the TOML file (missing file: empty) into (data, text); ConfigError when unreadable."""
+    if not config_file.exists():
+        return {}, ""
+    try:
+        raw = config_file.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{config_file}: cannot read: {exc.strerror}") from exc
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{config_file}: not UTF-8 text", hint="fix or remove the file") from exc
+    try:
+        return tomllib.loads(text), text
+    except tomllib.TOMLDecodeError as exc:
+        raise _decode_error(config_file, exc) from exc
 
 
 def load_settings(
@@ -174,18 +283,66 @@ def load_settings(
 ) -> Settings:
     """Defaults, then the TOML file (if it exists), then SHELLFISH_<SECTION>_<KEY> variables."""
     settings = Settings()
-    if config_file is not None and config_file.exists():
-        text = config_file.read_text(encoding="utf-8", errors="replace")
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{config_file}: invalid TOML: {exc}", hint="fix or remove the file") from exc
+    if config_file is not None:
+        data, text = read_config_file(config_file)
         settings = _apply(settings, data, str(config_file), text)
     env = os.environ if environ is None else environ
     from_env: dict[str, dict[str, Any]] = {}
+    where_of: dict[str, str] = {}
     for f in fields(Settings):
         for key in _field_types(type(getattr(settings, f.name))):
-            name = f"SHELLFISH_{f.name.upper()}_{key.upper()}"
+            name = env_var_name(f"{f.name}.{key}")
             if name in env:
                 from_env.setdefault(f.name, {})[key] = env[name]
-    return _apply(settings, from_env, "environment") if from_env else settings
+                where_of[f"{f.name}.{key}"] = f"environment variable {name}"
+    return _apply(settings, from_env, "environment", where_of=where_of) if from_env else settings
+
+
+def env_var_name(dotted: str) -> str:
+    section, _, key = dotted.partition(".")
+    return f"SHELLFISH_{section.upper()}_{key.upper()}"
+
+
+def parse_value(dotted: str, raw: str) -> Any:
+    """Turn a command-line string into the typed value of setting `dotted` (or ConfigError)."""
+    keys = known_keys()
+    if dotted not in keys:
+        raise ConfigError(
+            f"unknown setting {dotted!r}",
+            hint="run `shellfish config show` to list the settings",
+        )
+    section, _, key = dotted.partition(".")
+    return _coerce(section, key, raw, keys[dotted], f"value for {dotted}")
+
+
+def set_config_value(config_file: Path, dotted: str, raw: str) -> Any:
+    """Validate `raw` for `dotted` and write it into the TOML file, keeping the other values.
+
+    The existing file must be valid (it is not overwritten when it is not), and the result is
+    validated again before it replaces the old file. Returns the typed value written.
+    """
+    import tomli_w
+
+    value = parse_value(dotted, raw)
+    data, text = read_config_file(config_file)
+    _apply(Settings(), data, str(config_file), text)  # refuse to rewrite a broken file
+    section, _, key = dotted.partition(".")
+    data.setdefault(section, {})[key] = value
+    new_text = tomli_w.dumps(data)
+    _apply(Settings(), tomllib.loads(new_text), str(config_file), new_text)
+    config_file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = config_file.with_name(config_file.name + ".tmp")
+    try:
+        tmp.write_text(new_text, encoding="utf-8")
+        os.replace(tmp, config_file)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise ConfigError(f"{config_file}: cannot write: {exc.strerror}") from exc
+    return value
+
+
+def settings_to_toml(settings: Settings) -> str:
+    """The settings as a TOML document (what `shellfish config show` prints)."""
+    import tomli_w
+
+    return tomli_w.dumps(settings.to_dict())

@@ -1,0 +1,48 @@
+"""`shellfish setup`: install the default model and say how to enable the zsh widget.
+
+Idempotent: when the default model is installed and intact it changes nothing and returns
+fast (no hashing, no network); it always says what it did.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from shellfish.cli.environment import Environment
+
+ZSHRC_LINE = 'eval "$(shellfish init zsh)"'
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "setup", help="install the default model (idempotent) and print the .zshrc line"
+    )
+    parser.add_argument("--model", help="model to install (default: settings' models.default)")
+    parser.add_argument("--force", action="store_true", help="reinstall the model")
+    parser.set_defaults(func=cmd_setup)
+
+
+def cmd_setup(args: argparse.Namespace, env: Environment) -> int:
+    from shellfish.cli.models import loader_validator, make_progress, make_store
+    from shellfish.store.install import pull
+
+    store = make_store(env)
+    name = args.model or env.settings.models.default
+    desc = store.catalog.get(name)
+    existing = store.get(desc.name)
+    if existing is not None and not args.force and not existing.missing_files():
+        env.info(f"model {desc.name}: already installed at {existing.path} (nothing to do)")
+    else:
+        env.info(f"model {desc.name}: installing into {store.root}")
+        progress = make_progress(env)
+        try:
+            model, _ = pull(store, desc.name, environ=env.environ, force=args.force,
+                            progress=progress, validator=loader_validator())
+        finally:
+            progress.close()
+        env.info(f"model {model.name}: installed at {model.path}")
+    env.info("to enable the zsh widget, add this line to ~/.zshrc:")
+    env.stdout.write(ZSHRC_LINE + "\n")
+    return 0

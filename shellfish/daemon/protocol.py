@@ -1,0 +1,256 @@
+"""The daemon wire protocol: framing, request validation, reply encoding (docs/protocol.md).
+
+Newline-delimited JSON over a Unix stream socket. A request is one object
+`{"v": 1, "cmd": ..., "id": ...}`; a reply is a stream of event objects (`shellfish.events`)
+each with `"final": false` except the last. Errors travel as data (`kind: "error"` with a
+`code`). Shell widgets may ask for `reply_format: "lines"`: marker lines instead of JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from shellfish.errors import (
+    Cancelled,
+    ConfigError,
+    DaemonError,
+    ModelError,
+    ModelNotFound,
+    PromptTooLong,
+    ProtocolError,
+    ShellfishError,
+    UsageError,
+)
+from shellfish.events import Done, Error, Event, event_from_dict, event_to_dict
+from shellfish.tasks.request import TASK_NAMES, TaskRequest
+
+PROTOCOL_VERSION = 1
+MAX_LINE_BYTES = 1 << 20  # one request line, newline excluded
+
+#: Commands a client may send. The task names are shorthands for `generate` with that task.
+TASK_COMMANDS = ("suggest", "translate", "explain", "ask")
+COMMANDS = ("generate", *TASK_COMMANDS, "load", "unload", "status", "cancel", "shutdown", "ping")
+REPLY_FORMATS = ("json", "lines")
+
+# Marker lines for `reply_format: "lines"` (the zsh / bash widgets match exactly these).
+MARK_CMD = "SHELLFISH_CMD"
+MARK_WARN = "SHELLFISH_WARN"
+MARK_ERR = "SHELLFISH_ERR"
+MARK_END = "SHELLFISH_END"
+
+RESTART_HINT = "restart the daemon (`shellfish daemon restart`)"
+
+
+class BadRequest(ValueError):
+    """A request line that cannot be served; `code` is the protocol error code."""
+
+    def __init__(self, message: str, code: str = "bad_request", *, hint: str | None = None,
+                 request_id: Any = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.hint = hint
+        self.request_id = request_id
+        self.reply_format = "json"
+
+    def to_event(self) -> Error:
+        return Error(message=str(self), code=self.code, hint=self.hint)
+
+
+@dataclass
+class Request:
+    """A validated request line."""
+
+    cmd: str
+    id: Any = None
+    reply_format: str = "json"
+    task: TaskRequest | None = None  # generate / task commands
+    model: str | None = None  # load / unload
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_request(line: bytes) -> Request:
+    """Decode and validate one request line (without its newline); raises `BadRequest`."""
+    if len(line) > MAX_LINE_BYTES:
+        raise BadRequest(f"request line is larger than {MAX_LINE_BYTES} bytes", "too_large")
+    try:
+        data = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadRequest(f"request is not valid JSON: {exc}", "bad_json") from exc
+    if not isinstance(data, dict):
+        raise BadRequest("request must be a JSON object", "bad_json")
+    request_id = data.get("id")
+    reply_format = data.get("reply_format", "json")
+    try:
+        return _validate(data, request_id, reply_format)
+    except BadRequest as exc:
+        exc.request_id = request_id
+        exc.reply_format = reply_format if reply_format in REPLY_FORMATS else "json"
+        raise
+
+
+def _validate(data: dict[str, Any], request_id: Any, reply_format: Any) -> Request:
+    version = data.get("v")
+    if version != PROTOCOL_VERSION:
+        raise BadRequest(
+            f"daemon speaks protocol {PROTOCOL_VERSION}, client sent {version!r}",
+            "version", hint=RESTART_HINT, request_id=request_id,
+        )
+    cmd = data.get("cmd")
+    if cmd not in COMMANDS:
+        raise BadRequest(f"unknown command {cmd!r}; known: {', '.join(COMMANDS)}",
+                         request_id=request_id)
+    if reply_format not in REPLY_FORMATS:
+        raise BadRequest(f"reply_format must be one of {', '.join(REPLY_FORMATS)}",
+                         request_id=request_id)
+    request = Request(cmd=cmd, id=request_id, reply_format=reply_format, raw=data)
+    if cmd == "generate" or cmd in TASK_COMMANDS:
+        payload = data.get("request")
+        if not isinstance(payload, dict):
+            raise BadRequest("'request' must be an object (a TaskRequest)", request_id=request_id)
+        if cmd != "generate":
+            if payload.get("task", cmd) != cmd:
+                raise BadRequest(f"command {cmd!r} cannot carry task {payload.get('task')!r}",
+                                 request_id=request_id)
+            payload = {**payload, "task": cmd}
+        try:
+            request.task = TaskRequest.from_dict(payload)
+        except ValueError as exc:
+            raise BadRequest(str(exc), request_id=request_id) from exc
+        if request.task.task not in TASK_NAMES:  # pragma: no cover - from_dict checks it
+            raise BadRequest(f"unknown task {request.task.task!r}", request_id=request_id)
+    elif cmd in ("load", "unload"):
+        model = data.get("model")
+        if not isinstance(model, str) or not model:
+            raise BadRequest(f"'{cmd}' needs a non-empty 'model' string", request_id=request_id)
+        request.model = model
+    return request
+
+
+def make_request(cmd: str, *, request_id: Any = None, version: int = PROTOCOL_VERSION,
+                 **fields: Any) -> bytes:
+    """Encode a request line (newline included)."""
+    data: dict[str, Any] = {"v": version, "cmd": cmd}
+    if request_id is not None:
+        data["id"] = request_id
+    data.update({k: v for k, v in fields.items() if v is not None})
+    return encode_line(data)
+
+
+def encode_line(data: dict[str, Any]) -> bytes:
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
+
+
+def encode_event(event: Event, *, final: bool, request_id: Any = None) -> bytes:
+    """One JSON reply line for `event`."""
+    data = event_to_dict(event)
+    data["final"] = final
+    data["v"] = PROTOCOL_VERSION
+    if request_id is not None:
+        data["id"] = request_id
+    return encode_line(data)
+
+
+def decode_reply(line: bytes) -> tuple[Event, bool]:
+    """Decode one JSON reply line into (event, final); raises ProtocolError when malformed."""
+    try:
+        data = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ProtocolError(f"the daemon sent a malformed reply: {exc}", hint=RESTART_HINT) from exc
+    if not isinstance(data, dict):
+        raise ProtocolError("the daemon sent a malformed reply (not an object)", hint=RESTART_HINT)
+    version = data.get("v", PROTOCOL_VERSION)
+    if version != PROTOCOL_VERSION:
+        raise ProtocolError(
+            f"the daemon speaks protocol {version}, this client speaks {PROTOCOL_VERSION}",
+            hint=RESTART_HINT,
+        )
+    try:
+        event = event_from_dict(data)
+    except ValueError as exc:
+        raise ProtocolError(f"the daemon sent a malformed reply: {exc}", hint=RESTART_HINT) from exc
+    return event, bool(data.get("final", False))
+
+
+def escape_payload(text: str) -> str:
+    """Escape `\\`, newline and tab so a payload fits on one marker line."""
+    return text.replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t")
+
+
+def unescape_payload(text: str) -> str:
+    out: list[str] = []
+    chars = iter(text)
+    for ch in chars:
+        if ch != "\\":
+            out.append(ch)
+            continue
+        nxt = next(chars, "")
+        out.append({"n": "\n", "t": "\t", "\\": "\\"}.get(nxt, "\\" + nxt))
+    return "".join(out)
+
+
+def marker_line(marker: str, payload: str | None = None) -> bytes:
+    if payload is None:
+        return f"{marker}\n".encode()
+    return f"{marker}\t{escape_payload(payload)}\n".encode()
+
+
+def lines_for_final(event: Event) -> bytes:
+    """The marker lines that end a `reply_format: "lines"` reply."""
+    out = b""
+    if isinstance(event, Done):
+        for text in event.texts:
+            out += marker_line(MARK_CMD, text)
+        for warning in event.extra.get("warnings", []) or []:
+            out += marker_line(MARK_WARN, str(warning))
+    elif isinstance(event, Error):
+        message = f"{event.message} - {event.hint}" if event.hint else event.message
+        out += marker_line(MARK_ERR, message)
+    return out + marker_line(MARK_END)
+
+
+# -- errors as data, both ways ------------------------------------------------------------------
+
+def error_code_for(exc: BaseException) -> str:
+    if isinstance(exc, ModelNotFound):
+        return "model_not_found"
+    if isinstance(exc, ModelError):
+        return "model_error"
+    if isinstance(exc, Cancelled):
+        return "cancelled"
+    if isinstance(exc, UsageError):
+        return "bad_request"
+    if isinstance(exc, PromptTooLong):
+        return "prompt_too_long"
+    if isinstance(exc, ConfigError):
+        return "config"
+    if isinstance(exc, ShellfishError):
+        return "error"
+    return "internal"
+
+
+def error_event(exc: BaseException) -> Error:
+    if isinstance(exc, ShellfishError):
+        return Error(message=exc.message, code=error_code_for(exc), hint=exc.hint)
+    return Error(message=f"internal daemon error: {type(exc).__name__}: {exc}", code="internal",
+                 hint="see the log (`shellfish daemon logs`)")
+
+
+def exception_for(event: Error) -> ShellfishError:
+    """The ShellfishError a client raises for an error reply."""
+    cls: type[ShellfishError] = {
+        "version": ProtocolError,
+        "bad_json": ProtocolError,
+        "too_large": ProtocolError,
+        "bad_request": UsageError,
+        "model_not_found": ModelNotFound,
+        "model_error": ModelError,
+        "cancelled": Cancelled,
+        "prompt_too_long": PromptTooLong,
+        "config": ConfigError,
+    }.get(event.code, DaemonError)
+    hint = event.hint
+    if event.code == "version" and not hint:
+        hint = RESTART_HINT
+    return cls(event.message, hint=hint)

@@ -1,0 +1,784 @@
+"""Decoder-only (causal) runner: GPT-2, Llama, Qwen2, SmolLM2 ... on plain onnxruntime.
+
+Two on-disk layouts are understood:
+
+- optimum: `decoder_model_merged.onnx` (with a `use_cache_branch` input), `model.onnx`, or
+  `decoder_model.onnx` + `decoder_with_past_model.onnx`; inputs `input_ids`, `attention_mask`,
+  optionally `position_ids`, `past_key_values.{i}.key/value`; outputs `logits`, `present.*`.
+- onnxruntime-genai: `genai_config.json` + `model.onnx` (+ `model.onnx.data`); names come from
+  the config; GroupQueryAttention graphs share past and present buffers in place.
+
+The wiring (names, dtypes, kv heads, head size, layers) is read from the session and the
+config files, never assumed. The loop keeps the KV cache in OrtValues bound through IOBinding
+so nothing is copied between steps, and a `PrefixCache` lets a prompt that starts like a recent
+one skip the shared part of prefill.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from shellfish.engine.base import GenerationConfig, ModelInfo
+from shellfish.engine.kvcache import KVState, PrefixCache
+from shellfish.errors import ModelError, PromptTooLong, UsageError
+from shellfish.events import Done, Event, Token
+
+_PAST = re.compile(r"^past_key_values[._](\d+)[._](key|value)$")
+_PRESENT = re.compile(r"^present(?:_key_values)?[._](\d+)[._](key|value)$")
+_DTYPES = {
+    "tensor(float)": "float32",
+    "tensor(float16)": "float16",
+    "tensor(int64)": "int64",
+    "tensor(int32)": "int32",
+    "tensor(bool)": "bool",
+}
+
+CAUSAL_FILES = ("decoder_model_merged.onnx", "model.onnx", "decoder_model.onnx")
+
+
+# --------------------------------------------------------------------------------------------
+# wiring
+
+
+@dataclass(frozen=True)
+class Wiring:
+    """How one decoder session is fed: names, dtypes and cache geometry."""
+
+    input_ids: str
+    ids_dtype: str
+    logits: str
+    attention_mask: str | None = None
+    mask_dtype: str = "int64"
+    position_ids: str | None = None
+    cache_branch: str | None = None  # merged decoders: bool use_cache_branch
+    past: tuple[str, ...] = ()  # key0, value0, key1, value1, ...
+    present: tuple[str, ...] = ()
+    kv_dtype: str = "float32"
+    kv_heads: int = 0
+    head_dim: int = 0
+    shared_buffer: bool = False
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.past) // 2
+
+
+def _dtype(type_str: str, what: str) -> str:
+    if type_str not in _DTYPES:
+        raise ModelError(
+            f"unsupported {what} type {type_str}", hint="export the model with float32 or float16 tensors"
+        )
+    return _DTYPES[type_str]
+
+
+def _ordered(names: dict[tuple[int, str], str], what: str) -> tuple[str, ...]:
+    layers = sorted({i for i, _ in names})
+    if layers != list(range(len(layers))) or any((i, k) not in names for i in layers for k in ("key", "value")):
+        raise ModelError(f"the graph's {what} tensors are incomplete: {sorted(names.values())}")
+    return tuple(names[(i, k)] for i in layers for k in ("key", "value"))
+
+
+def _pattern(template: str | None, default: re.Pattern[str]) -> re.Pattern[str]:
+    """A genai name template like 'past_key_values.%d.key' as a regex with a layer group."""
+    if not template or "%d" not in template:
+        return default
+    head, tail = template.split("%d", 1)
+    return re.compile("^" + re.escape(head) + r"(\d+)" + re.escape(tail) + "$")
+
+
+def read_wiring(
+    session: Any,
+    *,
+    kv_heads: int = 0,
+    head_dim: int = 0,
+    names: dict[str, Any] | None = None,
+    shared_buffer: bool = False,
+) -> Wiring:
+    """Read the feed/fetch wiring of a decoder session.
+
+    `names` are genai_config's decoder `inputs` + `outputs` maps when there is one; `kv_heads` /
+    `head_dim` come from the config and are only used where the graph leaves the dims symbolic.
+    """
+    names = names or {}
+    inputs = {i.name: i for i in session.get_inputs()}
+    outputs = {o.name: o for o in session.get_outputs()}
+    ids_name = names.get("input_ids", "input_ids")
+    if ids_name not in inputs:
+        raise ModelError(f"the graph has no {ids_name!r} input; inputs are {sorted(inputs)}")
+    logits_name = names.get("logits", "logits")
+    if logits_name not in outputs:
+        raise ModelError(f"the graph has no {logits_name!r} output; outputs are {sorted(outputs)}")
+    mask_name = names.get("attention_mask", "attention_mask")
+    pos_name = names.get("position_ids", "position_ids")
+
+    past: dict[tuple[int, str], str] = {}
+    present: dict[tuple[int, str], str] = {}
+    key_pat = _pattern(names.get("past_key_names"), _PAST)
+    value_pat = _pattern(names.get("past_value_names"), _PAST)
+    for name in inputs:
+        for pat, kind in ((key_pat, "key"), (value_pat, "value")):
+            m = pat.match(name)
+            if m and (pat is not _PAST or m.group(2) == kind):
+                past[(int(m.group(1)), kind)] = name
+    pkey_pat = _pattern(names.get("present_key_names"), _PRESENT)
+    pvalue_pat = _pattern(names.get("present_value_names"), _PRESENT)
+    for name in outputs:
+        for pat, kind in ((pkey_pat, "key"), (pvalue_pat, "value")):
+            m = pat.match(name)
+            if m and (pat is not _PRESENT or m.group(2) == kind):
+                present[(int(m.group(1)), kind)] = name
+    past_names = _ordered(past, "past_key_values") if past else ()
+    present_names = _ordered(present, "present") if present else ()
+    if past_names and len(past_names) != len(present_names):
+        raise ModelError(
+            f"the graph has {len(past_names) // 2} past layers but {len(present_names) // 2} present layers"
+        )
+
+    kv_dtype = "float32"
+    if past_names or present_names:
+        first = inputs[past_names[0]] if past_names else outputs[present_names[0]]
+        kv_dtype = _dtype(first.type, "key/value cache")
+        shape = list(first.shape)
+        # [batch, kv_heads, seq, head_dim]: a fixed dim in the graph beats the config
+        if len(shape) == 4:
+            if isinstance(shape[1], int) and shape[1] > 0:
+                kv_heads = shape[1]
+            if isinstance(shape[3], int) and shape[3] > 0:
+                head_dim = shape[3]
+        if kv_heads <= 0 or head_dim <= 0:
+            raise ModelError(
+                "cannot tell the key/value cache shape (kv heads, head size) from the graph or config",
+                hint="put config.json (or genai_config.json) beside the model",
+            )
+
+    cache_branch = next(
+        (n for n in inputs if n == "use_cache_branch" or n.endswith("use_cache_branch")), None
+    )
+    return Wiring(
+        input_ids=ids_name,
+        ids_dtype=_dtype(inputs[ids_name].type, "input_ids"),
+        logits=logits_name,
+        attention_mask=mask_name if mask_name in inputs else None,
+        mask_dtype=_dtype(inputs[mask_name].type, "attention_mask") if mask_name in inputs else "int64",
+        position_ids=pos_name if pos_name in inputs else None,
+        cache_branch=cache_branch,
+        past=past_names,
+        present=present_names,
+        kv_dtype=kv_dtype,
+        kv_heads=kv_heads,
+        head_dim=head_dim,
+        shared_buffer=shared_buffer and bool(past_names),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# one decoder: sessions + forward
+
+
+class Decoder:
+    """One causal decoder (one or two sessions) with an IOBinding forward pass.
+
+    `forward(ids, state)` runs the new tokens `ids` (batch, seq) after `state` and returns the
+    logits for every new position plus the new state. States are never modified in place by
+    the growing layout; the shared layout writes into the state's own buffers (and returns it).
+    """
+
+    def __init__(self, main: Any, wiring: Wiring, *, first: Any = None, first_wiring: Wiring | None = None):
+        import numpy as np
+        import onnxruntime as ort
+
+        self._np = np
+        self._ort = ort
+        self.main = main
+        self.wiring = wiring
+        self.first = first  # split layout: decoder_model.onnx for the no-past pass
+        self.first_wiring = first_wiring
+        self._bind_main = main.io_binding()
+        self._bind_first = first.io_binding() if first is not None else None
+        self._kv_dtype = np.dtype(wiring.kv_dtype)
+        self._empty_cache: dict[int, list[Any]] = {}
+
+    @property
+    def has_cache(self) -> bool:
+        return bool(self.wiring.past)
+
+    def empty(self, batch: int, capacity: int = 0) -> KVState:
+        """A state with no positions; `capacity` sizes the buffers of the shared layout."""
+        np = self._np
+        w = self.wiring
+        if w.shared_buffer:
+            capacity = max(capacity, 1)
+            shape = (batch, w.kv_heads, capacity, w.head_dim)
+            arrays = [np.zeros(shape, dtype=self._kv_dtype) for _ in w.past]
+            tensors = [self._ort.OrtValue.ortvalue_from_numpy(a) for a in arrays]
+            return KVState(tensors, 0, batch, arrays=arrays, capacity=capacity)
+        if batch not in self._empty_cache:
+            zero = np.zeros((batch, w.kv_heads, 0, w.head_dim), dtype=self._kv_dtype)
+            self._empty_cache[batch] = [self._ort.OrtValue.ortvalue_from_numpy(zero) for _ in w.past]
+        return KVState(list(self._empty_cache[batch]), 0, batch)
+
+    def ensure_capacity(self, state: KVState, needed: int) -> KVState:
+        """Shared layout: a state whose buffers hold at least `needed` positions."""
+        if not state.shared or state.capacity >= needed:
+            return state
+        bigger = self.empty(state.batch, max(needed, 2 * state.capacity))
+        for src, dst in zip(state.arrays, bigger.arrays):
+            dst[:, :, : state.length] = src[:, :, : state.length]
+        bigger.length = state.length
+        return bigger
+
+    def forward(self, ids: Any, state: KVState) -> tuple[Any, KVState]:
+        np = self._np
+        ids = np.ascontiguousarray(ids)
+        batch, seq = ids.shape
+        past_len = state.length
+        total = past_len + seq
+        use_first = self.first is not None and past_len == 0
+        w = self.first_wiring if use_first else self.wiring
+        assert w is not None
+        session = self.first if use_first else self.main
+        binding = self._bind_first if use_first else self._bind_main
+        assert binding is not None
+        if state.shared:
+            state = self.ensure_capacity(state, total)
+
+        binding.bind_cpu_input(w.input_ids, ids.astype(w.ids_dtype, copy=False))
+        if w.attention_mask:
+            binding.bind_cpu_input(w.attention_mask, np.ones((batch, total), dtype=w.mask_dtype))
+        if w.position_ids:
+            pos = np.broadcast_to(np.arange(past_len, total, dtype=np.int64), (batch, seq))
+            binding.bind_cpu_input(w.position_ids, np.ascontiguousarray(pos))
+        if w.cache_branch:
+            binding.bind_cpu_input(w.cache_branch, np.array([past_len > 0]))
+        for name, value in zip(w.past, state.tensors):
+            binding.bind_ortvalue_input(name, value)
+        binding.bind_output(w.logits, "cpu")
+        if state.shared:
+            for name, value in zip(w.present, state.tensors):
+                binding.bind_ortvalue_output(name, value)
+        else:
+            for name in w.present:
+                binding.bind_output(name, "cpu")
+        session.run_with_iobinding(binding)
+        outs = binding.get_outputs()
+        logits = outs[0].numpy()
+        if state.shared:
+            state.length = total
+            new_state = state
+        else:
+            new_state = KVState(list(outs[1:]), total, batch)
+        return logits, new_state
+
+    # ---- state surgery for the prefix cache and n samples ----------------------------------
+
+    def export(self, state: KVState, length: int) -> list[Any]:
+        """Compact tensors holding the first `length` positions of a batch-1 state."""
+        if state.shared:
+            return [a[:, :, :length].copy() for a in state.arrays]
+        if length == state.length:
+            return list(state.tensors)  # OrtValues are immutable here: share, don't copy
+        return [t.numpy()[:, :, :length].copy() for t in state.tensors]
+
+    def restore(self, tensors: list[Any], length: int, capacity: int) -> KVState:
+        """A fresh state from `export`ed tensors, truncated to `length` positions."""
+        np = self._np
+        if self.wiring.shared_buffer:
+            state = self.empty(1, max(capacity, length))
+            for src, dst in zip(tensors, state.arrays):
+                data = src.numpy() if hasattr(src, "numpy") and not isinstance(src, np.ndarray) else src
+                dst[:, :, :length] = data[:, :, :length]
+            state.length = length
+            return state
+        values = []
+        for t in tensors:
+            if isinstance(t, np.ndarray):
+                values.append(self._ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(t[:, :, :length])))
+            elif t.shape()[2] == length:
+                values.append(t)
+            else:
+                values.append(self._ort.OrtValue.ortvalue_from_numpy(t.numpy()[:, :, :length].copy()))
+        return KVState(values, length, 1)
+
+    def tile(self, state: KVState, n: int) -> KVState:
+        """Repeat a batch-1 state into n identical rows (for n independent samples)."""
+        np = self._np
+        if n == 1:
+            return state
+        if state.shared:
+            arrays = [np.repeat(a, n, axis=0) for a in state.arrays]
+            tensors = [self._ort.OrtValue.ortvalue_from_numpy(a) for a in arrays]
+            return KVState(tensors, state.length, n, arrays=arrays, capacity=state.capacity)
+        tensors = [
+            self._ort.OrtValue.ortvalue_from_numpy(np.repeat(t.numpy(), n, axis=0)) for t in state.tensors
+        ]
+        return KVState(tensors, state.length, n)
+
+    def nbytes(self, length: int, batch: int = 1) -> int:
+        w = self.wiring
+        return len(w.past) * batch * w.kv_heads * length * w.head_dim * self._kv_dtype.itemsize
+
+
+# --------------------------------------------------------------------------------------------
+# the runner
+
+
+@dataclass
+class GenerationResult:
+    """What `generate_ids` returns: generated ids per sample (EOS included when produced)."""
+
+    ids: list[list[int]]
+    finish_reasons: list[str]
+    prompt_tokens: int
+    prefill_tokens: int
+    prefix_reused_tokens: int
+    prefill_ms: float
+    first_token_ms: float
+    total_ms: float
+    cancelled: bool = False
+    step_logits: list[Any] = field(default_factory=list)  # row-0 logits per step, when asked
+
+
+@dataclass
+class _Run:
+    """Book-keeping of one decode loop (filled as it goes)."""
+
+    prompt_tokens: int = 0
+    prefill_tokens: int = 0
+    reused: int = 0
+    prefill_ms: float = 0.0
+    first_token_ms: float = 0.0
+    cancelled: bool = False
+    finish: list[str] = field(default_factory=list)
+
+
+class CausalRunner:
+    """A loaded decoder-only model; implements the `Runner` protocol of engine.base."""
+
+    def __init__(
+        self,
+        info: ModelInfo,
+        decoder: Decoder,
+        tokenizer: Any,
+        *,
+        eos_ids: set[int],
+        context_length: int,
+        prefix_cache: PrefixCache | None = None,
+    ) -> None:
+        self.info = info
+        self.decoder = decoder
+        self.tokenizer = tokenizer
+        self.eos_ids = set(eos_ids)
+        self.context_length = context_length
+        self.prefix_cache = prefix_cache if prefix_cache is not None else PrefixCache()
+        self._lock = threading.Lock()  # one generation at a time: the IOBindings are shared
+
+    # ---- Runner protocol -------------------------------------------------------------------
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer.encode(text))
+
+    def close(self) -> None:
+        self.prefix_cache.clear()
+        self.decoder = None  # type: ignore[assignment]
+
+    def generate(
+        self, prompt: str, config: GenerationConfig, *, cancel: threading.Event | None = None
+    ) -> Iterator[Event]:
+        """Stream Token events (per sample index) then one Done."""
+        from shellfish.engine.stopping import StopStream
+
+        config.validate()
+        if not prompt:
+            raise UsageError("the prompt is empty", hint="type a request")
+        ids = list(self.tokenizer.encode(prompt))
+        start = time.perf_counter()
+        n = config.n
+        decoders = [self.tokenizer.stream_decoder() for _ in range(n)]
+        stops = [StopStream(config.stop) for _ in range(n)]
+        counts = [0] * n
+        run = _Run()
+        steps = self._decode(ids, config, cancel=cancel, use_cache=True, run=run, start=start)
+        for tokens, active, alive in steps:
+            for i in range(n):
+                if not active[i]:
+                    continue
+                tok = int(tokens[i])
+                if tok in self.eos_ids:
+                    continue
+                counts[i] += 1
+                shown = stops[i].feed(decoders[i].push(tok))
+                if shown:
+                    yield Token(shown, index=i)
+                if stops[i].stopped:
+                    alive[i] = False
+                    run.finish[i] = "stop"
+        texts = []
+        for i in range(n):
+            tail = stops[i].feed(decoders[i].flush())
+            tail += stops[i].flush()
+            if tail:
+                yield Token(tail, index=i)
+            texts.append(stops[i].text)
+        total_ms = (time.perf_counter() - start) * 1000
+        if run.cancelled:
+            reason = "cancelled"
+        elif "length" in run.finish:
+            reason = "length"
+        else:
+            reason = "stop"
+        completion = sum(counts)
+        decode_s = max((total_ms - run.first_token_ms) / 1000, 1e-9)
+        yield Done(
+            texts=texts,
+            model=self.info.name,
+            prompt_tokens=len(ids),
+            completion_tokens=completion,
+            prefill_ms=run.prefill_ms,
+            first_token_ms=run.first_token_ms,
+            total_ms=total_ms,
+            finish_reason=reason,
+            extra={
+                "prefill_tokens": run.prefill_tokens,
+                "prefix_reused_tokens": run.reused,
+                "finish_reasons": list(run.finish),
+                "decode_tokens_per_s": round(max(completion - n, 0) / decode_s, 2),
+                "layout": self.info.layout,
+            },
+        )
+
+    # ---- lower level -----------------------------------------------------------------------
+
+    def forward(self, ids: Sequence[int] | Any, state: KVState | None = None) -> tuple[Any, KVState]:
+        """Logits (batch, seq, vocab) for `ids` after `state` (None: from the start)."""
+        np = self.decoder._np
+        arr = np.asarray(ids, dtype=np.int64)
+        if arr.ndim == 1:
+            arr = arr[None, :]
+        if state is None:
+            state = self.decoder.empty(arr.shape[0], arr.shape[1])
+        return self.decoder.forward(arr, state)
+
+    def generate_ids(
+        self,
+        prompt_ids: Sequence[int],
+        config: GenerationConfig,
+        *,
+        use_cache: bool = True,
+        use_prefix_cache: bool = True,
+        cancel: threading.Event | None = None,
+        keep_logits: bool = False,
+    ) -> GenerationResult:
+        """Token-level generation (no detokenization, no stop strings): for parity tests."""
+        config.validate()
+        start = time.perf_counter()
+        run = _Run()
+        n = config.n
+        out: list[list[int]] = [[] for _ in range(n)]
+        step_logits: list[Any] = []
+        steps = self._decode(
+            list(prompt_ids), config, cancel=cancel, use_cache=use_cache, run=run, start=start,
+            use_prefix_cache=use_prefix_cache, logits_sink=step_logits if keep_logits else None,
+        )
+        for tokens, active, _alive in steps:
+            for i in range(n):
+                if active[i]:
+                    out[i].append(int(tokens[i]))
+        return GenerationResult(
+            ids=out,
+            finish_reasons=list(run.finish),
+            prompt_tokens=run.prompt_tokens,
+            prefill_tokens=run.prefill_tokens,
+            prefix_reused_tokens=run.reused,
+            prefill_ms=run.prefill_ms,
+            first_token_ms=run.first_token_ms,
+            total_ms=(time.perf_counter() - start) * 1000,
+            cancelled=run.cancelled,
+            step_logits=step_logits,
+        )
+
+    # ---- the loop --------------------------------------------------------------------------
+
+    def _check_prompt(self, ids: Sequence[int]) -> None:
+        if not ids:
+            raise UsageError("the prompt is empty", hint="type a request")
+        if len(ids) >= self.context_length:
+            raise PromptTooLong(
+                f"the prompt is {len(ids)} tokens but {self.info.name} reads at most "
+                f"{self.context_length - 1} (context {self.context_length})",
+                hint="shorten the request or its context",
+            )
+
+    def _prefill(
+        self, ids: list[int], capacity: int, use_prefix_cache: bool, run: _Run
+    ) -> tuple[Any, KVState]:
+        """KV state and last-position logits (1, vocab) after the prompt, reusing a cached prefix."""
+        decoder = self.decoder
+        reused = 0
+        state = None
+        logits = None
+        if use_prefix_cache and decoder.has_cache:
+            entry, common = self.prefix_cache.lookup(ids)
+            if entry is not None:
+                if common == len(ids) == len(entry.tokens):
+                    reused = common
+                    logits = entry.logits[None, :]
+                else:
+                    reused = min(common, len(ids) - 1)
+                if reused > 0:
+                    state = decoder.restore(entry.kv, reused, capacity)
+        if state is None:
+            reused = 0
+            state = decoder.empty(1, capacity)
+        run.reused = reused
+        run.prefill_tokens = len(ids) - reused
+        if logits is None:
+            t0 = time.perf_counter()
+            full, state = decoder.forward(self._np_ids(ids[reused:]), state)
+            run.prefill_ms = (time.perf_counter() - t0) * 1000
+            logits = full[:, -1, :]
+        return logits, state
+
+    def _np_ids(self, ids: Sequence[int]) -> Any:
+        return self.decoder._np.asarray(ids, dtype=self.decoder._np.int64)[None, :]
+
+    def _decode(
+        self,
+        ids: list[int],
+        config: GenerationConfig,
+        *,
+        cancel: threading.Event | None,
+        use_cache: bool,
+        run: _Run,
+        start: float,
+        use_prefix_cache: bool = True,
+        logits_sink: list[Any] | None = None,
+    ) -> Iterator[tuple[Any, Any, Any]]:
+        """Yield (tokens, active, alive) per step; the consumer may clear alive[i] to end row i.
+
+        `active` says which rows produced a real token this step (the rest are finished and get
+        filler). EOS ends a row here; running out of room ends all rows with "length".
+        """
+        from shellfish.engine.sampling import sample_next
+
+        np = self.decoder._np
+        self._check_prompt(ids)
+        n = config.n
+        run.prompt_tokens = len(ids)
+        run.finish = ["length"] * n
+        max_new = min(config.max_new_tokens, self.context_length - len(ids))
+        capacity = len(ids) + max_new
+        use_cache = use_cache and self.decoder.has_cache
+        greedy = config.temperature <= 0 and config.repetition_penalty == 1.0
+        rng = np.random.default_rng(config.seed)
+        eos = np.fromiter(sorted(self.eos_ids), dtype=np.int64) if self.eos_ids else None
+        filler = int(eos[0]) if eos is not None else 0
+        history = np.empty((n, capacity), dtype=np.int64)
+        history[:, : len(ids)] = ids
+        length = len(ids)
+        alive = np.ones(n, dtype=bool)
+
+        with self._lock:
+            if use_cache:
+                logits, state = self._prefill(ids, capacity, use_prefix_cache, run)
+                if n > 1:
+                    state = self.decoder.tile(state, n)
+                    logits = np.repeat(logits, n, axis=0)
+            else:
+                run.prefill_tokens = len(ids)
+                t0 = time.perf_counter()
+                full, _ = self.decoder.forward(history[:1, :length], self.decoder.empty(1, length))
+                run.prefill_ms = (time.perf_counter() - t0) * 1000
+                logits = np.repeat(full[:, -1, :], n, axis=0)
+            for step in range(max_new):
+                if cancel is not None and cancel.is_set():
+                    run.cancelled = True
+                    run.finish = ["cancelled" if a else f for a, f in zip(alive, run.finish)]
+                    break
+                # pick: argmax for plain greedy, else the sampling pipeline per row
+                if logits_sink is not None:
+                    logits_sink.append(np.array(logits[0], dtype=np.float32))
+                if greedy:
+                    tokens = logits.argmax(axis=-1)
+                else:
+                    tokens = np.array(
+                        [
+                            sample_next(
+                                logits[i], rng=rng, temperature=config.temperature, top_k=config.top_k,
+                                top_p=config.top_p, repetition_penalty=config.repetition_penalty,
+                                previous=history[i, :length],
+                            )
+                            for i in range(n)
+                        ],
+                        dtype=np.int64,
+                    )
+                active = alive.copy()
+                tokens = np.where(active, tokens, filler)
+                history[:, length] = tokens
+                length += 1
+                if step == 0:
+                    run.first_token_ms = (time.perf_counter() - start) * 1000
+                if eos is not None:
+                    ended = active & np.isin(tokens, eos)
+                    if ended.any():
+                        alive &= ~ended
+                        for i in np.flatnonzero(ended):
+                            run.finish[i] = "stop"
+                yield tokens, active, alive
+                if not alive.any():
+                    break
+                if step == max_new - 1:
+                    break
+                if use_cache:
+                    full, state = self.decoder.forward(tokens[:, None], state)
+                    logits = full[:, -1, :]
+                else:
+                    full, _ = self.decoder.forward(history[:, :length], self.decoder.empty(n, length))
+                    logits = full[:, -1, :]
+            for i in range(n):
+                if run.finish[i] == "length" and not alive[i]:
+                    run.finish[i] = "stop"
+            # Keep this conversation's state: the next prompt often extends it.
+            if use_cache and use_prefix_cache and n == 1 and state.length > 0:
+                kept = state.length
+                self.prefix_cache.put(
+                    [int(t) for t in history[0, :kept]],
+                    self.decoder.export(state, kept),
+                    np.array(logits[0], dtype=np.float32),
+                    self.decoder.nbytes(kept),
+                )
+
+
+# --------------------------------------------------------------------------------------------
+# loading
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot read {path.name}: {exc}", hint="reinstall the model") from exc
+    return data if isinstance(data, dict) else {}
+
+
+def _ids(value: Any) -> set[int]:
+    if isinstance(value, int):
+        return {value}
+    if isinstance(value, list):
+        return {v for v in value if isinstance(v, int)}
+    return set()
+
+
+def _first_int(*values: Any) -> int:
+    for v in values:
+        if isinstance(v, int) and v > 0:
+            return v
+    return 0
+
+
+def load(
+    path: Path,
+    info: ModelInfo,
+    *,
+    providers: list[str],
+    threads: int,
+    tokenizer: Any = None,
+    prefix_cache: PrefixCache | None = None,
+) -> CausalRunner:
+    """Load a causal model dir (optimum or onnxruntime-genai layout) as a runner."""
+    from shellfish.engine.providers import create_session
+
+    path = Path(path)
+    genai = _read_json(path / "genai_config.json")
+    config = _read_json(path / "config.json")
+    gen_config = _read_json(path / "generation_config.json")
+    model_cfg = genai.get("model", {}) if genai else {}
+    dec_cfg = model_cfg.get("decoder", {}) if isinstance(model_cfg, dict) else {}
+
+    heads = _first_int(dec_cfg.get("num_attention_heads"), config.get("num_attention_heads"), config.get("n_head"))
+    kv_heads = _first_int(dec_cfg.get("num_key_value_heads"), config.get("num_key_value_heads"), heads)
+    hidden = _first_int(dec_cfg.get("hidden_size"), config.get("hidden_size"), config.get("n_embd"))
+    head_dim = _first_int(dec_cfg.get("head_size"), config.get("head_dim"), hidden // heads if heads else 0)
+    contexts = [
+        c
+        for c in (
+            info.context_length,
+            model_cfg.get("context_length") if genai else None,
+            config.get("max_position_embeddings"),
+            config.get("n_positions"),
+        )
+        if isinstance(c, int) and c > 0
+    ]
+    if not contexts:
+        raise ModelError(f"cannot tell the context length of {path}", hint="add context_length to its manifest")
+    context = min(contexts)
+
+    first = first_wiring = None
+    if genai:
+        names = {**dec_cfg.get("inputs", {}), **dec_cfg.get("outputs", {})}
+        filename = dec_cfg.get("filename", "model.onnx")
+        share = bool(genai.get("search", {}).get("past_present_share_buffer", False))
+        main = create_session(path / filename, providers=providers, threads=threads)
+        wiring = read_wiring(main, kv_heads=kv_heads, head_dim=head_dim, names=names, shared_buffer=share)
+        layout = "genai"
+    else:
+        found = next((name for name in CAUSAL_FILES if (path / name).is_file()), None)
+        if found is None:
+            raise ModelError(
+                f"no causal decoder in {path}", hint=f"expected one of {', '.join(CAUSAL_FILES)}"
+            )
+        if found == "decoder_model.onnx":
+            with_past = path / "decoder_with_past_model.onnx"
+            first = create_session(path / found, providers=providers, threads=threads)
+            first_wiring = read_wiring(first, kv_heads=kv_heads, head_dim=head_dim)
+            if with_past.is_file():
+                main = create_session(with_past, providers=providers, threads=threads)
+                wiring = read_wiring(main, kv_heads=kv_heads, head_dim=head_dim)
+                layout = "optimum-split"
+            else:  # no cache graph: every step re-reads the whole sequence
+                main, wiring, first, first_wiring = first, first_wiring, None, None
+                layout = "optimum-nocache"
+        else:
+            main = create_session(path / found, providers=providers, threads=threads)
+            wiring = read_wiring(main, kv_heads=kv_heads, head_dim=head_dim)
+            layout = "optimum-merged" if wiring.cache_branch else "optimum"
+
+    eos_ids = _ids(model_cfg.get("eos_token_id")) | _ids(config.get("eos_token_id")) | _ids(
+        gen_config.get("eos_token_id")
+    )
+    if tokenizer is None:
+        from shellfish.engine.tokenizer import load_tokenizer
+
+        tokenizer = load_tokenizer(path)
+    eos_ids |= set(getattr(tokenizer, "eos_token_ids", None) or ())
+    tok_eos = getattr(tokenizer, "eos_token_id", None)
+    if isinstance(tok_eos, int):
+        eos_ids.add(tok_eos)
+
+    info.family = "causal"
+    info.layout = info.layout or layout
+    info.context_length = context
+    info.providers = list(providers)
+    info.extra.update(
+        {
+            "graph_layout": layout,
+            "layers": wiring.num_layers,
+            "kv_heads": wiring.kv_heads,
+            "head_dim": wiring.head_dim,
+            "kv_dtype": wiring.kv_dtype,
+            "position_ids": wiring.position_ids is not None,
+            "shared_kv_buffer": wiring.shared_buffer,
+        }
+    )
+    decoder = Decoder(main, wiring, first=first, first_wiring=first_wiring)
+    return CausalRunner(
+        info, decoder, tokenizer, eos_ids=eos_ids, context_length=context, prefix_cache=prefix_cache
+    )

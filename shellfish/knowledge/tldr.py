@@ -1,0 +1,114 @@
+"""tldr pages: download the official archive, parse its pages into (description, command) examples.
+
+The archive (`tldr.zip` from the tldr-pages releases) holds ``pages/<platform>/<command>.md``
+(and translated ``pages.<lang>/`` trees, which we skip). A page is a title, a short summary
+(``> ...`` lines) and examples: ``- description:`` followed by a backticked command in which
+``{{placeholders}}`` stand for arguments.
+"""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from shellfish.errors import ShellfishError
+
+DEFAULT_URL = "https://github.com/tldr-pages/tldr/releases/latest/download/tldr.zip"
+PLATFORMS = {"linux": ("common", "linux"), "darwin": ("common", "osx"), "freebsd": ("common", "freebsd")}
+MAX_BYTES = 64 * 1024 * 1024
+
+_PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}")
+_ALTERNATIVES = re.compile(r"^\[([^\]|]+)\|[^\]]*\]$")
+
+
+class KnowledgeError(ShellfishError):
+    """The knowledge index or one of its sources is missing, corrupt or unreachable."""
+
+
+@dataclass(frozen=True)
+class Example:
+    program: str
+    platform: str
+    description: str
+    command: str
+
+
+def _placeholder(match: re.Match[str]) -> str:
+    inner = match.group(1)
+    alt = _ALTERNATIVES.match(inner)
+    if alt:  # {{[-C|--directory]}}: the option, in its short spelling
+        return alt.group(1)
+    return inner
+
+
+def parse_page(text: str, program: str, platform: str = "common") -> list[Example]:
+    """The examples of one tldr page (empty for a page without any)."""
+    out: list[Example] = []
+    description = ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith("- "):
+            description = re.sub(r"\[(\w+)\]", r"\1", line[2:].rstrip(":").strip())
+        elif line.startswith("`") and line.endswith("`") and len(line) > 2 and description:
+            command = _PLACEHOLDER.sub(_placeholder, line[1:-1]).strip()
+            out.append(Example(program, platform, description, command))
+            description = ""
+    return out
+
+
+def read_archive(path: Path, platforms: tuple[str, ...] = ("common", "linux")) -> list[Example]:
+    """All English examples of `platforms` in a tldr zip archive."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            examples: list[Example] = []
+            for name in zf.namelist():
+                parts = name.split("/")
+                if len(parts) != 3 or parts[0] != "pages" or not parts[2].endswith(".md"):
+                    continue
+                if parts[1] not in platforms:
+                    continue
+                text = zf.read(name).decode("utf-8", errors="replace")
+                examples.extend(parse_page(text, parts[2][:-3], parts[1]))
+            return examples
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise KnowledgeError(
+            f"the tldr archive {path} cannot be read: {exc}",
+            hint="run `shellfish knowledge pull tldr` again",
+        ) from exc
+
+
+def download(url: str, dest: Path, *, timeout_s: float = 30.0) -> Path:
+    """Fetch the archive at `url` into `dest` (atomically; the old copy survives a failure)."""
+    import httpx
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_suffix(".part")
+    try:
+        with httpx.stream("GET", url, timeout=timeout_s, follow_redirects=True) as response:
+            if response.status_code != 200:
+                raise KnowledgeError(
+                    f"downloading tldr pages from {url} failed: HTTP {response.status_code}",
+                    hint="check the URL (--url or SHELLFISH_TLDR_URL) and try again",
+                )
+            size = 0
+            with tmp.open("wb") as fh:
+                for chunk in response.iter_bytes():
+                    size += len(chunk)
+                    if size > MAX_BYTES:
+                        raise KnowledgeError(f"the tldr archive at {url} is larger than {MAX_BYTES} bytes")
+                    fh.write(chunk)
+    except httpx.HTTPError as exc:
+        tmp.unlink(missing_ok=True)
+        raise KnowledgeError(
+            f"downloading tldr pages from {url} failed: {exc}", hint="check the network and try again"
+        ) from exc
+    except KnowledgeError:
+        tmp.unlink(missing_ok=True)
+        raise
+    if not zipfile.is_zipfile(tmp):
+        tmp.unlink(missing_ok=True)
+        raise KnowledgeError(f"{url} did not return a zip archive", hint="check the URL")
+    tmp.replace(dest)
+    return dest

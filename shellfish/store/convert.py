@@ -1,0 +1,137 @@
+"""Conversion to ONNX in an isolated environment, so the runtime install stays light.
+
+The heavy converters (torch, transformers, accelerate, gguf, onnxruntime-genai) live in a
+virtual environment at `paths.export_env`, created on demand with the `export` extra's
+packages; `SHELLFISH_EXPORT_PYTHON` points at an existing interpreter that has them instead
+(tests and CI use the development venv). `convert_worker.py` runs there as a subprocess and
+reports its steps on stderr (`@@step NAME`, `@@unsupported MESSAGE`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from shellfish.errors import ModelError
+from shellfish.paths import Paths
+from shellfish.store.progress import Progress
+
+WORKER = Path(__file__).resolve().parent / "convert_worker.py"
+# Mirrors pyproject's `export` extra (kept here so the venv can be built from an installed wheel).
+EXPORT_REQUIREMENTS = (
+    "torch==2.13.0",
+    "transformers>=4.45",
+    "accelerate>=0.30",
+    "gguf>=0.10",
+    "onnx>=1.16",
+    "onnxruntime-genai>=0.5",
+)
+EXPORT_MARKER = ".shellfish-export-ready"
+GGUF_STEPS = ("read-gguf", "load-gguf", "save-hf", "build-onnx")
+HF_STEPS = ("build-onnx",)
+
+
+class UnsupportedModel(ModelError):
+    """The input cannot be converted (unknown architecture, not a GGUF, ...)."""
+
+
+@dataclass(frozen=True)
+class ConversionResult:
+    architecture: str
+    seconds: float
+
+
+def export_python(paths: Paths, environ: dict[str, str], progress: Progress | None = None) -> Path:
+    """The interpreter of the export environment, creating the environment if needed."""
+    override = environ.get("SHELLFISH_EXPORT_PYTHON")
+    if override:
+        python = Path(override)
+        if not python.exists():
+            raise ModelError(f"SHELLFISH_EXPORT_PYTHON={override} does not exist",
+                             hint="point it at a python that has the `export` extra installed")
+        return python
+    venv = paths.export_env
+    python = venv / "bin" / "python"
+    if (venv / EXPORT_MARKER).exists() and python.exists():
+        return python
+    if progress:
+        progress.task("export-env", "create the export environment (one time)", 2)
+    proc = subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if proc.returncode != 0:
+        raise ModelError(f"cannot create the export environment at {venv}: {proc.stdout[-300:]}")
+    if progress:
+        progress.advance("export-env", 1)
+    cmd = [str(python), "-m", "pip", "install", "--disable-pip-version-check", *EXPORT_REQUIREMENTS]
+    find_links = environ.get("SHELLFISH_EXPORT_FIND_LINKS")
+    if find_links:
+        cmd[4:4] = ["--find-links", find_links]
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if proc.returncode != 0:
+        tail = " | ".join(proc.stdout.strip().splitlines()[-3:])
+        raise ModelError(
+            f"cannot install the converters into {venv}: {tail}",
+            hint="set SHELLFISH_EXPORT_FIND_LINKS to a folder with a CPU torch wheel, or "
+            "SHELLFISH_EXPORT_PYTHON to a python that has the `export` extra",
+        )
+    (venv / EXPORT_MARKER).write_text("ok\n", encoding="utf-8")
+    if progress:
+        progress.advance("export-env", 1)
+        progress.done("export-env")
+    return python
+
+
+def run_worker(python: Path, args: list[str], steps: tuple[str, ...], label: str,
+               progress: Progress | None = None) -> ConversionResult:
+    """Run convert_worker.py with `args`; map its exit status and stderr to errors."""
+    key = f"convert:{label}"
+    if progress:
+        progress.task(key, f"convert {label}", len(steps))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
+    start = time.monotonic()
+    proc = subprocess.Popen([str(python), str(WORKER), *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    assert proc.stderr is not None and proc.stdout is not None
+    tail: list[str] = []
+    unsupported = ""
+    for line in proc.stderr:
+        line = line.rstrip("\n")
+        if line.startswith("@@step "):
+            if progress and line[7:] in steps:
+                progress.advance(key, 1)
+        elif line.startswith("@@unsupported "):
+            unsupported = line[len("@@unsupported "):]
+        elif line.strip():
+            tail = [*tail[-20:], line]
+    out = proc.stdout.read()
+    code = proc.wait()
+    if code == 3 and unsupported:
+        raise UnsupportedModel(f"cannot convert {label}: {unsupported}",
+                               hint="nothing was installed; use a supported model")
+    if code != 0:
+        detail = " | ".join(t.strip() for t in tail[-4:])
+        raise ModelError(f"conversion of {label} failed (exit {code}): {detail}",
+                         hint="nothing was installed; run with the same input again, or report it")
+    if progress:
+        progress.done(key)
+    info = json.loads(out.strip().splitlines()[-1]) if out.strip() else {}
+    return ConversionResult(str(info.get("architecture", "?")), time.monotonic() - start)
+
+
+def convert_gguf(python: Path, gguf: Path, out: Path, work: Path, *, precision: str = "int4",
+                 progress: Progress | None = None) -> ConversionResult:
+    args = ["gguf", "--input", str(gguf), "--out", str(out), "--work", str(work),
+            "--precision", precision]
+    return run_worker(python, args, GGUF_STEPS, gguf.name, progress)
+
+
+def convert_hf(python: Path, hf_dir: Path, out: Path, work: Path, *, precision: str = "int4",
+               progress: Progress | None = None) -> ConversionResult:
+    args = ["hf", "--input", str(hf_dir), "--out", str(out), "--work", str(work),
+            "--precision", precision]
+    return run_worker(python, args, HF_STEPS, hf_dir.name, progress)

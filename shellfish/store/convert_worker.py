@@ -1,0 +1,161 @@
+"""Conversion worker: GGUF file or transformers checkpoint -> onnxruntime-genai int4 ONNX.
+
+This file runs as a *script* inside the isolated export environment (`paths.export_env`, or
+`SHELLFISH_EXPORT_PYTHON`), which has torch / transformers / accelerate / gguf /
+onnxruntime-genai but not necessarily shellfish. So it imports nothing from shellfish and
+talks to its parent through its exit status, stderr lines and one JSON line on stdout:
+
+    python convert_worker.py gguf   --input FILE.gguf --out DIR --work DIR [--precision int4]
+    python convert_worker.py hf     --input HF_DIR    --out DIR --work DIR [--precision int4]
+    python convert_worker.py arch   --input FILE.gguf
+
+Progress lines on stderr look like `@@step <name>` so the parent can show a progress bar.
+Exit status 3 with `@@unsupported <message>` on stderr means the model cannot be converted
+(unknown architecture); any other non-zero status is a conversion failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+# Architectures both transformers' GGUF loader and the onnxruntime-genai builder handle.
+# llama (SmolLM2) and qwen2 (Qwen2.5-Coder) are exercised by shellfish's tests; the rest are
+# supported by both tools upstream but untested here.
+SUPPORTED_ARCHS = {
+    "llama": "LlamaForCausalLM",
+    "qwen2": "Qwen2ForCausalLM",
+    "qwen3": "Qwen3ForCausalLM",
+    "mistral": "MistralForCausalLM",
+    "phi3": "Phi3ForCausalLM",
+    "gemma2": "Gemma2ForCausalLM",
+    "gemma3": "Gemma3ForCausalLM",
+    "nemotron": "NemotronForCausalLM",
+}
+HF_ARCHS = set(SUPPORTED_ARCHS.values())
+EXIT_UNSUPPORTED = 3
+
+
+def step(name: str) -> None:
+    print(f"@@step {name}", file=sys.stderr, flush=True)
+
+
+def unsupported(message: str) -> int:
+    print(f"@@unsupported {message}", file=sys.stderr, flush=True)
+    return EXIT_UNSUPPORTED
+
+
+def gguf_architecture(path: Path) -> str:
+    """The `general.architecture` value of a GGUF file (raises ValueError if not GGUF)."""
+    import gguf
+
+    with path.open("rb") as fh:
+        if fh.read(4) != b"GGUF":
+            raise ValueError(f"{path} is not a GGUF file (bad magic)")
+    reader = gguf.GGUFReader(str(path))
+    field = reader.get_field("general.architecture")
+    if field is None:
+        raise ValueError(f"{path} has no general.architecture key")
+    return str(field.contents())
+
+
+def gguf_to_hf(gguf_path: Path, hf_dir: Path) -> None:
+    """Dequantise a GGUF into a plain transformers checkpoint (fp32 safetensors + tokenizer)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    step("load-gguf")
+    model = AutoModelForCausalLM.from_pretrained(
+        str(gguf_path.parent), gguf_file=gguf_path.name, torch_dtype=torch.float32
+    )
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+    # The loaded weights are already dequantised; dropping the quantizer lets save_pretrained
+    # write an ordinary checkpoint instead of refusing / re-recording the GGUF quantisation.
+    model.hf_quantizer = None
+    step("save-hf")
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.save_pretrained(str(hf_dir))
+    tokenizer.save_pretrained(str(hf_dir))
+    # The builder refuses any checkpoint whose config still records a quantisation.
+    config_path = hf_dir / "config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    if config.pop("quantization_config", None) is not None:
+        config_path.write_text(json.dumps(config, indent=2), encoding="utf-8")
+
+
+def hf_architecture(hf_dir: Path) -> str:
+    config = json.loads((hf_dir / "config.json").read_text(encoding="utf-8"))
+    archs = config.get("architectures") or []
+    return str(archs[0]) if archs else str(config.get("model_type", "?"))
+
+
+def build_onnx(hf_dir: Path, out: Path, work: Path, precision: str) -> None:
+    """Run the onnxruntime-genai model builder (its `--help` crashes; the command works)."""
+    step("build-onnx")
+    cache = work / "builder-cache"
+    cache.mkdir(parents=True, exist_ok=True)
+    cmd = [
+        sys.executable, "-m", "onnxruntime_genai.models.builder",
+        "-i", str(hf_dir), "-o", str(out), "-p", precision, "-e", "cpu", "-c", str(cache),
+    ]
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stdout.splitlines()[-15:])
+        raise RuntimeError(f"onnxruntime-genai builder failed (exit {proc.returncode}):\n{tail}")
+    if not (out / "genai_config.json").exists():
+        raise RuntimeError("onnxruntime-genai builder wrote no genai_config.json")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="convert_worker")
+    parser.add_argument("mode", choices=["gguf", "hf", "arch"])
+    parser.add_argument("--input", required=True, type=Path)
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--work", type=Path)
+    parser.add_argument("--precision", default="int4", choices=["int4", "fp32", "fp16"])
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # Never reach for the network: everything we need is local.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+    if args.mode in ("gguf", "arch"):
+        step("read-gguf")
+        try:
+            arch = gguf_architecture(args.input)
+        except Exception as exc:  # noqa: BLE001 - any parse failure means "not a usable GGUF"
+            return unsupported(f"cannot read {args.input.name} as GGUF: {exc}")
+        if arch not in SUPPORTED_ARCHS:
+            return unsupported(
+                f"GGUF architecture {arch!r} is not supported "
+                f"(supported: {', '.join(sorted(SUPPORTED_ARCHS))})"
+            )
+        if args.mode == "arch":
+            print(json.dumps({"architecture": arch}))
+            return 0
+    if args.out is None or args.work is None:
+        parser.error("--out and --work are required for conversion")
+    args.work.mkdir(parents=True, exist_ok=True)
+    if args.mode == "gguf":
+        hf_dir = args.work / "hf"
+        gguf_to_hf(args.input, hf_dir)
+    else:
+        hf_dir = args.input
+        arch = hf_architecture(hf_dir)
+        if arch not in HF_ARCHS:
+            return unsupported(
+                f"transformers architecture {arch!r} cannot be converted by the genai builder "
+                f"(supported: {', '.join(sorted(HF_ARCHS))})"
+            )
+    build_onnx(hf_dir, args.out, args.work, args.precision)
+    print(json.dumps({"architecture": arch, "out": str(args.out)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

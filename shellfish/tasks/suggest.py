@@ -1,0 +1,361 @@
+"""The suggest (and fix) task: words in, one checked shell command out.
+
+Pipeline, by `mode`:
+- ``zero-shot``: an instruction prompt (OS, shell, cwd) and the model's first answer.
+- ``retrieval``: the prompt also carries examples retrieved from the local knowledge index
+  (tldr pages, the user's redacted history, a configured NL->command pairs file) and the
+  matching option lines from the local `--help` / man pages.
+- ``full``: retrieval, plus several candidates (the model's samples and the nearest retrieved
+  commands), each post-processed to one command line, validated (program installed, parses,
+  flags exist locally, danger) and reranked.
+
+Events: `Token` events of the first candidate as it streams (or `Status` events), then one
+`Done` whose `texts` are the ranked commands (best first) and whose `extra` holds
+``candidates`` (command, valid, problems, danger, score), ``warnings`` (for the best) and
+``retrieved`` (ids of the examples used).
+"""
+
+from __future__ import annotations
+
+import platform
+import re
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from shellfish.errors import UsageError
+from shellfish.events import Done, Event, Status, Token
+
+if TYPE_CHECKING:
+    from shellfish.config import Settings
+    from shellfish.engine.base import GenerationConfig, Runner
+    from shellfish.knowledge.index import Hit, KnowledgeIndex
+    from shellfish.paths import Paths
+    from shellfish.tasks.request import TaskRequest
+
+MODES = ("zero-shot", "retrieval", "full")
+
+SYSTEM = (
+    "You translate a request into one {shell} command for {os_name}. "
+    "Reply with the command only, on one line, no explanation, no code fences."
+)
+FIX_SYSTEM = (
+    "The user's {shell} command on {os_name} failed. Reply with the corrected command only, on "
+    "one line, no explanation, no code fences."
+)
+
+# How many retrieved examples / option lines go into the prompt: small enough for the prefix
+# cache and the one-second budget on a laptop CPU.
+MAX_EXAMPLES = 6
+MAX_OPTION_LINES = 6
+MAX_NEW_TOKENS = 48
+# The assistant turn starts inside a bash code block: small models then write the command
+# itself instead of prose about it, and the line ends at the first newline.
+ANSWER_PREFIX = "```bash\n"
+
+
+@dataclass
+class Candidate:
+    command: str
+    source: str  # "model" | "retrieved"
+    rank: int  # position within its source
+    valid: bool = True
+    problems: list[str] = field(default_factory=list)
+    danger: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    score: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "command": self.command,
+            "valid": self.valid,
+            "problems": list(self.problems),
+            "danger": list(self.danger),
+            "score": round(self.score, 4),
+            "source": self.source,
+        }
+
+
+# ---------------------------------------------------------------------------------------------
+# post-processing
+
+
+_FENCE = re.compile(r"```[a-zA-Z0-9_+-]*\n?(.*?)(?:```|$)", re.S)
+_PROMPT_PREFIX = re.compile(r"^\s*(?:\$|%|>|#|❯|➜)\s+")
+_LABEL_PREFIX = re.compile(r"^\s*(?:command|answer|bash|zsh|shell|output)\s*:\s*", re.I)
+
+
+def extract_command(text: str) -> str:
+    """One command line out of a model's answer (fences, prompts, labels, prose removed).
+
+    Returns "" when nothing command-like is left.
+    """
+    text = text.strip()
+    fence = _FENCE.search(text)
+    if fence and fence.group(1).strip():
+        text = fence.group(1).strip()
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line:
+            continue
+        line = _LABEL_PREFIX.sub("", line)
+        line = _PROMPT_PREFIX.sub("", line)
+        if len(line) >= 2 and line[0] == line[-1] == "`":
+            line = line.strip("`").strip()
+        elif line.startswith("`") and "`" in line[1:]:
+            line = line[1 : line.index("`", 1)].strip()
+        if not line or line.startswith("#"):
+            continue
+        return line.rstrip(";").strip()
+    return ""
+
+
+# ---------------------------------------------------------------------------------------------
+# prompt
+
+
+def environment_facts(request: TaskRequest) -> dict[str, str]:
+    """OS, shell and cwd of the request (GNU vs BSD userland follows from the OS)."""
+    ctx = request.context or {}
+    system = str(ctx.get("os") or platform.system() or "Linux")
+    shell = str(ctx.get("shell") or "bash")
+    shell = shell.rsplit("/", 1)[-1] or "bash"
+    userland = "BSD" if system.lower() in ("darwin", "macos", "freebsd", "openbsd") else "GNU"
+    os_name = "macOS" if system.lower() == "darwin" else system
+    return {"os_name": os_name, "shell": shell, "userland": userland, "cwd": str(ctx.get("cwd") or "")}
+
+
+def build_messages(
+    request: TaskRequest,
+    examples: list[tuple[str, str]] | None = None,
+    option_lines: list[str] | None = None,
+) -> list[dict[str, str]]:
+    """Chat messages: a system instruction, retrieved examples as prior turns, the request.
+
+    Examples go in as earlier user/assistant turns because small instruct models copy the
+    answer *format* of prior turns far more reliably than they follow a format instruction.
+    """
+    facts = environment_facts(request)
+    template = FIX_SYSTEM if request.task == "fix" else SYSTEM
+    system = template.format(**facts) + f" Use {facts['userland']} command-line flags."
+    if facts["cwd"]:
+        system += f" The current directory is {facts['cwd']}."
+    if option_lines:
+        system += "\nRelevant options on this machine:\n" + "\n".join(option_lines)
+    messages = [{"role": "system", "content": system}]
+    for nl, cmd in examples or []:
+        messages.append({"role": "user", "content": nl})
+        messages.append({"role": "assistant", "content": f"{ANSWER_PREFIX}{cmd}\n```"})
+    messages.append({"role": "user", "content": _user_text(request)})
+    return messages
+
+
+def _user_text(request: TaskRequest) -> str:
+    if request.task != "fix":
+        return request.text
+    ctx = request.context or {}
+    status = ctx.get("last_exit_status")
+    out = f"This command failed: {request.text}"
+    if status is not None:
+        out += f" (exit status {status})"
+    stderr = ctx.get("last_stderr") or ctx.get("stderr")
+    if stderr:
+        out += f"\nError output: {str(stderr)[-400:]}"
+    return out
+
+
+def render_prompt(runner: Runner, messages: list[dict[str, str]]) -> str:
+    """The exact prompt text for `runner` (its chat template, or a flan-style flat prompt)."""
+    template = runner.info.template
+    if template in ("flan", "plain"):
+        parts = []
+        for m in messages:
+            if m["role"] == "system":
+                parts.append(m["content"])
+            elif m["role"] == "user":
+                parts.append(f"Request: {m['content']}")
+            else:
+                parts.append(f"Command: {m['content']}")
+        return "\n".join(parts) + "\nCommand:"
+    try:
+        from shellfish.engine.templates import render_chat
+    except ImportError:  # the templates module is optional at this layer
+        return _chatml(messages) + ANSWER_PREFIX
+    return render_chat(template, messages, tokenizer=getattr(runner, "tokenizer", None)) + ANSWER_PREFIX
+
+
+def _chatml(messages: list[dict[str, str]]) -> str:
+    out = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
+    return out + "<|im_start|>assistant\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# the task
+
+
+def run_suggest(
+    request: TaskRequest,
+    runner: Runner,
+    *,
+    settings: Settings,
+    paths: Paths,
+    cancel: threading.Event | None = None,
+    mode: str = "full",
+) -> Iterator[Event]:
+    """Stream the events answering a suggest or fix request (see the module docstring)."""
+    if mode not in MODES:
+        raise UsageError(f"unknown suggest mode {mode!r}", hint=f"use one of {', '.join(MODES)}")
+    if not request.text.strip():
+        raise UsageError("the request is empty", hint="say what you want in words")
+    started = time.perf_counter()
+    mode = str(request.options.get("mode") or mode)
+    hits: list[Hit] = []
+    examples: list[tuple[str, str]] = []
+    option_lines: list[str] = []
+    index: KnowledgeIndex | None = None
+    if mode != "zero-shot":
+        from shellfish.errors import ShellfishError
+
+        try:
+            index = _load_index(paths)
+        except ShellfishError as exc:  # a broken index must not break suggestions
+            yield Status(f"knowledge index unusable: {exc}", {"warning": True})
+        if index is None:
+            yield Status("no knowledge index - run `shellfish knowledge build` for better suggestions",
+                         {"warning": True})
+        else:
+            hits = index.search(request.text, k=MAX_EXAMPLES * 2)
+            examples = [(h.doc.text, h.doc.command) for h in hits if h.doc.command][:MAX_EXAMPLES]
+            examples.reverse()  # nearest example last, right before the request
+            option_lines = index.option_lines(request.text, [h.doc for h in hits], MAX_OPTION_LINES)
+    messages = build_messages(request, examples, option_lines)
+    prompt = render_prompt(runner, messages)
+    config = _generation_config(runner, request, mode)
+    texts: list[str] = []
+    done: Done | None = None
+    for event in runner.generate(prompt, config, cancel=cancel):
+        if isinstance(event, Token):
+            if event.index == 0:
+                yield event
+        elif isinstance(event, Done):
+            done = event
+            texts = list(event.texts)
+        else:
+            yield event
+    if done is None:  # a runner that ended without Done: treat as cancelled
+        yield Done(texts=[], finish_reason="cancelled", extra={"candidates": []})
+        return
+    candidates = [
+        Candidate(command=extract_command(t), source="model", rank=i) for i, t in enumerate(texts)
+    ]
+    if mode == "full":
+        candidates += [
+            Candidate(command=h.doc.command, source="retrieved", rank=i)
+            for i, h in enumerate(hits[:3])
+            if h.doc.command and h.doc.kind in ("pair", "history")
+        ]
+    candidates = _dedupe([c for c in candidates if c.command])
+    if mode == "full":
+        from shellfish.knowledge.validate import validate_candidates
+
+        validate_candidates(candidates, request, paths, index)
+        rank_candidates(candidates, hits)
+    else:
+        for c in candidates:
+            c.score = 1.0 / (1 + c.rank)
+    best = candidates[0] if candidates else None
+    warnings = (best.danger + best.warnings + best.problems) if best else []
+    extra = {
+        "candidates": [c.to_dict() for c in candidates],
+        "warnings": warnings,
+        "retrieved": [h.doc.id for h in hits],
+        "mode": mode,
+        "suggest_ms": round((time.perf_counter() - started) * 1000, 1),
+    }
+    yield Done(
+        texts=[c.command for c in candidates],
+        model=done.model,
+        backend=done.backend,
+        prompt_tokens=done.prompt_tokens,
+        completion_tokens=done.completion_tokens,
+        load_ms=done.load_ms,
+        prefill_ms=done.prefill_ms,
+        first_token_ms=done.first_token_ms,
+        total_ms=(time.perf_counter() - started) * 1000,
+        finish_reason=done.finish_reason,
+        extra={**done.extra, **extra},
+    )
+
+
+def _generation_config(runner: Runner, request: TaskRequest, mode: str) -> GenerationConfig:
+    overrides: dict[str, Any] = {"max_new_tokens": MAX_NEW_TOKENS, "stop": ("\n", "<|im_end|>", "```")}
+    if mode == "full":
+        n = int(request.options.get("candidates") or 1)
+        if n > 1:
+            overrides.update(n=n, temperature=0.7, top_p=0.95)
+    overrides.update(request.generation)
+    config = runner.info.defaults.merged(**overrides)
+    config.validate()
+    return config
+
+
+def _dedupe(candidates: list[Candidate]) -> list[Candidate]:
+    seen: set[str] = set()
+    out = []
+    for c in candidates:
+        key = " ".join(c.command.split())
+        if key not in seen:
+            seen.add(key)
+            out.append(c)
+    return out
+
+
+def rank_candidates(candidates: list[Candidate], hits: list[Hit]) -> None:
+    """Score and sort in place: valid before invalid, then model before retrieved, agreement.
+
+    The score rewards a candidate whose utilities (programs) also appear in the nearest
+    retrieved commands: on a small model the retrieved neighbours are a strong prior on which
+    program is the right one.
+    """
+    from shellfish.eval.metric import command_structure
+
+    neighbour_utils: dict[str, float] = {}
+    for rank, h in enumerate(hits[:MAX_EXAMPLES]):
+        if not h.doc.command:
+            continue
+        for util, _flags in command_structure(h.doc.command):
+            neighbour_utils[util] = neighbour_utils.get(util, 0.0) + 1.0 / (1 + rank)
+    norm = max(neighbour_utils.values(), default=1.0)
+    for c in candidates:
+        structure = command_structure(c.command)
+        agree = (
+            sum(neighbour_utils.get(u, 0.0) for u, _f in structure) / (norm * len(structure))
+            if structure
+            else 0.0
+        )
+        base = 1.0 if c.source == "model" else 0.6
+        c.score = base / (1 + 0.3 * c.rank) + 0.5 * agree
+        if not c.valid:
+            c.score -= 2.0
+        c.score -= 0.1 * len(c.warnings)
+    candidates.sort(key=lambda c: -c.score)
+
+
+_INDEX_CACHE: dict[str, tuple[float, KnowledgeIndex | None]] = {}
+
+
+def _load_index(paths: Paths) -> KnowledgeIndex | None:
+    """The knowledge index under paths.knowledge (cached per process, reloaded when rebuilt)."""
+    from shellfish.knowledge.index import KnowledgeIndex, index_mtime
+
+    root = paths.knowledge
+    stamp = index_mtime(root)
+    key = str(root)
+    cached = _INDEX_CACHE.get(key)
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
+    index = KnowledgeIndex.load(root) if stamp else None
+    _INDEX_CACHE[key] = (stamp, index)
+    return index

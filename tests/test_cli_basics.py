@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from shellfish.cli import main
+from shellfish.errors import ExitStatus
+
+
+def test_empty_prompt_is_a_clear_usage_error(make_env) -> None:
+    env = make_env("")
+    status = main(["prompt"], env)
+    assert status == ExitStatus.USAGE
+    err = env.stderr.getvalue()
+    assert err.startswith("shellfish: error: nothing to do: the request is empty")
+    assert "Traceback" not in err
+
+
+def test_help_lists_the_main_commands() -> None:
+    out = subprocess.run([sys.executable, "-m", "shellfish", "--help"], capture_output=True, text=True, check=True).stdout
+    for command in ("suggest", "prompt", "translate", "explain", "ask"):
+        assert command in out
+
+
+def test_importing_the_cli_loads_no_heavy_library() -> None:
+    code = (
+        "import sys, shellfish.cli; shellfish.cli.build_parser(); "
+        "heavy = [m for m in ('onnxruntime', 'numpy', 'openai', 'torch', 'prompt_toolkit') if m in sys.modules]; "
+        "print(','.join(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == ""

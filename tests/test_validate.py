@@ -1,0 +1,70 @@
+"""validate_command: programs exist, the line parses in a real shell, dangers are listed."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from shellfish.shell.validate import Validation, missing_programs, programs, validate_command
+
+needs_zsh = pytest.mark.skipif(shutil.which("zsh") is None, reason="zsh not installed")
+
+
+def test_programs_of_a_pipeline() -> None:
+    assert programs("sudo -u bob FOO=1 grep -r x . | sort | uniq -c && echo done") == [
+        "grep", "sort", "uniq", "echo",
+    ]
+    assert programs("if true; then ls; fi") == ["true", "ls"]
+
+
+def test_existing_and_missing_programs() -> None:
+    assert missing_programs("ls -la | grep x") == []
+    assert missing_programs("definitely-not-a-program-xyz --flag") == ["definitely-not-a-program-xyz"]
+    assert missing_programs("cd /tmp && export A=1 && echo $A") == []  # builtins
+    assert missing_programs("$EDITOR file") == []  # resolved at run time
+
+
+def test_paths_are_checked_as_files(tmp_path: Path) -> None:
+    script = tmp_path / "run.sh"
+    script.write_text("#!/bin/sh\n")
+    assert missing_programs("./run.sh", cwd=str(tmp_path)) == ["./run.sh"]  # not executable
+    script.chmod(0o755)
+    assert missing_programs("./run.sh", cwd=str(tmp_path)) == []
+
+
+def test_which_is_injectable() -> None:
+    assert missing_programs("foo | bar", which=lambda w: "/x" if w == "foo" else None) == ["bar"]
+
+
+@needs_zsh
+def test_parse_errors_come_from_zsh() -> None:
+    v = validate_command("ls | | grep x")
+    assert not v.ok
+    assert any("does not parse in zsh" in p for p in v.problems), v.problems
+    assert validate_command("for f in *.txt; do echo $f; done").ok
+
+
+def test_bash_parse_check() -> None:
+    if shutil.which("bash") is None:
+        pytest.skip("bash not installed")
+    v = validate_command("if true; then echo x", shell="bash")
+    assert any("does not parse in bash" in p for p in v.problems), v.problems
+
+
+def test_danger_is_reported_but_does_not_fail_validation() -> None:
+    v = validate_command("rm -rf ~")
+    assert v.ok and v.danger and v.warnings[0].startswith("danger: ")
+
+
+def test_empty_command_and_extra_checks() -> None:
+    assert validate_command("   ") == Validation(ok=False, problems=["the command is empty"])
+    v = validate_command("ls --frobnicate", checks=[lambda c: ["ls: unknown flag --frobnicate"]])
+    assert not v.ok and v.problems == ["ls: unknown flag --frobnicate"]
+
+
+def test_missing_program_is_a_problem() -> None:
+    v = validate_command("nosuchprog-qq -x")
+    assert not v.ok
+    assert v.problems == ["nosuchprog-qq: command not found on this machine"]
