@@ -42,7 +42,9 @@ def make_env(shellfish_home: Path):
         stdin_stream = TTYStringIO(tty)
         stdin_stream.write(stdin)
         stdin_stream.seek(0)
-        return Environment(stdin=stdin_stream, stdout=TTYStringIO(tty), stderr=TTYStringIO(tty), environ=environ)
+        return Environment(
+            stdin=stdin_stream, stdout=TTYStringIO(tty), stderr=TTYStringIO(tty), environ=environ
+        )
 
     return build
 

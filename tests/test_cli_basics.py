@@ -17,7 +17,9 @@ def test_empty_prompt_is_a_clear_usage_error(make_env) -> None:
 
 
 def test_help_lists_the_main_commands() -> None:
-    out = subprocess.run([sys.executable, "-m", "shellfish", "--help"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "shellfish", "--help"], capture_output=True, text=True, check=True
+    ).stdout
     for command in ("suggest", "prompt", "translate", "explain", "ask"):
         assert command in out
 
@@ -28,5 +30,7 @@ def test_importing_the_cli_loads_no_heavy_library() -> None:
         "heavy = [m for m in ('onnxruntime', 'numpy', 'openai', 'torch', 'prompt_toolkit') if m in sys.modules]; "
         "print(','.join(heavy))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert out == ""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -30,7 +31,9 @@ def test_missing_file_gives_defaults(tmp_path):
 
 
 def test_precedence_defaults_file_env_flags(tmp_path):
-    path = write(tmp_path, '[remote]\nmodel = "from-file"\ntimeout_s = 5\n[history]\nenabled = false\n')
+    path = write(
+        tmp_path, '[remote]\nmodel = "from-file"\ntimeout_s = 5\n[history]\nenabled = false\n'
+    )
     settings = load_settings(path, {"SHELLFISH_REMOTE_MODEL": "from-env"})
     assert settings.remote.model == "from-env"  # env beats file
     assert settings.remote.timeout_s == 5.0  # file beats default
@@ -73,7 +76,7 @@ def test_unknown_section(tmp_path):
         ('[remote]\npolicy = "sometimes"\n', 2, "must be one of local, remote, auto"),
         ("[remote]\nmax_retries = -1\n", 2, "remote.max_retries must be >= 0"),
         ('remote = "x"\n', 1, "remote must be a table"),
-        ('remote.model = 5\n', 1, "remote.model must be str"),
+        ("remote.model = 5\n", 1, "remote.model must be str"),
     ],
 )
 def test_wrong_types_name_file_and_line(tmp_path, text, line, expected):
@@ -92,7 +95,7 @@ def test_bad_environment_value_names_the_variable(tmp_path):
 
 
 def test_set_writes_validates_and_keeps_other_values(tmp_path):
-    path = write(tmp_path, '# mine\n[engine]\nthreads = 3\n')
+    path = write(tmp_path, "# mine\n[engine]\nthreads = 3\n")
     assert set_config_value(path, "remote.policy", "auto") == "auto"
     assert set_config_value(path, "remote.timeout_s", "12.5") == 12.5
     assert set_config_value(path, "history.enabled", "false") is False
@@ -111,7 +114,7 @@ def test_set_writes_validates_and_keeps_other_values(tmp_path):
     ],
 )
 def test_set_rejects_bad_values_and_keeps_the_file(tmp_path, key, value, expected):
-    path = write(tmp_path, '[engine]\nthreads = 3\n')
+    path = write(tmp_path, "[engine]\nthreads = 3\n")
     before = path.read_text()
     with pytest.raises(ConfigError) as info:
         set_config_value(path, key, value)
@@ -129,8 +132,12 @@ def test_set_refuses_to_rewrite_a_broken_file(tmp_path):
 
 
 def _env(tmp_path, **extra) -> Environment:
-    return Environment(stdin=io.StringIO(), stdout=io.StringIO(), stderr=io.StringIO(),
-                       environ={"SHELLFISH_HOME": str(tmp_path / "home"), **extra})
+    return Environment(
+        stdin=io.StringIO(),
+        stdout=io.StringIO(),
+        stderr=io.StringIO(),
+        environ={"SHELLFISH_HOME": str(tmp_path / "home"), **extra},
+    )
 
 
 def test_config_cli_path_set_show_get(tmp_path):
@@ -142,7 +149,7 @@ def test_config_cli_path_set_show_get(tmp_path):
     env = _env(tmp_path, SHELLFISH_REMOTE_MODEL="env-model")
     assert main(["config", "set", "remote.model", "file-model"], env) == 0
     assert "SHELLFISH_REMOTE_MODEL is set and overrides the file" in env.stderr.getvalue()
-    assert 'model = "file-model"' in open(config_file).read()
+    assert 'model = "file-model"' in Path(config_file).read_text()
 
     env = _env(tmp_path)
     assert main(["config", "show"], env) == 0

@@ -7,6 +7,7 @@ process through `--loader`; they stand in for the model in tests of the daemon's
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -40,8 +41,9 @@ def _short_home() -> Path:
 
 
 class Daemon:
-    def __init__(self, home: Path, environ: dict[str, str]) -> None:
+    def __init__(self, home: Path, environ: dict[str, str], fake: bool = True) -> None:
         self.home = home
+        self.loader_args = LOADER if fake else []
         self.environ = environ
         self.paths = get_paths(environ)
         self.settings = load_settings(None, environ)
@@ -50,7 +52,8 @@ class Daemon:
 
     def start(self, extra: list[str] | None = None) -> dict[str, object]:
         self.info = lifecycle.start(self.paths, self.settings, environ=self.environ,
-                                    extra_args=[*LOADER, *(extra or [])], timeout_s=30)
+                                    extra_args=[*self.loader_args, *(extra or [])],
+                                    timeout_s=30)
         return self.info
 
     def raw(self) -> socket.socket:
@@ -67,12 +70,13 @@ class Daemon:
 def make_daemon() -> Iterator[Callable[..., Daemon]]:
     started: list[Daemon] = []
 
-    def make(start: bool = True, **env: str) -> Daemon:
+    def make(start: bool = True, fake: bool = True, **env: str) -> Daemon:
         home = _short_home()
-        install_fake_models(home)
+        if fake:
+            install_fake_models(home)
         environ = {k: v for k, v in os.environ.items() if not k.startswith("SHELLFISH_")}
         environ.update({"SHELLFISH_HOME": str(home), "PYTHONPATH": str(TESTS)}, **env)
-        daemon = Daemon(home, environ)
+        daemon = Daemon(home, environ, fake)
         started.append(daemon)
         if start:
             daemon.start()
@@ -80,10 +84,8 @@ def make_daemon() -> Iterator[Callable[..., Daemon]]:
 
     yield make
     for daemon in started:
-        try:
+        with contextlib.suppress(DaemonError):
             lifecycle.stop(daemon.paths, timeout_s=5)
-        except DaemonError:
-            pass
         import shutil
 
         shutil.rmtree(daemon.home, ignore_errors=True)

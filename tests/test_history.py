@@ -21,8 +21,15 @@ PASSWORD = "hunter2-very-secret"
 
 
 def done(text: str = "ls -la", **kw) -> Done:
-    base = {"model": "tiny", "backend": "local", "prompt_tokens": 12, "completion_tokens": 4,
-            "load_ms": 5.0, "first_token_ms": 20.0, "total_ms": 80.0}
+    base = {
+        "model": "tiny",
+        "backend": "local",
+        "prompt_tokens": 12,
+        "completion_tokens": 4,
+        "load_ms": 5.0,
+        "first_token_ms": 20.0,
+        "total_ms": 80.0,
+    }
     base.update(kw)
     return Done(texts=[text], **base)
 
@@ -34,7 +41,12 @@ def test_record_and_read_back(tmp_path):
     entry = log.get(entry_id)
     assert entry is not None
     assert (entry.task, entry.request, entry.response, entry.model, entry.backend) == (
-        "suggest", "list files", "ls -la", "tiny", "local")
+        "suggest",
+        "list files",
+        "ls -la",
+        "tiny",
+        "local",
+    )
     assert (entry.prompt_tokens, entry.completion_tokens, entry.total_ms) == (12, 4, 80.0)
     assert entry.first_token_ms == 20.0 and entry.load_ms == 5.0 and entry.ts == 1000.0
     assert entry.context == {"cwd": "/tmp"} and entry.options == {"to": "de"}
@@ -49,7 +61,10 @@ def test_seeded_secrets_never_reach_the_file(tmp_path):
         "ask",
         f"why does OPENAI_API_KEY={SECRET} fail",
         context={"cwd": "/srv", "recent_commands": [f"mysql --password={PASSWORD}"]},
-        options={"context": f"password: {PASSWORD}", "messages": [{"role": "user", "content": SECRET}]},
+        options={
+            "context": f"password: {PASSWORD}",
+            "messages": [{"role": "user", "content": SECRET}],
+        },
     )
     log.record(req, done(f"the key {SECRET} is revoked"))
     raw = path.read_bytes()
@@ -65,7 +80,11 @@ def test_search_filters_and_order(tmp_path):
     log.record(TaskRequest("suggest", "find big files"), done("du -ah | sort -h"))
     log.record(TaskRequest("explain", "tar xzf a.tgz"), done("extracts", backend="remote"))
     log.record(TaskRequest("suggest", "100% disk _usage_"), done("df -h"))
-    assert [e.request for e in log.search()] == ["100% disk _usage_", "tar xzf a.tgz", "find big files"]
+    assert [e.request for e in log.search()] == [
+        "100% disk _usage_",
+        "tar xzf a.tgz",
+        "find big files",
+    ]
     assert [e.request for e in log.search("SORT")] == ["find big files"]  # response, any case
     assert [e.request for e in log.search("100%")] == ["100% disk _usage_"]
     assert log.search("0%_") == []  # % and _ are literal, not wildcards
@@ -88,14 +107,20 @@ def test_migrates_a_version_1_database(tmp_path):
     for statement in MIGRATIONS[0]:
         conn.execute(statement)
     conn.execute("PRAGMA user_version = 1")
-    conn.execute("INSERT INTO interactions (ts, task, request, response, model, backend, "
-                 "total_ms) VALUES (5, 'suggest', 'old request', 'old answer', 'm', 'local', 9)")
+    conn.execute(
+        "INSERT INTO interactions (ts, task, request, response, model, backend, "
+        "total_ms) VALUES (5, 'suggest', 'old request', 'old answer', 'm', 'local', 9)"
+    )
     conn.close()
     log = HistoryLog(path)
     assert log.schema_version() == LATEST == 2
     old = log.search()[0]
     assert (old.request, old.response, old.total_ms, old.finish_reason) == (
-        "old request", "old answer", 9.0, "")
+        "old request",
+        "old answer",
+        9.0,
+        "",
+    )
     log.record(TaskRequest("ask", "new"), done(finish_reason="length"))
     assert log.search()[0].finish_reason == "length"
 
@@ -132,8 +157,9 @@ def test_unwritable_directory(tmp_path):
 
 def _env(tmp_path, **extra) -> Environment:
     environ = {"SHELLFISH_HOME": str(tmp_path / "home"), **extra}
-    return Environment(stdin=io.StringIO(), stdout=io.StringIO(), stderr=io.StringIO(),
-                       environ=environ)
+    return Environment(
+        stdin=io.StringIO(), stdout=io.StringIO(), stderr=io.StringIO(), environ=environ
+    )
 
 
 def test_history_cli(tmp_path):

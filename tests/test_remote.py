@@ -22,7 +22,7 @@ from shellfish.remote.backend import RemoteBackend
 from shellfish.tasks.request import TaskRequest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from openai_server import OpenAIServer  # noqa: E402
+from openai_server import OpenAIServer
 
 SECRETS = (
     "sk-proj-Zx9QwErTyUiOp1234567890abcdEFGH",
@@ -199,8 +199,12 @@ def test_local_policy_sends_nothing_through_the_cli(server, tmp_path):
     (home / "config" / "config.toml").write_text(
         f'[remote]\npolicy = "local"\nbase_url = "{server.base_url}"\n'
     )
-    env = Environment(stdin=io.StringIO(), stdout=io.StringIO(), stderr=io.StringIO(),
-                      environ={"SHELLFISH_HOME": str(home), "OPENAI_API_KEY": "sk-test"})
+    env = Environment(
+        stdin=io.StringIO(),
+        stdout=io.StringIO(),
+        stderr=io.StringIO(),
+        environ={"SHELLFISH_HOME": str(home), "OPENAI_API_KEY": "sk-test"},
+    )
     status = main(["ask", "--remote", "what is 2+2"], env)
     assert status == RemoteError.exit_status
     assert "remote.policy = local" in env.stderr.getvalue()
@@ -262,10 +266,17 @@ def test_cancel_stops_the_stream(server, paths):
 def test_remote_through_cli_records_redacted_history(server, tmp_path):
     server.set(mode="ok", reply="It is 4.")
     home = tmp_path / "home"
-    env = Environment(stdin=io.StringIO(), stdout=io.StringIO(), stderr=io.StringIO(),
-                      environ={"SHELLFISH_HOME": str(home), "OPENAI_API_KEY": "sk-test",
-                               "SHELLFISH_REMOTE_POLICY": "auto",
-                               "SHELLFISH_REMOTE_BASE_URL": server.base_url})
+    env = Environment(
+        stdin=io.StringIO(),
+        stdout=io.StringIO(),
+        stderr=io.StringIO(),
+        environ={
+            "SHELLFISH_HOME": str(home),
+            "OPENAI_API_KEY": "sk-test",
+            "SHELLFISH_REMOTE_POLICY": "auto",
+            "SHELLFISH_REMOTE_BASE_URL": server.base_url,
+        },
+    )
     status = main(["ask", "--remote", SECRET_TEXT], env)
     assert status == 0, env.stderr.getvalue()
     assert "It is 4." in env.stdout.getvalue()
@@ -284,5 +295,6 @@ def test_doctor_style_check(server, paths):
     assert "answers" in make(server, paths).check(timeout_s=2)
     server.set(mode="hang")  # /models still answers: the check only needs a reply
     with pytest.raises(ShellfishError):
-        RemoteBackend(RemoteSettings(policy="auto", base_url="http://127.0.0.1:9/v1"), {},
-                      paths=paths).check(timeout_s=1)
+        RemoteBackend(
+            RemoteSettings(policy="auto", base_url="http://127.0.0.1:9/v1"), {}, paths=paths
+        ).check(timeout_s=1)

@@ -36,8 +36,12 @@ def plain() -> tuple[StreamRenderer, io.StringIO, io.StringIO]:
     return StreamRenderer(Console(file=out), err, live=False), out, err
 
 
-ANSWER = [Status("loading tiny", {"model": "tiny"}), Token("ls"), Token(" -la"),
-          Done(texts=["ls -la"], model="tiny", completion_tokens=2)]
+ANSWER = [
+    Status("loading tiny", {"model": "tiny"}),
+    Token("ls"),
+    Token(" -la"),
+    Done(texts=["ls -la"], model="tiny", completion_tokens=2),
+]
 
 
 def test_plain_output_streams_text_and_keeps_chatter_off_stdout():
@@ -51,8 +55,14 @@ def test_plain_output_streams_text_and_keeps_chatter_off_stdout():
 
 def test_notices_and_retries_always_reach_stderr():
     renderer, out, err = plain()
-    renderer.render([Status("First use of the remote endpoint X: {...}", {"notice": "remote_first_use"}),
-                     Status("rate limited; retrying", {"retry": 1}), Token("hi"), Done(texts=["hi"])])
+    renderer.render(
+        [
+            Status("First use of the remote endpoint X: {...}", {"notice": "remote_first_use"}),
+            Status("rate limited; retrying", {"retry": 1}),
+            Token("hi"),
+            Done(texts=["hi"]),
+        ]
+    )
     assert "First use of the remote endpoint" in err.getvalue() and "retrying" in err.getvalue()
     assert out.getvalue() == "hi\n"
 
@@ -66,8 +76,10 @@ def test_error_event_raises_after_partial_text():
 
 
 def test_ctrl_c_mid_stream_cancels_and_closes_the_producer():
-    renderer, out, err = plain()
-    producer = Producer([Token("a"), Token("b"), Token("c"), Done(texts=["abc"])], interrupt_after=2)
+    renderer, _out, err = plain()
+    producer = Producer(
+        [Token("a"), Token("b"), Token("c"), Done(texts=["abc"])], interrupt_after=2
+    )
     cancel = threading.Event()
     result = renderer.render(producer, cancel=cancel)
     assert result.cancelled and cancel.is_set() and producer.closed
@@ -77,9 +89,6 @@ def test_ctrl_c_mid_stream_cancels_and_closes_the_producer():
 
 def test_ctrl_c_while_the_consumer_is_busy_closes_a_suspended_producer():
     # The interrupt lands in the renderer (not inside the generator): it must close it.
-    class SlowConsole(Console):
-        calls = 0
-
     producer = Producer([Token("a"), Token("b"), Token("c"), Done(texts=["abc"])])
     out = io.StringIO()
 
@@ -100,8 +109,13 @@ def test_live_view_shows_markdown_and_a_status_line():
     ticks = iter([0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0, 5.5, 6.0])
     renderer = StreamRenderer(console, io.StringIO(), live=True, clock=lambda: next(ticks))
     answer = "Use:\n\n```bash\nfind . -size +100M\n```\n"
-    result = renderer.render([Status("asking", {"model": "tiny", "backend": "remote"}),
-                              Token(answer), Done(texts=[answer], model="tiny", backend="remote")])
+    result = renderer.render(
+        [
+            Status("asking", {"model": "tiny", "backend": "remote"}),
+            Token(answer),
+            Done(texts=[answer], model="tiny", backend="remote"),
+        ]
+    )
     shown = out.getvalue()
     assert "find . -size +100M" in shown and "```" not in shown  # rendered as Markdown
     assert "tiny · remote" in shown and "tok/s" in shown

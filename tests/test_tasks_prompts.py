@@ -37,7 +37,9 @@ def test_prompt_task_is_passed_through_untouched() -> None:
 
 
 def test_request_round_trips_and_rejects_bad_shapes() -> None:
-    request = TaskRequest("suggest", "list files", model="m", generation={"n": 2}, context={"cwd": "/"})
+    request = TaskRequest(
+        "suggest", "list files", model="m", generation={"n": 2}, context={"cwd": "/"}
+    )
     assert TaskRequest.from_dict(request.to_dict()) == request
     with pytest.raises(ValueError, match="unknown task"):
         TaskRequest.from_dict({"task": "nope", "text": "x"})

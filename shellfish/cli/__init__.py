@@ -9,7 +9,9 @@ commands that need them, so `shellfish init zsh` stays fast.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -45,7 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("--version", action="version", version=f"shellfish {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="say which model and backend answered, and timings")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="say which model and backend answered, and timings",
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:
@@ -78,8 +85,6 @@ def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> i
         return int(ExitStatus.INTERRUPTED)
     except BrokenPipeError:
         # stdout closed early (e.g. `| head`): not an error worth a traceback.
-        try:
-            sys.stdout = open("/dev/null", "w")  # noqa: SIM115 - silence the interpreter's flush
-        except OSError:
-            pass
+        with contextlib.suppress(OSError):
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the interpreter's flush
         return int(ExitStatus.OK)

@@ -58,8 +58,13 @@ class Environment:
         """Rich console for results on stdout (plain when stdout is not a TTY)."""
         from rich.console import Console
 
-        return Console(file=self.stdout, force_terminal=None, no_color="NO_COLOR" in self.environ,
-                       highlight=False, soft_wrap=True)
+        return Console(
+            file=self.stdout,
+            force_terminal=None,
+            no_color="NO_COLOR" in self.environ,
+            highlight=False,
+            soft_wrap=True,
+        )
 
     @cached_property
     def err_console(self) -> Console:

@@ -24,12 +24,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("text", nargs="*", help="what you want to do (read from stdin when omitted)")
-    p.add_argument("--alternatives", "-a", action="store_true", help="show every candidate, best first")
+    p.add_argument(
+        "--alternatives", "-a", action="store_true", help="show every candidate, best first"
+    )
     _add_common(p)
     p.set_defaults(func=_suggest)
 
     p = subparsers.add_parser(
-        "prompt", help="free generation from a prompt", description="Continue a prompt with a local model (stdin accepted)."
+        "prompt",
+        help="free generation from a prompt",
+        description="Continue a prompt with a local model (stdin accepted).",
     )
     p.add_argument("text", nargs="*", help="the prompt (read from stdin when omitted)")
     _add_common(p)
@@ -38,15 +42,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "translate",
         help="translate text",
-        description="Translate text (flan-T5 task prefix on T5 models, an instruction on instruct models).",
+        description=(
+            "Translate text (flan-T5 task prefix on T5 models, an instruction on instruct models)."
+        ),
     )
     p.add_argument("text", nargs="*", help="the text (read from stdin when omitted)")
-    p.add_argument("--to", required=True, dest="to_lang", metavar="LANG", help="target language: de, fr, ro, ...")
-    p.add_argument("--from", default="en", dest="from_lang", metavar="LANG", help="source language (default en)")
+    p.add_argument(
+        "--to",
+        required=True,
+        dest="to_lang",
+        metavar="LANG",
+        help="target language: de, fr, ro, ...",
+    )
+    p.add_argument(
+        "--from",
+        default="en",
+        dest="from_lang",
+        metavar="LANG",
+        help="source language (default en)",
+    )
     _add_common(p)
     p.set_defaults(func=_generic, task="translate")
 
-    p = subparsers.add_parser("explain", help="explain a shell command", description="Explain what a shell command does.")
+    p = subparsers.add_parser(
+        "explain", help="explain a shell command", description="Explain what a shell command does."
+    )
     p.add_argument("text", nargs="*", help="the command (read from stdin when omitted)")
     _add_common(p)
     p.set_defaults(func=_generic, task="explain")
@@ -57,7 +77,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Answer a question; with --context, answer from that text only.",
     )
     p.add_argument("text", nargs="*", help="the question")
-    p.add_argument("--context", metavar="FILE|-", help="a file (or - for stdin) holding the text to answer from")
+    p.add_argument(
+        "--context",
+        metavar="FILE|-",
+        help="a file (or - for stdin) holding the text to answer from",
+    )
     _add_common(p)
     p.set_defaults(func=_generic, task="ask")
 
@@ -65,14 +89,50 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _add_common(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model and backend")
     g.add_argument("-m", "--model", help="model name or alias (default: routed by task)")
-    g.add_argument("--provider", choices=("cpu", "coreml", "cuda"), help="execution provider (default cpu)")
-    g.add_argument("--coreml", dest="provider", action="store_const", const="coreml", help="use CoreML (macOS), falling back to CPU")
-    g.add_argument("--cuda", dest="provider", action="store_const", const="cuda", help="use CUDA where present, falling back to CPU")
+    g.add_argument(
+        "--provider", choices=("cpu", "coreml", "cuda"), help="execution provider (default cpu)"
+    )
+    g.add_argument(
+        "--coreml",
+        dest="provider",
+        action="store_const",
+        const="coreml",
+        help="use CoreML (macOS), falling back to CPU",
+    )
+    g.add_argument(
+        "--cuda",
+        dest="provider",
+        action="store_const",
+        const="cuda",
+        help="use CUDA where present, falling back to CPU",
+    )
     g.add_argument("--threads", type=int, help="intra-op threads (default: one per physical core)")
-    g.add_argument("--remote", dest="backend", action="store_const", const="remote", help="use the remote endpoint")
-    g.add_argument("--local", dest="backend", action="store_const", const="local", help="never send anything off this machine")
-    g.add_argument("--no-daemon", dest="backend", action="store_const", const="inprocess", help="run in this process even if the daemon runs")
-    g.add_argument("--json", action="store_true", help="print one JSON object with the answer, model and timings")
+    g.add_argument(
+        "--remote",
+        dest="backend",
+        action="store_const",
+        const="remote",
+        help="use the remote endpoint",
+    )
+    g.add_argument(
+        "--local",
+        dest="backend",
+        action="store_const",
+        const="local",
+        help="never send anything off this machine",
+    )
+    g.add_argument(
+        "--no-daemon",
+        dest="backend",
+        action="store_const",
+        const="inprocess",
+        help="run in this process even if the daemon runs",
+    )
+    g.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object with the answer, model and timings",
+    )
     g = p.add_argument_group("generation")
     g.add_argument("--max-tokens", type=int, dest="max_new_tokens", help="most new tokens")
     g.add_argument("-t", "--temperature", type=float, help="0 = greedy")
@@ -85,7 +145,17 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     g.add_argument("--beams", type=int, dest="num_beams", help="beam search width (seq2seq models)")
 
 
-GENERATION_FLAGS = ("max_new_tokens", "temperature", "top_k", "top_p", "repetition_penalty", "n", "seed", "stop", "num_beams")
+GENERATION_FLAGS = (
+    "max_new_tokens",
+    "temperature",
+    "top_k",
+    "top_p",
+    "repetition_penalty",
+    "n",
+    "seed",
+    "stop",
+    "num_beams",
+)
 
 
 def _read_text(args: argparse.Namespace, env: Environment) -> str:
@@ -93,20 +163,30 @@ def _read_text(args: argparse.Namespace, env: Environment) -> str:
     if not text and not env.stdin_isatty:
         text = env.stdin.read().strip()
     if not text:
-        raise UsageError("nothing to do: the request is empty", hint=f"try `shellfish {args.command} \"...\"`")
+        raise UsageError(
+            "nothing to do: the request is empty", hint=f'try `shellfish {args.command} "..."`'
+        )
     return text
 
 
 def _request(task: str, args: argparse.Namespace, env: Environment, **options: Any) -> TaskRequest:
     env.override_settings({"engine.provider": args.provider, "engine.threads": args.threads})
-    generation = {k: getattr(args, k) for k in GENERATION_FLAGS if getattr(args, k, None) is not None}
+    generation = {
+        k: getattr(args, k) for k in GENERATION_FLAGS if getattr(args, k, None) is not None
+    }
     context = None
     if task in ("suggest", "explain"):
         from shellfish.shell.context import current_context
 
         context = current_context(env)
-    return TaskRequest(task=task, text=_read_text(args, env), model=args.model, generation=generation,
-                       context=context, options={k: v for k, v in options.items() if v is not None})
+    return TaskRequest(
+        task=task,
+        text=_read_text(args, env),
+        model=args.model,
+        generation=generation,
+        context=context,
+        options={k: v for k, v in options.items() if v is not None},
+    )
 
 
 def _events(request: TaskRequest, args: argparse.Namespace, env: Environment) -> Iterator[Event]:
@@ -170,13 +250,18 @@ def _drain(events: Iterator[Event], env: Environment, *, verbose: bool) -> Done 
     for event in events:
         if isinstance(event, Done):
             done = event
-        elif isinstance(event, Status) and verbose:
+        elif isinstance(event, Status) and (verbose or _must_show(event)):
             env.info(event.message)
         elif isinstance(event, Token):
             continue
     if done is not None and verbose:
         _say_model(env, done)
     return done
+
+
+def _must_show(event: Status) -> bool:
+    """Notices a user must see even without --verbose: what is sent remotely, retries, fallbacks."""
+    return any(key in event.data for key in ("notice", "retry", "fallback"))
 
 
 def _say_model(env: Environment, done: Done) -> None:
@@ -198,8 +283,12 @@ def _print_json(env: Environment, request: TaskRequest, done: Done | None) -> No
             backend=done.backend,
             finish_reason=done.finish_reason,
             tokens={"prompt": done.prompt_tokens, "completion": done.completion_tokens},
-            timings_ms={"load": done.load_ms, "prefill": done.prefill_ms,
-                        "first_token": done.first_token_ms, "total": done.total_ms},
+            timings_ms={
+                "load": done.load_ms,
+                "prefill": done.prefill_ms,
+                "first_token": done.first_token_ms,
+                "total": done.total_ms,
+            },
         )
         for key in ("candidates", "warnings"):
             if key in done.extra:

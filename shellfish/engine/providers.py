@@ -44,7 +44,8 @@ def choose_providers(requested: str = "cpu") -> ProviderChoice:
     requested = (requested or "cpu").lower()
     if requested not in PROVIDER_NAMES:
         raise ModelError(
-            f"unknown execution provider {requested!r}", hint=f"use one of {', '.join(PROVIDER_NAMES)}"
+            f"unknown execution provider {requested!r}",
+            hint=f"use one of {', '.join(PROVIDER_NAMES)}",
         )
     if requested == "cpu":
         return ProviderChoice(["CPUExecutionProvider"])
@@ -54,7 +55,9 @@ def choose_providers(requested: str = "cpu") -> ProviderChoice:
         return ProviderChoice([wanted, "CPUExecutionProvider"])
     return ProviderChoice(
         ["CPUExecutionProvider"],
-        [f"{wanted} is not available in this onnxruntime build ({', '.join(available)}); running on CPU"],
+        [
+            f"{wanted} is not available in this onnxruntime build ({', '.join(available)}); running on CPU"
+        ],
     )
 
 
@@ -69,7 +72,10 @@ def create_session(
     import onnxruntime as ort
 
     if not path.is_file():
-        raise ModelError(f"model file is missing: {path}", hint="reinstall the model with `shellfish models pull`")
+        raise ModelError(
+            f"model file is missing: {path}",
+            hint="reinstall the model with `shellfish models pull`",
+        )
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or default_threads()
     options.inter_op_num_threads = 1
@@ -82,8 +88,12 @@ def create_session(
     }[optimization]
     options.log_severity_level = 3
     try:
-        return ort.InferenceSession(str(path), sess_options=options, providers=providers or ["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf/RuntimeException types
+        return ort.InferenceSession(
+            str(path), sess_options=options, providers=providers or ["CPUExecutionProvider"]
+        )
+    except (
+        Exception
+    ) as exc:  # onnxruntime raises its own Fail/InvalidProtobuf/RuntimeException types
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(
             f"cannot load {path.name}: {first[:300]}",

@@ -13,7 +13,9 @@ import numpy as np
 NEG_INF = np.float32(-np.inf)
 
 
-def apply_repetition_penalty(logits: np.ndarray, previous: Iterable[int], penalty: float) -> np.ndarray:
+def apply_repetition_penalty(
+    logits: np.ndarray, previous: Iterable[int], penalty: float
+) -> np.ndarray:
     """CTRL-style penalty (as transformers does): divide positive logits, multiply negative ones."""
     if penalty == 1.0:
         return logits

@@ -79,18 +79,15 @@ class RemoteBackend:
             )
 
     def _client(self, timeout_s: float | None = None) -> Any:
-        import httpx
         import openai
 
         timeout = timeout_s if timeout_s is not None else self.settings.timeout_s
         proxy = self.settings.proxy.strip() or None
+        # DefaultHttpxClient builds the HTTP client of whichever httpx flavour this openai
+        # release uses; an explicit proxy replaces the *_PROXY variables.
         try:
-            http_client = httpx.Client(
-                proxy=proxy,
-                trust_env=proxy is None,
-                timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-            )
-        except (ValueError, TypeError, httpx.InvalidURL) as exc:
+            http_client = openai.DefaultHttpxClient(proxy=proxy, trust_env=proxy is None)
+        except Exception as exc:
             raise RemoteError(
                 f"remote.proxy {self.settings.proxy!r} is not a usable proxy URL ({exc})",
                 hint="use e.g. http://proxy:3128, or clear it with "
@@ -99,7 +96,7 @@ class RemoteBackend:
         return openai.OpenAI(
             base_url=self.base_url,
             api_key=self.api_key() or NO_KEY,
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            timeout=timeout,
             max_retries=0,  # retried here, so that each retry is visible as a Status event
             http_client=http_client,
         )
@@ -287,13 +284,12 @@ class RemoteBackend:
     def _translate(
         self, exc: Exception, *, retries: int = 0, midstream: bool = False
     ) -> RemoteError:
-        import httpx
         import openai
 
         url = self.base_url
         if isinstance(exc, RemoteError):
             return exc
-        if isinstance(exc, (openai.APITimeoutError, httpx.TimeoutException)):
+        if isinstance(exc, openai.APITimeoutError) or _httpx_error(exc, "TimeoutException"):
             return RemoteError(
                 f"no answer from {url} within {self.settings.timeout_s:g} s",
                 hint="check the server, or raise the limit with "
@@ -331,13 +327,13 @@ class RemoteBackend:
             )
         if isinstance(exc, openai.APIConnectionError):
             cause = exc.__cause__ or exc.__context__
-            if midstream or isinstance(cause, httpx.RemoteProtocolError):
+            if midstream or _httpx_error(cause, "RemoteProtocolError"):
                 return _dropped(url)
             return RemoteError(
                 f"cannot connect to {url} ({_cause_text(cause) or exc.message})",
                 hint="is the server running? check remote.base_url and remote.proxy",
             )
-        if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError, httpx.NetworkError)):
+        if _httpx_error(exc, "RemoteProtocolError", "NetworkError"):
             return _dropped(url)
         if isinstance(exc, (openai.APIResponseValidationError, ValueError, KeyError, TypeError)):
             return _malformed(url, _cause_text(exc))
@@ -345,7 +341,7 @@ class RemoteBackend:
             return RemoteError(
                 f"{url}: {exc.message}", hint="check remote.model and the server's logs"
             )
-        if isinstance(exc, httpx.HTTPError):
+        if _httpx_error(exc, "HTTPError"):
             return RemoteError(f"{url}: {exc}", hint="check remote.base_url and remote.proxy")
         return RemoteError(
             f"{url}: unexpected failure ({type(exc).__name__}: {exc})",
@@ -371,6 +367,16 @@ class RemoteBackend:
             raise self._translate(exc) from exc
         finally:
             client.close()
+
+
+def _httpx_error(exc: BaseException | None, *names: str) -> bool:
+    """Whether `exc` is one of httpx's (or httpx2's) exception classes named `names`."""
+    if exc is None:
+        return False
+    return any(
+        cls.__name__ in names and cls.__module__.split(".")[0] in ("httpx", "httpx2")
+        for cls in type(exc).__mro__
+    )
 
 
 def _finish(reason: str) -> str:

@@ -41,8 +41,9 @@ def resolve_model_path(paths: Paths, name: str) -> Path:
     candidate = paths.models / name
     if candidate.is_dir():
         return candidate
-    raise ModelNotFound(f"model '{name}' is not installed",
-                        hint=f"run `shellfish models pull {name}`")
+    raise ModelNotFound(
+        f"model '{name}' is not installed", hint=f"run `shellfish models pull {name}`"
+    )
 
 
 def default_loader(paths: Paths, settings: Settings) -> Loader:
@@ -52,8 +53,9 @@ def default_loader(paths: Paths, settings: Settings) -> Loader:
         path = resolve_model_path(paths, name)
         from shellfish.engine.loader import load_model
 
-        runner, warnings = load_model(path, name=name, provider=settings.engine.provider,
-                                      threads=settings.engine.threads)
+        runner, warnings = load_model(
+            path, name=name, provider=settings.engine.provider, threads=settings.engine.threads
+        )
         return runner, list(warnings)
 
     return load
@@ -137,8 +139,11 @@ class ModelPool:
         now = self._clock()
         out = []
         with self._lock:
-            idle = [e for e in self._entries.values()
-                    if now - e.last_used >= max_idle_s and not e.lock.locked()]
+            idle = [
+                e
+                for e in self._entries.values()
+                if now - e.last_used >= max_idle_s and not e.lock.locked()
+            ]
             for entry in idle:
                 del self._entries[entry.name]
         for entry in idle:
@@ -213,9 +218,15 @@ class ModelPool:
                 ) from exc
             load_ms = (time.perf_counter() - started) * 1000.0
             now = self._clock()
-            entry = _Entry(name=name, runner=runner, warnings=list(warnings), loaded_at=now,
-                           last_used=now, load_ms=load_ms,
-                           rss_bytes=max(0, self._memory_fn() - before))
+            entry = _Entry(
+                name=name,
+                runner=runner,
+                warnings=list(warnings),
+                loaded_at=now,
+                last_used=now,
+                load_ms=load_ms,
+                rss_bytes=max(0, self._memory_fn() - before),
+            )
             with self._lock:
                 self._entries[name] = entry
                 self._loading.pop(name, None)
@@ -247,8 +258,9 @@ class ModelPool:
                 entry.lock.release()
         # else: the generation holding the lock closes the runner when it ends
 
-    def _generate(self, name: str, prompt: str, config: GenerationConfig,
-                  cancel: threading.Event | None) -> Iterator[Event]:
+    def _generate(
+        self, name: str, prompt: str, config: GenerationConfig, cancel: threading.Event | None
+    ) -> Iterator[Event]:
         while True:
             entry = self._ensure(name)
             # One generation per model at a time; wait in short slices so a cancel is noticed.
@@ -277,8 +289,9 @@ class PooledRunner:
         self.name = name
         self.info = info
 
-    def generate(self, prompt: str, config: GenerationConfig, *,
-                 cancel: threading.Event | None = None) -> Iterator[Event]:
+    def generate(
+        self, prompt: str, config: GenerationConfig, *, cancel: threading.Event | None = None
+    ) -> Iterator[Event]:
         return self._pool._generate(self.name, prompt, config, cancel)
 
     def count_tokens(self, text: str) -> int:

@@ -40,4 +40,11 @@ class TaskRequest:
             raise ValueError("'generation' and 'options' must be objects")
         if context is not None and not isinstance(context, dict):
             raise ValueError("'context' must be an object or null")
-        return cls(task=task, text=text, model=model, generation=generation, context=context, options=options)
+        return cls(
+            task=task,
+            text=text,
+            model=model,
+            generation=generation,
+            context=context,
+            options=options,
+        )

@@ -124,7 +124,12 @@ def environment_facts(request: TaskRequest) -> dict[str, str]:
     shell = shell.rsplit("/", 1)[-1] or "bash"
     userland = "BSD" if system.lower() in ("darwin", "macos", "freebsd", "openbsd") else "GNU"
     os_name = "macOS" if system.lower() == "darwin" else system
-    return {"os_name": os_name, "shell": shell, "userland": userland, "cwd": str(ctx.get("cwd") or "")}
+    return {
+        "os_name": os_name,
+        "shell": shell,
+        "userland": userland,
+        "cwd": str(ctx.get("cwd") or ""),
+    }
 
 
 def build_messages(
@@ -183,7 +188,10 @@ def render_prompt(runner: Runner, messages: list[dict[str, str]]) -> str:
         from shellfish.engine.templates import render_chat
     except ImportError:  # the templates module is optional at this layer
         return _chatml(messages) + ANSWER_PREFIX
-    return render_chat(template, messages, tokenizer=getattr(runner, "tokenizer", None)) + ANSWER_PREFIX
+    return (
+        render_chat(template, messages, tokenizer=getattr(runner, "tokenizer", None))
+        + ANSWER_PREFIX
+    )
 
 
 def _chatml(messages: list[dict[str, str]]) -> str:
@@ -223,8 +231,10 @@ def run_suggest(
         except ShellfishError as exc:  # a broken index must not break suggestions
             yield Status(f"knowledge index unusable: {exc}", {"warning": True})
         if index is None:
-            yield Status("no knowledge index - run `shellfish knowledge build` for better suggestions",
-                         {"warning": True})
+            yield Status(
+                "no knowledge index - run `shellfish knowledge build` for better suggestions",
+                {"warning": True},
+            )
         else:
             hits = index.search(request.text, k=MAX_EXAMPLES * 2)
             examples = [(h.doc.text, h.doc.command) for h in hits if h.doc.command][:MAX_EXAMPLES]
@@ -290,7 +300,10 @@ def run_suggest(
 
 
 def _generation_config(runner: Runner, request: TaskRequest, mode: str) -> GenerationConfig:
-    overrides: dict[str, Any] = {"max_new_tokens": MAX_NEW_TOKENS, "stop": ("\n", "<|im_end|>", "```")}
+    overrides: dict[str, Any] = {
+        "max_new_tokens": MAX_NEW_TOKENS,
+        "stop": ("\n", "<|im_end|>", "```"),
+    }
     if mode == "full":
         n = int(request.options.get("candidates") or 1)
         if n > 1:

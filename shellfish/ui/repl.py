@@ -26,7 +26,7 @@ from shellfish.events import Event
 from shellfish.tasks.request import TaskRequest
 
 if TYPE_CHECKING:
-    from prompt_toolkit.completion import Completion
+    from prompt_toolkit.completion import Completer, Completion
     from prompt_toolkit.document import Document
     from prompt_toolkit.input import Input
     from prompt_toolkit.output import Output
@@ -185,7 +185,7 @@ class Repl:
             history = InMemoryHistory()
         return PromptSession(
             history=history,
-            completer=SlashCompleter(self.model_names),
+            completer=slash_completer(self.model_names),
             complete_while_typing=True,
             key_bindings=self._key_bindings(),
             multiline=False,
@@ -423,42 +423,42 @@ class Repl:
             self._say(f"({hint} to use the suggested command)", style="dim")
 
 
-class SlashCompleter:
-    """Completes slash commands and their arguments. Plain prompts get no completion."""
+def slash_completions(
+    text: str, model_names: Callable[[], Iterable[str]]
+) -> list[tuple[str, int, str | None]]:
+    """(completion, start position, description) for the text before the cursor."""
+    if not text.startswith("/") or "\n" in text:
+        return []  # plain prompts get no completion
+    name, space, arg = text.partition(" ")
+    if not space:
+        return [
+            (command, -len(name), help_text)
+            for command, help_text in COMMANDS.items()
+            if command.startswith(name.lower())
+        ]
+    options: Iterable[str] = ()
+    if name == "/context":
+        options = ("on", "off")
+    elif name == "/model":
+        try:
+            options = ["default", *model_names()]
+        except Exception:  # a broken model store must not break typing
+            options = ("default",)
+    elif name == "/temperature":
+        options = ("0", "0.2", "0.7", "1.0", "default")
+    return [(option, -len(arg), None) for option in options if option.startswith(arg)]
 
-    def __init__(self, model_names: Callable[[], Iterable[str]]) -> None:
-        self.model_names = model_names
 
-    def get_completions(self, document: Document, complete_event: Any) -> Iterator[Completion]:
-        from prompt_toolkit.completion import Completion
+def slash_completer(model_names: Callable[[], Iterable[str]]) -> Completer:
+    """A prompt_toolkit completer for slash commands and their arguments."""
+    from prompt_toolkit.completion import Completer, Completion
 
-        text = document.text_before_cursor
-        if not text.startswith("/") or "\n" in text:
-            return
-        name, space, arg = text.partition(" ")
-        if not space:
-            for command, help_text in COMMANDS.items():
-                if command.startswith(name.lower()):
-                    yield Completion(command, start_position=-len(name), display_meta=help_text)
-            return
-        options: Iterable[str] = ()
-        if name == "/context":
-            options = ("on", "off")
-        elif name == "/model":
-            try:
-                options = ["default", *self.model_names()]
-            except Exception:  # a broken model store must not break typing
-                options = ("default",)
-        elif name == "/temperature":
-            options = ("0", "0.2", "0.7", "1.0", "default")
-        for option in options:
-            if option.startswith(arg):
-                yield Completion(option, start_position=-len(arg))
+    class _SlashCompleter(Completer):
+        def get_completions(self, document: Document, complete_event: Any) -> Iterator[Completion]:
+            for text, start, meta in slash_completions(document.text_before_cursor, model_names):
+                yield Completion(text, start_position=start, display_meta=meta)
 
-    # prompt_toolkit calls this for async completion; the sync version is enough here.
-    async def get_completions_async(self, document: Document, complete_event: Any) -> Any:
-        for completion in self.get_completions(document, complete_event):
-            yield completion
+    return _SlashCompleter()
 
 
 def _client_stream(

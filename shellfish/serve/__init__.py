@@ -1,0 +1,1 @@
+"""`shellfish serve`: a local OpenAI-compatible endpoint over shellfish's models."""

@@ -1,0 +1,358 @@
+"""A local OpenAI-compatible HTTP API over the model pool (starlette).
+
+`/v1/models`, `/v1/chat/completions` and `/v1/completions`, streaming (server-sent events) and
+not. Chat messages are rendered with the model's own chat template, completions pass the prompt
+through untouched: callers control the prompt, as with any OpenAI-compatible server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from shellfish.errors import ModelNotFound, ShellfishError, UsageError
+from shellfish.events import Done, Error, Event, Token
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+
+    from shellfish.config import Settings
+    from shellfish.engine.base import GenerationConfig
+    from shellfish.paths import Paths
+    from shellfish.tasks.pool import ModelPool
+
+MAX_BODY_BYTES = 4 * 1024 * 1024
+_END = object()
+
+
+class Backend:
+    """What the endpoint needs: model names, and a stream of events for a prompt."""
+
+    def __init__(self, pool: ModelPool, settings: Settings, paths: Paths) -> None:
+        self.pool = pool
+        self.settings = settings
+        self.paths = paths
+
+    def models(self) -> list[str]:
+        names = {m["name"] for m in self.pool.loaded()}
+        try:
+            from shellfish.store.store import Store
+
+            names |= {m.name for m in Store(self.paths).installed()}
+        except ImportError:  # pragma: no cover - the store ships with shellfish
+            pass
+        return sorted(names)
+
+    def resolve(self, model: str | None) -> str:
+        """The installed model for an OpenAI `model` field (empty or "shellfish": routed)."""
+        from shellfish.tasks import resolve_model_name
+        from shellfish.tasks.request import TaskRequest
+
+        wanted = None if not model or model == "shellfish" else model
+        if wanted is not None and self.pool.is_loaded(wanted):
+            return wanted
+        return resolve_model_name(TaskRequest("chat", "", model=wanted), self.settings, self.paths)
+
+    def generate(self, model: str, prompt: str | list[dict[str, str]], overrides: dict[str, Any],
+                 cancel: threading.Event) -> Iterator[Event]:
+        runner = self.pool.get(model)
+        if not isinstance(prompt, str):
+            prompt = render_messages(runner, prompt)
+        config = _config(runner.info.defaults, overrides)
+        return runner.generate(prompt, config, cancel=cancel)
+
+
+def render_messages(runner: Any, messages: list[dict[str, str]]) -> str:
+    """Chat messages as the model's prompt (its chat template; a plain transcript for T5s)."""
+    template = runner.info.template
+    if template not in ("flan", "plain"):
+        try:
+            from shellfish.engine.templates import render_chat
+        except ImportError:
+            pass
+        else:
+            tokenizer = getattr(runner, "tokenizer", None)
+            return str(render_chat(template, messages, tokenizer=tokenizer))
+    lines = [m["content"] if m["role"] == "user" else f"{m['role']}: {m['content']}"
+             for m in messages]
+    return "\n".join(lines)
+
+
+def _config(base: GenerationConfig, overrides: dict[str, Any]) -> GenerationConfig:
+    try:
+        config = base.merged(**overrides)
+        config.validate()
+    except TypeError as exc:
+        raise UsageError(f"bad generation parameters: {exc}") from exc
+    return config
+
+
+# -- request parsing ------------------------------------------------------------------------------
+
+def _generation_overrides(body: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+    checks: list[tuple[str, Any, Callable[[Any], bool], str]] = [
+        ("max_new_tokens", max_tokens, lambda v: isinstance(v, int) and v >= 1,
+         "max_tokens must be a positive integer"),
+        ("temperature", body.get("temperature"),
+         lambda v: isinstance(v, (int, float)) and 0 <= v <= 2, "temperature must be in [0, 2]"),
+        ("top_p", body.get("top_p"), lambda v: isinstance(v, (int, float)) and 0 < v <= 1,
+         "top_p must be in (0, 1]"),
+        ("n", body.get("n"), lambda v: isinstance(v, int) and 1 <= v <= 8,
+         "n must be an integer from 1 to 8"),
+        ("seed", body.get("seed"), lambda v: isinstance(v, int), "seed must be an integer"),
+    ]
+    for key, value, ok, message in checks:
+        if value is None:
+            continue
+        if isinstance(value, bool) or not ok(value):
+            raise UsageError(message)
+        out[key] = value
+    stop = body.get("stop")
+    if stop is not None:
+        if isinstance(stop, str):
+            stop = [stop]
+        if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop) or len(stop) > 4:
+            raise UsageError("stop must be a string or a list of up to 4 strings")
+        out["stop"] = tuple(stop)
+    return out
+
+
+def _messages(body: dict[str, Any]) -> list[dict[str, str]]:
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise UsageError("messages must be a non-empty list")
+    out = []
+    for message in messages:
+        if not isinstance(message, dict) or message.get("role") not in (
+                "system", "user", "assistant", "developer"):
+            raise UsageError("each message needs a role: system, user or assistant")
+        content = message.get("content")
+        if isinstance(content, list):  # content parts: keep the text ones
+            content = "".join(p.get("text", "") for p in content
+                              if isinstance(p, dict) and p.get("type") == "text")
+        if not isinstance(content, str):
+            raise UsageError("message content must be a string")
+        role = "system" if message["role"] == "developer" else message["role"]
+        out.append({"role": role, "content": content})
+    return out
+
+
+# -- the app --------------------------------------------------------------------------------------
+
+def create_app(backend: Backend, *, token: str | None = None) -> Starlette:
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse, StreamingResponse
+    from starlette.routing import Route
+
+    def error(status: int, message: str, kind: str = "invalid_request_error",
+              code: str | None = None) -> Response:
+        return JSONResponse({"error": {"message": message, "type": kind, "param": None,
+                                       "code": code}}, status_code=status)
+
+    def authorized(request: Request) -> bool:
+        if not token:
+            return True
+        header = request.headers.get("authorization", "")
+        scheme, _, given = header.partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip(), token)
+
+    async def read_body(request: Request) -> dict[str, Any]:
+        raw = await request.body()
+        if len(raw) > MAX_BODY_BYTES:
+            raise _HTTPError(413, f"request body is larger than {MAX_BODY_BYTES} bytes")
+        try:
+            body = json.loads(raw)
+        except ValueError as exc:
+            raise _HTTPError(400, f"request body is not valid JSON: {exc}") from exc
+        if not isinstance(body, dict):
+            raise _HTTPError(400, "request body must be a JSON object")
+        return body
+
+    async def models(request: Request) -> Response:
+        if not authorized(request):
+            return error(401, "invalid or missing bearer token", "authentication_error")
+        names = await asyncio.to_thread(backend.models)
+        return JSONResponse({"object": "list", "data": [
+            {"id": name, "object": "model", "created": 0, "owned_by": "shellfish"}
+            for name in names]})
+
+    async def completion(request: Request, chat: bool) -> Response:
+        if not authorized(request):
+            return error(401, "invalid or missing bearer token", "authentication_error")
+        try:
+            body = await read_body(request)
+            overrides = _generation_overrides(body)
+            if chat:
+                prompt: str | list[dict[str, str]] = _messages(body)
+            else:
+                prompt = body.get("prompt")  # type: ignore[assignment]
+                if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
+                    prompt = prompt[0]
+                if not isinstance(prompt, str):
+                    raise UsageError("prompt must be a string")
+            model_field = body.get("model")
+            if model_field is not None and not isinstance(model_field, str):
+                raise UsageError("model must be a string")
+            model = await asyncio.to_thread(backend.resolve, model_field)
+        except _HTTPError as exc:
+            return error(exc.status, exc.message)
+        except ModelNotFound as exc:
+            return error(404, str(exc), code="model_not_found")
+        except ShellfishError as exc:
+            return error(400, str(exc))
+        reply = _Reply(chat=chat, model=model)
+        cancel = threading.Event()
+
+        def events() -> Iterator[Event]:
+            return backend.generate(model, prompt, overrides, cancel)
+
+        if body.get("stream"):
+            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            return StreamingResponse(reply.sse(_pump(events, cancel), include_usage),
+                                     media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache"})
+        try:
+            done = await asyncio.to_thread(_collect, events)
+        except ModelNotFound as exc:
+            return error(404, str(exc), code="model_not_found")
+        except UsageError as exc:
+            return error(400, str(exc))
+        except ShellfishError as exc:
+            return error(500, str(exc), "server_error")
+        return JSONResponse(reply.full(done))
+
+    async def chat_completions(request: Request) -> Response:
+        return await completion(request, chat=True)
+
+    async def completions(request: Request) -> Response:
+        return await completion(request, chat=False)
+
+    return Starlette(routes=[
+        Route("/v1/models", models, methods=["GET"]),
+        Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+        Route("/v1/completions", completions, methods=["POST"]),
+    ])
+
+
+class _HTTPError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _collect(events: Callable[[], Iterator[Event]]) -> Done:
+    for event in events():
+        if isinstance(event, Done):
+            return event
+        if isinstance(event, Error):
+            raise ShellfishError(event.message, hint=event.hint)
+    raise ShellfishError("the model ended without a result")
+
+
+async def _pump(events: Callable[[], Iterator[Event]],
+                cancel: threading.Event) -> AsyncIterator[Event | BaseException]:
+    """Run the blocking generation in a thread; a client that goes away cancels it."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+
+    def put(item: Any) -> None:
+        try:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+        except RuntimeError:  # the loop is gone (server stopping)
+            cancel.set()
+
+    def work() -> None:
+        try:
+            for event in events():
+                put(event)
+        except BaseException as exc:
+            put(exc)
+        finally:
+            put(_END)
+
+    threading.Thread(target=work, name="serve-generate", daemon=True).start()
+    try:
+        while (item := await queue.get()) is not _END:
+            yield item
+    finally:
+        cancel.set()  # client disconnected or stream finished: stop the runner at its next step
+
+
+class _Reply:
+    def __init__(self, *, chat: bool, model: str) -> None:
+        self.chat = chat
+        self.model = model
+        self.id = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:24]
+        self.created = int(time.time())
+        self.object = "chat.completion" if chat else "text_completion"
+
+    def _choice(self, index: int, text: str, finish: str | None, *, delta: bool) -> dict[str, Any]:
+        if not self.chat:
+            return {"index": index, "text": text, "logprobs": None, "finish_reason": finish}
+        key = "delta" if delta else "message"
+        if delta:
+            body: dict[str, Any] = {"content": text} if text else {}
+        else:
+            body = {"role": "assistant", "content": text}
+        return {"index": index, key: body, "logprobs": None, "finish_reason": finish}
+
+    @staticmethod
+    def _finish(done: Done) -> str:
+        return "length" if done.finish_reason == "length" else "stop"
+
+    @staticmethod
+    def _usage(done: Done) -> dict[str, int]:
+        return {"prompt_tokens": done.prompt_tokens, "completion_tokens": done.completion_tokens,
+                "total_tokens": done.prompt_tokens + done.completion_tokens}
+
+    def full(self, done: Done) -> dict[str, Any]:
+        finish = self._finish(done)
+        return {"id": self.id, "object": self.object, "created": self.created,
+                "model": self.model,
+                "choices": [self._choice(i, t, finish, delta=False)
+                            for i, t in enumerate(done.texts)],
+                "usage": self._usage(done)}
+
+    def _chunk(self, choices: list[dict[str, Any]], **extra: Any) -> bytes:
+        data = {"id": self.id, "object": self.object + ("" if not self.chat else ".chunk"),
+                "created": self.created, "model": self.model, "choices": choices, **extra}
+        return f"data: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+
+    async def sse(self, items: AsyncIterator[Event | BaseException],
+                  include_usage: bool) -> AsyncIterator[bytes]:
+        if self.chat:
+            yield self._chunk([{"index": 0, "delta": {"role": "assistant", "content": ""},
+                                "logprobs": None, "finish_reason": None}])
+        async for item in items:
+            if isinstance(item, BaseException):
+                message = str(item) if isinstance(item, ShellfishError) else repr(item)
+                payload = {"error": {"message": message, "type": "server_error",
+                                     "param": None, "code": None}}
+                yield f"data: {json.dumps(payload)}\n\n".encode()
+                break
+            if isinstance(item, Token) and item.text:
+                yield self._chunk([self._choice(item.index, item.text, None, delta=True)])
+            elif isinstance(item, Error):
+                payload = {"error": {"message": item.message, "type": "server_error",
+                                     "param": None, "code": item.code}}
+                yield f"data: {json.dumps(payload)}\n\n".encode()
+                break
+            elif isinstance(item, Done):
+                finish = self._finish(item)
+                yield self._chunk([self._choice(i, "", finish, delta=True)
+                                   for i in range(max(1, len(item.texts)))])
+                if include_usage:
+                    yield self._chunk([], usage=self._usage(item))
+                break
+        yield b"data: [DONE]\n\n"
