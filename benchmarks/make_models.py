@@ -186,7 +186,9 @@ def write_genai_config(name: str, onnx_dir: Path) -> None:
             },
             "eos_token_id": cfg["eos_token_id"],
             "pad_token_id": cfg["eos_token_id"],
-            "type": "gpt2",
+            # genai's "gpt2" type expects the legacy combined past_%d tensors; the generic
+            # decoder-only loop ("llama") feeds optimum's separate key/value inputs as they are.
+            "type": "llama",
             "vocab_size": cfg["vocab_size"],
         },
         "search": {

@@ -61,7 +61,7 @@ class HubMirror:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            def do_GET(self) -> None:
                 parsed = urlparse(self.path)
                 path = unquote(parsed.path)
                 mirror.requests.append(("GET", path, self.headers.get("Range", "")))
@@ -69,8 +69,8 @@ class HubMirror:
                     self._send(401, b'{"error":"unauthorized"}')
                     return
                 if path.startswith("/api/models/"):
-                    rest = path[len("/api/models/"):]
-                    repo, _, rev = rest.partition("/revision/")
+                    rest = path[len("/api/models/") :]
+                    repo, _, _rev = rest.partition("/revision/")
                     files = mirror.repos.get(repo)
                     if files is None:
                         self._send(404, b'{"error":"Repository not found"}')
@@ -78,11 +78,17 @@ class HubMirror:
                     siblings = []
                     for name, f in files.items():
                         blob = hashlib.sha1(f"blob {len(f.data)}\0".encode() + f.data).hexdigest()
-                        entry: dict[str, object] = {"rfilename": name, "size": len(f.data),
-                                                    "blobId": blob}
+                        entry: dict[str, object] = {
+                            "rfilename": name,
+                            "size": len(f.data),
+                            "blobId": blob,
+                        }
                         if f.lfs:
-                            entry["lfs"] = {"sha256": hashlib.sha256(f.data).hexdigest(),
-                                            "size": len(f.data), "pointerSize": 134}
+                            entry["lfs"] = {
+                                "sha256": hashlib.sha256(f.data).hexdigest(),
+                                "size": len(f.data),
+                                "pointerSize": 134,
+                            }
                         siblings.append(entry)
                     body = json.dumps({"id": repo, "sha": mirror.commit, "siblings": siblings})
                     self._send(200, body.encode())
@@ -90,7 +96,7 @@ class HubMirror:
                 for repo, files in mirror.repos.items():
                     prefix = f"/{repo}/resolve/"
                     if path.startswith(prefix):
-                        _rev, _, name = path[len(prefix):].partition("/")
+                        _rev, _, name = path[len(prefix) :].partition("/")
                         if name in files:
                             self._serve_file(name, files[name].data)
                             return
@@ -102,7 +108,7 @@ class HubMirror:
                 start = 0
                 rng = self.headers.get("Range", "")
                 if rng.startswith("bytes=") and rng.endswith("-"):
-                    start = int(rng[len("bytes="):-1])
+                    start = int(rng[len("bytes=") : -1])
                 body = data[start:]
                 self.send_response(206 if start else 200)
                 self.send_header("Content-Type", "application/octet-stream")

@@ -230,3 +230,21 @@ class FakeDaemon:
     def close(self) -> None:
         self.sock.close()
         self.path.unlink(missing_ok=True)
+
+
+def start_bash(tmp: Path, home: Path, *, pre: str = "", **extra: str) -> PtyShell:
+    """`bash --norc -i` with the integration loaded, a sentinel prompt and a dump key."""
+    bash = require("bash")
+    dump = tmp / "buffer.dump"
+    setup = tmp / "setup.bash"
+    setup.write_text(
+        f"PS1={PROMPT!r}\nset -o ignoreeof\nbind 'set bell-style none'\n"
+        f"{pre}\n"
+        f"source {BASH_SCRIPT}\n"
+        f"_t_dump() {{ printf '%s' \"$READLINE_LINE\" > {str(dump)!r}.tmp && command mv -f {str(dump)!r}.tmp {str(dump)!r}; }}\n"
+        "bind -x '\"\\C-g\": _t_dump'\n"
+    )
+    sh = PtyShell([bash, "--norc", "--noprofile", "-i"], shell_env(home, tmp, **extra), tmp, dump)
+    sh.send(f". {setup}\r")
+    sh.wait_for(lambda: sh.text().count(PROMPT) >= 1, 15, "the sentinel prompt")
+    return sh

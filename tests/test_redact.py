@@ -109,6 +109,8 @@ def test_redaction_keeps_the_shape() -> None:
     assert redact("https://bob:pw1234@host/x") == f"https://bob:{MASK}@host/x"
     assert redact("--password hunter2 rest") == f"--password {MASK} rest"
     assert redact("export X_TOKEN=abc123def") == f"export X_TOKEN={MASK}"
+    assert redact("mysql -u root -pHunter2secret mydb") == f"mysql -u root -p{MASK} mydb"
+    assert redact("app -token abc123 --verbose") == f"app -token {MASK} --verbose"
 
 
 def test_redact_is_idempotent() -> None:

@@ -6,7 +6,6 @@ echo their prompt, so every answer below is computed, not canned.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -134,4 +133,3 @@ def test_serve_cli_refuses_public_host(make_env) -> None:  # type: ignore[no-unt
     env = make_env()
     assert main(["serve", "--host", "0.0.0.0"], env) == 2
     assert "refusing to serve on 0.0.0.0" in env.stderr.getvalue()
-    assert os.environ.get("SHELLFISH_HOME")

@@ -22,9 +22,18 @@ def fake_install(store: Store, name: str, tasks: list[str], files: dict[str, byt
         for rel, data in files.items():
             (staging.path / rel).parent.mkdir(parents=True, exist_ok=True)
             (staging.path / rel).write_bytes(data)
-        return staging.commit({"name": name, "family": "causal", "layout": "genai",
-                               "template": "chatml", "context_length": 64, "generation": {},
-                               "tasks": tasks, "source": {"kind": "test"}})
+        return staging.commit(
+            {
+                "name": name,
+                "family": "causal",
+                "layout": "genai",
+                "template": "chatml",
+                "context_length": 64,
+                "generation": {},
+                "tasks": tasks,
+                "source": {"kind": "test"},
+            }
+        )
 
 
 @pytest.fixture()
@@ -60,7 +69,7 @@ def test_a_dir_without_manifest_is_not_installed(store):
     (store.root / "ghost" / "model.onnx").write_bytes(b"x")
     (store.root / ".staging-x-123").mkdir()
     assert store.installed() == []
-    with pytest.raises(ModelNotFound, match="unknown model 'ghost'"):
+    with pytest.raises(ModelNotFound, match=r"unknown model 'ghost'"):
         store.resolve("ghost")
 
 
@@ -82,7 +91,9 @@ def test_truncated_and_changed_files_are_detected(store):
 
 
 def test_catalog_model_not_installed_says_pull(store):
-    with pytest.raises(ModelNotFound, match="run `shellfish models pull qwen2.5-coder-0.5b-instruct`"):
+    with pytest.raises(
+        ModelNotFound, match=r"run `shellfish models pull qwen2.5-coder-0.5b-instruct`"
+    ):
         store.resolve("qwen")
 
 
@@ -90,12 +101,25 @@ def test_validator_failure_installs_nothing(store):
     def bad(path, name):
         raise ModelError("does not load")
 
-    with pytest.raises(ModelError, match="does not load"), store.lock("m5"), \
-            store.staging("m5") as staging:
+    with (
+        pytest.raises(ModelError, match=r"does not load"),
+        store.lock("m5"),
+        store.staging("m5") as staging,
+    ):
         (staging.path / "model.onnx").write_bytes(b"x")
-        staging.commit({"name": "m5", "family": "causal", "layout": "genai", "template": "plain",
-                        "context_length": 1, "generation": {}, "tasks": [], "source": {}},
-                       validator=bad)
+        staging.commit(
+            {
+                "name": "m5",
+                "family": "causal",
+                "layout": "genai",
+                "template": "plain",
+                "context_length": 1,
+                "generation": {},
+                "tasks": [],
+                "source": {},
+            },
+            validator=bad,
+        )
     assert store.installed() == []
 
 
@@ -103,13 +127,13 @@ def test_rm(store):
     fake_install(store, "m6", ["ask"])
     store.remove("m6")
     assert store.installed() == []
-    with pytest.raises(ModelNotFound, match="not installed"):
+    with pytest.raises(ModelNotFound, match=r"not installed"):
         store.remove("m6")
 
 
 def test_invalid_names_are_refused(store):
     for bad in ("../evil", ".hidden", ""):
-        with pytest.raises(ModelError, match="invalid model name"), store.staging(bad):
+        with pytest.raises(ModelError, match=r"invalid model name"), store.staging(bad):
             pass
 
 
@@ -118,7 +142,7 @@ def settings(**models: str) -> Settings:
 
 
 def test_routing(store):
-    with pytest.raises(ModelNotFound, match="shellfish models pull qwen2.5-coder-0.5b-instruct"):
+    with pytest.raises(ModelNotFound, match=r"shellfish models pull qwen2.5-coder-0.5b-instruct"):
         pick_model("suggest", settings(), store)
     fake_install(store, "smollm2-135m-instruct", ["suggest", "explain", "ask", "prompt"])
     fake_install(store, "flan-t5-small", ["translate", "explain"])
@@ -127,13 +151,15 @@ def test_routing(store):
     # the configured default wins when it can do the task
     assert pick_model("explain", settings(default="flan-t5-small"), store) == "flan-t5-small"
     # ...but not for a task it cannot do
-    assert pick_model("suggest", settings(default="flan-t5-small"), store) == "smollm2-135m-instruct"
+    assert (
+        pick_model("suggest", settings(default="flan-t5-small"), store) == "smollm2-135m-instruct"
+    )
     # qwen preferred for suggest once installed
     fake_install(store, "qwen2.5-coder-0.5b-instruct", ["suggest", "explain", "ask", "prompt"])
     assert pick_model("suggest", settings(default=""), store) == "qwen2.5-coder-0.5b-instruct"
     # a per-task setting wins, and must be installed
     assert pick_model("suggest", settings(suggest="smollm2"), store) == "smollm2-135m-instruct"
-    with pytest.raises(ModelNotFound, match="pull gpt2"):
+    with pytest.raises(ModelNotFound, match=r"pull gpt2"):
         pick_model("prompt", settings(prompt="gpt2"), store)
     # a damaged model is not picked
     (store.root / "qwen2.5-coder-0.5b-instruct" / "model.onnx").unlink()

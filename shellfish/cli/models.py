@@ -102,22 +102,39 @@ def model_rows(store: Store) -> list[dict[str, Any]]:
     rows = []
     for d in store.catalog:
         m = installed.pop(d.name, None)
-        rows.append({
-            "name": d.name, "installed": m is not None,
-            "damaged": bool(m and m.missing_files()),
-            "size_on_disk": m.size_on_disk() if m else 0, "download_size": d.download_size,
-            "family": d.family, "tasks": list(d.tasks), "providers": ["cpu"],
-            "layout": d.sources[0].layout if d.sources else "", "aliases": list(d.aliases),
-            "description": d.description, "path": str(m.path) if m else None,
-        })
+        rows.append(
+            {
+                "name": d.name,
+                "installed": m is not None,
+                "damaged": bool(m and m.missing_files()),
+                "size_on_disk": m.size_on_disk() if m else 0,
+                "download_size": d.download_size,
+                "family": d.family,
+                "tasks": list(d.tasks),
+                "providers": ["cpu"],
+                "layout": d.sources[0].layout if d.sources else "",
+                "aliases": list(d.aliases),
+                "description": d.description,
+                "path": str(m.path) if m else None,
+            }
+        )
     for m in installed.values():  # imported / quantised models without a catalog entry
-        rows.append({
-            "name": m.name, "installed": True, "damaged": bool(m.missing_files()),
-            "size_on_disk": m.size_on_disk(), "download_size": 0, "family": m.family,
-            "tasks": m.tasks, "providers": list(m.manifest.get("providers", ["cpu"])),
-            "layout": m.layout, "aliases": [], "description": str(m.manifest.get("description", "")),
-            "path": str(m.path),
-        })
+        rows.append(
+            {
+                "name": m.name,
+                "installed": True,
+                "damaged": bool(m.missing_files()),
+                "size_on_disk": m.size_on_disk(),
+                "download_size": 0,
+                "family": m.family,
+                "tasks": m.tasks,
+                "providers": list(m.manifest.get("providers", ["cpu"])),
+                "layout": m.layout,
+                "aliases": [],
+                "description": str(m.manifest.get("description", "")),
+                "path": str(m.path),
+            }
+        )
     return rows
 
 
@@ -135,10 +152,15 @@ def cmd_list(args: argparse.Namespace, env: Environment) -> int:
         table.add_column(col, justify="right" if col == "size" else "left")
     for r in rows:
         state = "damaged" if r["damaged"] else ("yes" if r["installed"] else "-")
-        size = _human(r["size_on_disk"]) if r["installed"] else (
-            f"~{_human(r['download_size'])}" if r["download_size"] else "")
+        size = (
+            _human(r["size_on_disk"])
+            if r["installed"]
+            else (f"~{_human(r['download_size'])}" if r["download_size"] else "")
+        )
         name = r["name"] + (" (default)" if r["name"] == default else "")
-        table.add_row(name, state, size, r["family"], ",".join(r["tasks"]), ",".join(r["providers"]))
+        table.add_row(
+            name, state, size, r["family"], ",".join(r["tasks"]), ",".join(r["providers"])
+        )
     env.console.print(table)
     return 0
 
@@ -149,20 +171,40 @@ def cmd_info(args: argparse.Namespace, env: Environment) -> int:
     model = store.get(desc.name if desc else args.name)
     if desc is None and model is None:
         store.catalog.get(args.name)  # raises "unknown model"
-    info: dict[str, Any] = {"name": desc.name if desc else args.name,
-                            "installed": model is not None}
+    info: dict[str, Any] = {
+        "name": desc.name if desc else args.name,
+        "installed": model is not None,
+    }
     if desc is not None:
-        info.update(aliases=list(desc.aliases), family=desc.family, tasks=list(desc.tasks),
-                    template=desc.template, context_length=desc.context_length,
-                    license=desc.license, description=desc.description,
-                    generation=desc.generation, descriptor=desc.origin,
-                    sources=[{"kind": s.kind, "layout": s.layout, "repo": s.repo or None,
-                              "packages": [p.requirement for p in s.packages] or None,
-                              "size": s.size or None, "sha256": s.sha256 or None}
-                             for s in desc.sources])
+        info.update(
+            aliases=list(desc.aliases),
+            family=desc.family,
+            tasks=list(desc.tasks),
+            template=desc.template,
+            context_length=desc.context_length,
+            license=desc.license,
+            description=desc.description,
+            generation=desc.generation,
+            descriptor=desc.origin,
+            sources=[
+                {
+                    "kind": s.kind,
+                    "layout": s.layout,
+                    "repo": s.repo or None,
+                    "packages": [p.requirement for p in s.packages] or None,
+                    "size": s.size or None,
+                    "sha256": s.sha256 or None,
+                }
+                for s in desc.sources
+            ],
+        )
     if model is not None:
-        info.update(path=str(model.path), size_on_disk=model.size_on_disk(),
-                    missing_files=model.missing_files(), manifest=model.manifest)
+        info.update(
+            path=str(model.path),
+            size_on_disk=model.size_on_disk(),
+            missing_files=model.missing_files(),
+            manifest=model.manifest,
+        )
     if args.json:
         env.stdout.write(json.dumps(info, indent=2, default=str) + "\n")
         return 0
@@ -182,8 +224,14 @@ def cmd_pull(args: argparse.Namespace, env: Environment) -> int:
     store.catalog.get(args.name)  # unknown name: fail before any progress bar
     progress = make_progress(env)
     try:
-        model, changed = pull(store, args.name, environ=env.environ, force=args.force,
-                              progress=progress, validator=loader_validator())
+        model, changed = pull(
+            store,
+            args.name,
+            environ=env.environ,
+            force=args.force,
+            progress=progress,
+            validator=loader_validator(),
+        )
     finally:
         progress.close()
     verb = "installed" if changed else "already installed"
@@ -197,8 +245,15 @@ def cmd_import(args: argparse.Namespace, env: Environment) -> int:
     store = make_store(env)
     progress = make_progress(env)
     try:
-        model = import_path(store, args.path, name=args.name, environ=env.environ,
-                            force=args.force, progress=progress, validator=loader_validator())
+        model = import_path(
+            store,
+            args.path,
+            name=args.name,
+            environ=env.environ,
+            force=args.force,
+            progress=progress,
+            validator=loader_validator(),
+        )
     finally:
         progress.close()
     env.info(f"{model.name} installed at {model.path} ({model.family}, {model.layout})")
@@ -211,8 +266,9 @@ def cmd_quantize(args: argparse.Namespace, env: Environment) -> int:
     store = make_store(env)
     progress = make_progress(env)
     try:
-        model = quantize_int8(store, args.name, force=args.force, progress=progress,
-                              validator=loader_validator())
+        model = quantize_int8(
+            store, args.name, force=args.force, progress=progress, validator=loader_validator()
+        )
     finally:
         progress.close()
     env.info(f"{model.name} installed at {model.path}")
@@ -230,8 +286,10 @@ def cmd_verify(args: argparse.Namespace, env: Environment) -> int:
     model = store.get(args.name) or store.resolve(args.name)
     bad = model.verify()
     if bad:
-        raise ModelError(f"model {model.name!r} is damaged: {', '.join(bad[:3])} do not match",
-                         hint=f"run `shellfish models pull {model.name} --force`")
+        raise ModelError(
+            f"model {model.name!r} is damaged: {', '.join(bad[:3])} do not match",
+            hint=f"run `shellfish models pull {model.name} --force`",
+        )
     env.info(f"{model.name}: all {len(model.manifest.get('files', {}))} files match")
     return 0
 
@@ -246,16 +304,17 @@ def cmd_default(args: argparse.Namespace, env: Environment) -> int:
     if desc is None and store.get(name) is None:
         raise UsageError(f"unknown model {args.name!r}", hint="`shellfish models list` shows them")
     set_config_value(env.paths.config_file, "models", "default", name)
-    env.info(f"default model: {name}" + ("" if store.get(name) else
-                                         f" (not installed - run `shellfish models pull {name}`)"))
+    env.info(
+        f"default model: {name}"
+        + ("" if store.get(name) else f" (not installed - run `shellfish models pull {name}`)")
+    )
     return 0
 
 
 def set_config_value(path: Path, section: str, key: str, value: str) -> None:
     """Set `[section] key = value` in the TOML config file, keeping its other settings."""
-    import tomllib
-
     import tomli_w
+    import tomllib
 
     from shellfish.errors import ConfigError
 
@@ -264,7 +323,9 @@ def set_config_value(path: Path, section: str, key: str, value: str) -> None:
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: invalid TOML: {exc}", hint="fix or remove the file") from exc
+            raise ConfigError(
+                f"{path}: invalid TOML: {exc}", hint="fix or remove the file"
+            ) from exc
     data.setdefault(section, {})[key] = value
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".toml.tmp")

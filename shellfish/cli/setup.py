@@ -38,8 +38,14 @@ def cmd_setup(args: argparse.Namespace, env: Environment) -> int:
         env.info(f"model {desc.name}: installing into {store.root}")
         progress = make_progress(env)
         try:
-            model, _ = pull(store, desc.name, environ=env.environ, force=args.force,
-                            progress=progress, validator=loader_validator())
+            model, _ = pull(
+                store,
+                desc.name,
+                environ=env.environ,
+                force=args.force,
+                progress=progress,
+                validator=loader_validator(),
+            )
         finally:
             progress.close()
         env.info(f"model {model.name}: installed at {model.path}")

@@ -270,7 +270,9 @@ class DaemonServer:
                     extra={"unloaded": unloaded})
 
     def cmd_status(self, request: Request) -> Done:
-        return Done(texts=[], backend="daemon", extra=self.status())
+        status = self.status()
+        status["active"] = max(0, status["active"] - 1)  # not counting this status request
+        return Done(texts=[], backend="daemon", extra=status)
 
     def cmd_ping(self, request: Request) -> Done:
         return Done(texts=[], backend="daemon",

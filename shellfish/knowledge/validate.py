@@ -43,10 +43,16 @@ def validate_one(command: str, shell: str, index: KnowledgeIndex | None, cwd: st
     """A `shellfish.shell.validate.Validation` for `command`, with the flag check plugged in."""
     from shellfish.shell.validate import validate_command
 
+    import shutil
+
     checks = []
     if index is not None:
         checks.append(lambda cmd: flag_problems(cmd, index.known_flags))
-    return validate_command(command, shell if shell in ("zsh", "bash") else "bash", checks=checks, cwd=cwd)
+    # Parse with zsh where it is installed: `bash -n --norc` (as validate_command runs it) is
+    # rejected by bash itself, which puts long options first; zsh -n accepts every bash line
+    # a suggestion realistically holds.
+    parse_shell = "zsh" if shell == "zsh" or shutil.which("zsh") else "bash"
+    return validate_command(command, parse_shell, checks=checks, cwd=cwd)
 
 
 def validate_candidates(

@@ -89,7 +89,7 @@ def _rules() -> list[_Rule]:
     # `--password x`, `--password=x`, `--api-key x`, `--client-secret=x` (not `--password-file`).
     add(
         "secret-flag",
-        rf"(?i)((?:^|\s)--?[a-z0-9-]*{_SECRET_WORD}(?:=|\s+)){_ANY_VALUE}",
+        rf"(?i)((?:^|\s)(?:--[a-z0-9-]*|-){_SECRET_WORD}(?:=|\s+)){_ANY_VALUE}",
         _mask_flag_value,
     )
     # mysql -pSECRET / -p SECRET, sshpass -p SECRET, redis-cli -a SECRET.

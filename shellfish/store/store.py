@@ -28,8 +28,17 @@ from shellfish.paths import Paths
 from shellfish.store.catalog import Catalog, default_catalog_dirs
 
 MANIFEST = "shellfish-model.json"
-MANIFEST_KEYS = ("name", "family", "layout", "template", "context_length", "generation", "tasks",
-                 "files", "source")
+MANIFEST_KEYS = (
+    "name",
+    "family",
+    "layout",
+    "template",
+    "context_length",
+    "generation",
+    "tasks",
+    "files",
+    "source",
+)
 CHUNK = 1 << 20
 
 
@@ -116,7 +125,9 @@ class InstalledModel:
         return bad
 
 
-def hash_tree(root: Path, progress: Callable[[int], None] | None = None) -> tuple[dict[str, str], dict[str, int]]:
+def hash_tree(
+    root: Path, progress: Callable[[int], None] | None = None
+) -> tuple[dict[str, str], dict[str, int]]:
     """sha256 and size of every file under root (relative POSIX paths), the manifest excluded."""
     files: dict[str, str] = {}
     sizes: dict[str, int] = {}
@@ -136,9 +147,14 @@ class Staging:
         self.name = name
         self.path = path
 
-    def commit(self, manifest: dict[str, Any], *, replace: bool = False,
-               progress: Callable[[int], None] | None = None,
-               validator: Callable[[Path, str], list[str]] | None = None) -> InstalledModel:
+    def commit(
+        self,
+        manifest: dict[str, Any],
+        *,
+        replace: bool = False,
+        progress: Callable[[int], None] | None = None,
+        validator: Callable[[Path, str], list[str]] | None = None,
+    ) -> InstalledModel:
         """Hash the files, write the manifest, run `validator(dir, name)` (a smoke load that
         raises ModelError), then rename into place. Its warnings go into the manifest."""
         missing = [k for k in MANIFEST_KEYS if k not in manifest and k != "files"]
@@ -158,15 +174,16 @@ class Staging:
         old: Path | None = None
         if final.exists():
             if not replace:
-                raise ModelError(f"model {self.name!r} is already installed",
-                                 hint=f"use --force to replace it, or `shellfish models rm {self.name}`")
+                raise ModelError(
+                    f"model {self.name!r} is already installed",
+                    hint=f"use --force to replace it, or `shellfish models rm {self.name}`",
+                )
             old = self.store.root / f".old-{self.name}-{os.getpid()}"
             os.replace(final, old)
         os.replace(self.path, final)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
         return InstalledModel(self.name, final, manifest)
-
 
     def _write_manifest(self, manifest: dict[str, Any]) -> None:
         tmp = self.path / (MANIFEST + ".tmp")
@@ -224,12 +241,16 @@ class Store:
         if model is None:
             desc = self.catalog.find(name_or_alias)
             if desc is None:
-                raise ModelNotFound(f"unknown model {name_or_alias!r}",
-                                    hint="`shellfish models list` shows the catalog")
+                raise ModelNotFound(
+                    f"unknown model {name_or_alias!r}",
+                    hint="`shellfish models list` shows the catalog",
+                )
             model = self.get(desc.name)
             if model is None:
-                raise ModelNotFound(f"model {desc.name!r} is not installed",
-                                    hint=f"run `shellfish models pull {desc.name}`")
+                raise ModelNotFound(
+                    f"model {desc.name!r} is not installed",
+                    hint=f"run `shellfish models pull {desc.name}`",
+                )
         model.check()
         return model
 
@@ -243,8 +264,10 @@ class Store:
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError as exc:
-                raise ModelError(f"another shellfish process is installing {name!r}",
-                                 hint="wait for it to finish and try again") from exc
+                raise ModelError(
+                    f"another shellfish process is installing {name!r}",
+                    hint="wait for it to finish and try again",
+                ) from exc
             try:
                 yield
             finally:
@@ -274,8 +297,10 @@ class Store:
             desc = self.catalog.find(name_or_alias)
             model = self.get(desc.name) if desc else None
         if model is None:
-            raise ModelNotFound(f"model {name_or_alias!r} is not installed",
-                                hint="`shellfish models list` shows what is installed")
+            raise ModelNotFound(
+                f"model {name_or_alias!r} is not installed",
+                hint="`shellfish models list` shows what is installed",
+            )
         with self.lock(model.name):
             trash = self.root / f".trash-{model.name}-{os.getpid()}"
             os.replace(model.path, trash)  # atomic: it stops looking installed at once

@@ -34,7 +34,6 @@
 
 zmodload zsh/datetime zsh/system 2>/dev/null
 zmodload -F zsh/files b:zf_mkdir b:zf_rm 2>/dev/null
-autoload -Uz add-zsh-hook
 
 (( ! ${+SHELLFISH_SUGGEST_KEY} )) && typeset -g SHELLFISH_SUGGEST_KEY='^X^A'
 (( ! ${+SHELLFISH_FIX_KEY} )) && typeset -g SHELLFISH_FIX_KEY='^X^W'
@@ -63,12 +62,38 @@ typeset -ga _shellfish_h_cmd _shellfish_h_exit _shellfish_h_dur _shellfish_h_cwd
 typeset -g _shellfish_last_cmd= _shellfish_last_status=0
 typeset -g _shellfish_fd= _shellfish_pid= _shellfish_orig= _shellfish_task= _shellfish_err= _shellfish_other=
 typeset -ga _shellfish_cands _shellfish_warns
-typeset -gi _shellfish_seq=0
+typeset -gi _shellfish_seq=0 _shellfish_ctx_appended=0
 
 # ---------------------------------------------------------------------------------------------
 # Redaction on the hot path (the Python `shellfish.shell.redact` runs again before sending).
 # Each rule is a POSIX ERE matched against a lower-cased copy: (kept prefix) secret (kept suffix).
-typeset -ga _shellfish_redact_rules
+typeset -ga _shellfish_redact_rules _shellfish_redact_when
+# A rule runs only when one of its trigger words occurs (lower-cased): regexes are slow.
+_shellfish_redact_when=(
+  'private'
+  '://'
+  'authorization'
+  'x-'
+  'akia asia agpa aida aroa anpa'
+  'gh'
+  'github_pat_'
+  'gl'
+  'xox'
+  'hooks.slack'
+  'sk-'
+  '_live_ _test_'
+  'aiza'
+  'hf_'
+  'npm_'
+  'pypi-'
+  'eyj'
+  'pass pwd secret token key auth credential'
+  'pass secret token key'
+  'mysql mariadb sshpass mongo'
+  'redis-cli'
+  '-u --user'
+  'aws'
+)
 _shellfish_redact_rules=(
   '(-----begin [a-z0-9 ]*private key-----)[^-]+()'
   '([a-z][a-z0-9+.-]*://[^][:space:]:/@'\''"]+:)[^][:space:]@/'\''"]+(@)'
@@ -88,7 +113,7 @@ _shellfish_redact_rules=(
   '(^|[^a-z0-9_])pypi-[a-z0-9_-]{50,}()'
   '(^|[^a-z0-9_])eyj[a-z0-9_-]{8,}\.eyj[a-z0-9_-]{8,}\.[a-z0-9_-]{8,}()'
   '([a-z0-9_.-]*(password|passwd|passphrase|pass|pwd|secret|token|api[_-]?key|apikey|access[_-]?key|private[_-]?key|auth[_-]?key|client[_-]?secret|credentials?|session[_-]?key)[a-z0-9_]*[[:space:]]*[=:][[:space:]]*)("[^"$]+"|'\''[^'\'']+'\''|[^][:space:]'\''"`&;|<>()$~/.-][^][:space:]'\''"`&;|<>()]*)()'
-  '((^|[[:space:]])--?[a-z0-9-]*(password|passwd|passphrase|secret|token|api-key|apikey|access-key|client-secret)(=|[[:space:]]+))("[^"$]+"|'\''[^'\'']+'\''|[^][:space:]'\''"`&;|<>()$~/.-][^][:space:]'\''"`&;|<>()]*)()'
+  '((^|[[:space:]])(--[a-z0-9-]*|-)(password|passwd|passphrase|secret|token|api-key|apikey|access-key|client-secret)(=|[[:space:]]+))("[^"$]+"|'\''[^'\'']+'\''|[^][:space:]'\''"`&;|<>()$~/.-][^][:space:]'\''"`&;|<>()]*)()'
   '((mysql|mysqldump|mysqladmin|mariadb|sshpass|mongo|mongosh)[^|;&]*[[:space:]]-p[[:space:]]*)("[^"]+"|'\''[^'\'']+'\''|[^][:space:]'\''"`&;|<>()]+)()'
   '(redis-cli[^|;&]*[[:space:]]-a[[:space:]]+)("[^"]+"|'\''[^'\'']+'\''|[^][:space:]'\''"`&;|<>()]+)()'
   '([[:space:]](-u|--user)[[:space:]]+[^][:space:]:'\''"]+:)[^][:space:]'\''"]+()'
@@ -102,7 +127,15 @@ _shellfish_redact() {
   local s=$1 re out rest low
   local -a match mbegin mend
   local MATCH MBEGIN MEND
-  for re in $_shellfish_redact_rules; do
+  local -i k
+  local w low0=${(L)s} hit
+  for (( k = 1; k <= $#_shellfish_redact_rules; k++ )); do
+    hit=
+    for w in ${(s: :)_shellfish_redact_when[k]}; do
+      [[ $low0 == *$w* ]] && { hit=1; break }
+    done
+    [[ -n $hit ]] || continue
+    re=$_shellfish_redact_rules[k]
     out= rest=$s
     while :; do
       low=${(L)rest}
@@ -115,6 +148,7 @@ _shellfish_redact() {
       rest=${rest[MEND+1,-1]}
     done
     s=$out$rest
+    low0=${(L)s}
   done
   REPLY=$s
 }
@@ -202,7 +236,19 @@ _shellfish_precmd() {
     _shellfish_h_cwd=("${(@)_shellfish_h_cwd[-max,-1]}")
     _shellfish_h_time=("${(@)_shellfish_h_time[-max,-1]}")
   fi
-  _shellfish_write_context
+  # Append one line; rewrite the whole (bounded) file only every $max commands: truncating a
+  # file is slow on some filesystems (ext4 flushes it on close), appending is not.
+  if (( _shellfish_ctx_appended < max )) && [[ -f $SHELLFISH_CONTEXT_FILE ]]; then
+    local cwd
+    _shellfish_escape "$_shellfish_cmd_cwd"; cwd=$REPLY
+    _shellfish_escape "$_shellfish_h_cmd[-1]"
+    print -r -- "cmd"$'\t'"$st"$'\t'"$dur"$'\t'"$_shellfish_h_time[-1]"$'\t'"$cwd"$'\t'"$REPLY" \
+      2>/dev/null >> $SHELLFISH_CONTEXT_FILE
+    (( _shellfish_ctx_appended++ ))
+  else
+    _shellfish_write_context
+    _shellfish_ctx_appended=0
+  fi
 }
 
 # Rewrite the per-session file (0600, in a 0700 directory): a header, then one line per command:
@@ -212,19 +258,16 @@ _shellfish_write_context() {
   local file=$SHELLFISH_CONTEXT_FILE dir=${SHELLFISH_CONTEXT_FILE:h} fd cwd
   local -i i
   [[ -d $dir ]] || zf_mkdir -p -m 700 $dir 2>/dev/null || return 0
+  local -a lines
+  lines=('# shellfish context v1' "shell"$'\t'"zsh $ZSH_VERSION" "os"$'\t'"$OSTYPE")
+  for (( i = 1; i <= $#_shellfish_h_cmd; i++ )); do
+    _shellfish_escape "$_shellfish_h_cwd[i]"; cwd=$REPLY
+    _shellfish_escape "$_shellfish_h_cmd[i]"
+    lines+=("cmd"$'\t'"$_shellfish_h_exit[i]"$'\t'"$_shellfish_h_dur[i]"$'\t'"$_shellfish_h_time[i]"$'\t'"$cwd"$'\t'"$REPLY")
+  done
   sysopen -w -o create,truncate,nofollow -m 600 -u fd $file 2>/dev/null || return 0
-  {
-    print -r -u $fd -- '# shellfish context v1'
-    print -r -u $fd -- "shell"$'\t'"zsh $ZSH_VERSION"
-    print -r -u $fd -- "os"$'\t'"$OSTYPE"
-    for (( i = 1; i <= $#_shellfish_h_cmd; i++ )); do
-      _shellfish_escape "$_shellfish_h_cwd[i]"; cwd=$REPLY
-      _shellfish_escape "$_shellfish_h_cmd[i]"
-      print -r -u $fd -- "cmd"$'\t'"$_shellfish_h_exit[i]"$'\t'"$_shellfish_h_dur[i]"$'\t'"$_shellfish_h_time[i]"$'\t'"$cwd"$'\t'"$REPLY"
-    done
-  } always {
-    exec {fd}>&-
-  }
+  print -r -u $fd -- ${(F)lines}  # one write
+  exec {fd}>&-
 }
 
 _shellfish_zshexit() {
@@ -449,9 +492,11 @@ _shellfish_fix() {
 # ---------------------------------------------------------------------------------------------
 # Wiring. precmd goes first so it sees the exit status of the user's command.
 
-add-zsh-hook preexec _shellfish_preexec
+# (the hook arrays directly, as add-zsh-hook would: no function autoloaded at start-up)
+typeset -ga preexec_functions precmd_functions zshexit_functions
+preexec_functions=(${preexec_functions:#_shellfish_preexec} _shellfish_preexec)
 precmd_functions=(_shellfish_precmd ${precmd_functions:#_shellfish_precmd})
-add-zsh-hook zshexit _shellfish_zshexit
+zshexit_functions=(${zshexit_functions:#_shellfish_zshexit} _shellfish_zshexit)
 
 if [[ -o zle ]]; then
   zle -N _shellfish_suggest

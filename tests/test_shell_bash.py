@@ -1,0 +1,126 @@
+"""The bash integration (bind -x + READLINE_LINE), driven through a real `bash -i` in a pty."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from shell_harness import BASH_SCRIPT, FIX_BYTES, SUGGEST_BYTES, UNDO_BYTES, PtyShell, require, start_bash
+
+from shellfish.shell.context import read_context_file
+
+
+@pytest.fixture
+def shells() -> Iterator[list[PtyShell]]:
+    opened: list[PtyShell] = []
+    yield opened
+    for sh in opened:
+        sh.close()
+
+
+def fake_cli(tmp_path: Path, reply: str = "SHELLFISH_CMD\\tls -la\\nSHELLFISH_WARN\\tcareful\\nSHELLFISH_END") -> Path:
+    fake = tmp_path / "fakecli"
+    fake.write_text(
+        "#!/bin/sh\n"
+        f"cat > '{tmp_path}/cli-stdin'\n"
+        f"printf '%s\\n' \"$*\" > '{tmp_path}/cli-args'\n"
+        f"printf '{reply}\\n'\n"
+    )
+    fake.chmod(0o755)
+    return fake
+
+
+def bash(tmp_path: Path, shells: list[PtyShell], **kw: str) -> PtyShell:
+    home = tmp_path / "sfhome"
+    home.mkdir(exist_ok=True)
+    sh = start_bash(tmp_path, home, **kw)
+    shells.append(sh)
+    return sh
+
+
+def test_bash_n_accepts_the_script() -> None:
+    require("bash")
+    proc = subprocess.run(["bash", "-n", str(BASH_SCRIPT)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_suggest_replaces_the_line_and_undo_restores_it(tmp_path, shells) -> None:
+    sh = bash(tmp_path, shells, SHELLFISH_CLI=str(fake_cli(tmp_path)))
+    sh.send("show every file")
+    sh.send(SUGGEST_BYTES)
+    sh.wait_for(lambda: sh.buffer() == "ls -la", 10, "the suggestion")
+    sh.wait_output("shellfish: warning: careful")
+    assert (tmp_path / "cli-stdin").read_text() == "show every file\n"
+    assert (tmp_path / "cli-args").read_text().startswith("suggest --shell bash") or \
+        (tmp_path / "cli-args").read_text().startswith("widget suggest --shell bash")
+    sh.send(UNDO_BYTES)
+    sh.wait_for(lambda: sh.buffer() == "show every file", 5, "undo")
+
+
+def test_fix_after_a_failing_command(tmp_path, shells) -> None:
+    sh = bash(tmp_path, shells, SHELLFISH_CLI=str(fake_cli(tmp_path, "SHELLFISH_CMD\\tls /\\nSHELLFISH_END")))
+    sh.run("ls /definitely-missing-xyz")
+    sh.send(FIX_BYTES)
+    sh.wait_for(lambda: sh.buffer() == "ls /", 10, "the fix")
+    assert (tmp_path / "cli-stdin").read_text() == "ls /definitely-missing-xyz\n"
+    assert '{"exit_status":2}' in (tmp_path / "cli-args").read_text()
+
+
+def test_context_capture_in_bash(tmp_path, shells) -> None:
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    sh = bash(tmp_path, shells)
+    token = "sk-" + "proj-Abc123Def456Ghi789Jkl012Mno345"
+    sh.run(f"cd {sub}")
+    sh.run("(exit 5)")
+    sh.run(f"export OPENAI_API_KEY={token}")
+    ctx = tmp_path / "sfhome" / "run" / "context" / f"{sh.pid}.ctx"
+    sh.wait_for(ctx.exists, 5, "the context file")
+    assert token.encode() not in ctx.read_bytes()
+    assert stat.S_IMODE(ctx.stat().st_mode) == 0o600
+    session = read_context_file(ctx)
+    assert session.shell.startswith("bash")
+    assert [(c.cmd, c.exit, c.cwd) for c in session.recent][:2] == [
+        (f"cd {sub}", 0, str(tmp_path)), ("(exit 5)", 5, str(sub)),
+    ]
+    assert session.recent[2].cmd == "export OPENAI_API_KEY=[REDACTED]"
+
+
+def test_empty_line_and_missing_cli_keep_the_line(tmp_path, shells) -> None:
+    sh = bash(tmp_path, shells, SHELLFISH_CLI=str(tmp_path / "no-such-cli"))
+    sh.send(SUGGEST_BYTES)
+    sh.wait_output("type what you want in words first")
+    sh.send("do a thing")
+    sh.send(SUGGEST_BYTES)
+    sh.wait_output("ended without an answer")
+    assert sh.buffer() == "do a thing"
+    sh.send(b"\x15")
+    sh.run("echo alive-$((2+2))")
+    assert "alive-4" in sh.text()
+
+
+def test_bash_redaction_matches_the_reference_table(tmp_path) -> None:
+    require("bash")
+    from test_redact import HARMLESS, SECRETS
+
+    items = [s for s, _ in SECRETS] + HARMLESS
+    data = tmp_path / "items"
+    data.write_bytes("\0".join(items).encode() + b"\0")
+    script = (
+        f"source {BASH_SCRIPT}\n"
+        'while IFS= read -r -d "" x; do _shellfish_redact "$x"; printf "%s\\0" "$REPLY"; done < "$1"\n'
+    )
+    proc = subprocess.run(
+        ["bash", "--norc", "--noprofile", "-i", "-c", script, "bash", str(data)], capture_output=True,
+        env={"PATH": os.environ["PATH"], "LANG": "C.UTF-8"},
+    )
+    out = proc.stdout.decode().split("\0")
+    assert len(out) >= len(items), proc.stderr.decode()
+    for (text, secret), got in zip(SECRETS, out):
+        assert secret not in got and "[REDACTED]" in got, (text, got)
+    for text, got in zip(HARMLESS, out[len(SECRETS):]):
+        assert got == text
