@@ -11,6 +11,7 @@ answers with marker lines from a script the test provides: that is the daemon pr
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -96,7 +97,9 @@ class PtyShell:
             if value:
                 return value
             time.sleep(0.02)
-        raise AssertionError(f"timed out waiting for {what or predicate}; screen tail:\n{self.text()[-1500:]}")
+        raise AssertionError(
+            f"timed out waiting for {what or predicate}; screen tail:\n{self.text()[-1500:]}"
+        )
 
     def wait_output(self, needle: str, timeout: float = 10.0, since: int = 0) -> None:
         self.wait_for(lambda: needle in self.text()[since:], timeout, f"{needle!r} on screen")
@@ -122,18 +125,12 @@ class PtyShell:
 
     def close(self) -> None:
         self._stop = True
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(self.pid, signal.SIGHUP)
-        except ProcessLookupError:
-            pass
-        try:
+        with contextlib.suppress(ChildProcessError):
             os.waitpid(self.pid, 0)
-        except ChildProcessError:
-            pass
-        try:
+        with contextlib.suppress(OSError):
             os.close(self.fd)
-        except OSError:
-            pass
 
 
 def shell_env(home: Path, tmp: Path, **extra: str) -> dict[str, str]:
@@ -160,7 +157,7 @@ def start_zsh(tmp: Path, home: Path, *, pre: str = "", **extra: str) -> PtyShell
         f"PS1={PROMPT!r}\nPROMPT_EOL_MARK=''\nunsetopt beep\nsetopt ignoreeof\n"
         f"{pre}\n"
         f"source {ZSH_SCRIPT}\n"
-        "_t_dump() { print -rn -- \"$BUFFER\" >| $_T_DUMP.tmp && zf_mv -f $_T_DUMP.tmp $_T_DUMP }\n"
+        '_t_dump() { print -rn -- "$BUFFER" >| $_T_DUMP.tmp && zf_mv -f $_T_DUMP.tmp $_T_DUMP }\n'
         f"_T_DUMP={str(dump)!r}\nzle -N _t_dump\nbindkey '{DUMP_KEY_ZSH}' _t_dump\n"
     )
     sh = PtyShell([zsh, "-f", "-i"], shell_env(home, tmp, **extra), tmp, dump)

@@ -9,7 +9,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from shell_harness import BASH_SCRIPT, FIX_BYTES, SUGGEST_BYTES, UNDO_BYTES, PtyShell, require, start_bash
+from shell_harness import (
+    BASH_SCRIPT,
+    FIX_BYTES,
+    SUGGEST_BYTES,
+    UNDO_BYTES,
+    PtyShell,
+    require,
+    start_bash,
+)
 
 from shellfish.shell.context import read_context_file
 
@@ -22,7 +30,9 @@ def shells() -> Iterator[list[PtyShell]]:
         sh.close()
 
 
-def fake_cli(tmp_path: Path, reply: str = "SHELLFISH_CMD\\tls -la\\nSHELLFISH_WARN\\tcareful\\nSHELLFISH_END") -> Path:
+def fake_cli(
+    tmp_path: Path, reply: str = "SHELLFISH_CMD\\tls -la\\nSHELLFISH_WARN\\tcareful\\nSHELLFISH_END"
+) -> Path:
     fake = tmp_path / "fakecli"
     fake.write_text(
         "#!/bin/sh\n"
@@ -55,14 +65,19 @@ def test_suggest_replaces_the_line_and_undo_restores_it(tmp_path, shells) -> Non
     sh.wait_for(lambda: sh.buffer() == "ls -la", 10, "the suggestion")
     sh.wait_output("shellfish: warning: careful")
     assert (tmp_path / "cli-stdin").read_text() == "show every file\n"
-    assert (tmp_path / "cli-args").read_text().startswith("suggest --shell bash") or \
-        (tmp_path / "cli-args").read_text().startswith("widget suggest --shell bash")
+    assert (tmp_path / "cli-args").read_text().startswith("suggest --shell bash") or (
+        tmp_path / "cli-args"
+    ).read_text().startswith("widget suggest --shell bash")
     sh.send(UNDO_BYTES)
     sh.wait_for(lambda: sh.buffer() == "show every file", 5, "undo")
 
 
 def test_fix_after_a_failing_command(tmp_path, shells) -> None:
-    sh = bash(tmp_path, shells, SHELLFISH_CLI=str(fake_cli(tmp_path, "SHELLFISH_CMD\\tls /\\nSHELLFISH_END")))
+    sh = bash(
+        tmp_path,
+        shells,
+        SHELLFISH_CLI=str(fake_cli(tmp_path, "SHELLFISH_CMD\\tls /\\nSHELLFISH_END")),
+    )
     sh.run("ls /definitely-missing-xyz")
     sh.send(FIX_BYTES)
     sh.wait_for(lambda: sh.buffer() == "ls /", 10, "the fix")
@@ -85,7 +100,8 @@ def test_context_capture_in_bash(tmp_path, shells) -> None:
     session = read_context_file(ctx)
     assert session.shell.startswith("bash")
     assert [(c.cmd, c.exit, c.cwd) for c in session.recent][:2] == [
-        (f"cd {sub}", 0, str(tmp_path)), ("(exit 5)", 5, str(sub)),
+        (f"cd {sub}", 0, str(tmp_path)),
+        ("(exit 5)", 5, str(sub)),
     ]
     assert session.recent[2].cmd == "export OPENAI_API_KEY=[REDACTED]"
 
@@ -115,12 +131,13 @@ def test_bash_redaction_matches_the_reference_table(tmp_path) -> None:
         'while IFS= read -r -d "" x; do _shellfish_redact "$x"; printf "%s\\0" "$REPLY"; done < "$1"\n'
     )
     proc = subprocess.run(
-        ["bash", "--norc", "--noprofile", "-i", "-c", script, "bash", str(data)], capture_output=True,
+        ["bash", "--norc", "--noprofile", "-i", "-c", script, "bash", str(data)],
+        capture_output=True,
         env={"PATH": os.environ["PATH"], "LANG": "C.UTF-8"},
     )
     out = proc.stdout.decode().split("\0")
     assert len(out) >= len(items), proc.stderr.decode()
-    for (text, secret), got in zip(SECRETS, out):
+    for (text, secret), got in zip(SECRETS, out, strict=False):
         assert secret not in got and "[REDACTED]" in got, (text, got)
-    for text, got in zip(HARMLESS, out[len(SECRETS):]):
+    for text, got in zip(HARMLESS, out[len(SECRETS) :], strict=False):
         assert got == text

@@ -39,6 +39,7 @@ def run(make_env, *argv: str, stdin: str = "", **extra: str):
 
 # --- the contract between Python and the scripts -------------------------------------------
 
+
 @pytest.mark.parametrize("shell", sorted(SHELLS))
 def test_every_marker_appears_in_the_scripts(shell: str) -> None:
     for marker in markers.MARKERS:
@@ -47,7 +48,12 @@ def test_every_marker_appears_in_the_scripts(shell: str) -> None:
         assert marker in SCRIPTS[shell], (shell, marker)
     # and every marker the scripts parse is one the Python side defines
     used = set(re.findall(r"SHELLFISH_[A-Z]+(?=\$'\\t'|\)|\s|;|\"|\\t)", SCRIPTS[shell]))
-    parsed = {m for m in used if m in {"SHELLFISH_CMD", "SHELLFISH_WARN", "SHELLFISH_ERR", "SHELLFISH_END", "SHELLFISH_PID"}}
+    parsed = {
+        m
+        for m in used
+        if m
+        in {"SHELLFISH_CMD", "SHELLFISH_WARN", "SHELLFISH_ERR", "SHELLFISH_END", "SHELLFISH_PID"}
+    }
     assert parsed <= set(markers.MARKERS)
     protocol = (REPO / "docs" / "protocol.md").read_text()
     for marker in (markers.CMD, markers.WARN, markers.ERR, markers.END):
@@ -56,7 +62,15 @@ def test_every_marker_appears_in_the_scripts(shell: str) -> None:
 
 def test_fast_path_request_fields_match_the_protocol() -> None:
     zsh = SCRIPTS["zsh"]
-    for field in ('"v":1', '"cmd":"generate"', '"reply_format":"lines"', '"request":', '"task":', '"text":', '"context":'):
+    for field in (
+        '"v":1',
+        '"cmd":"generate"',
+        '"reply_format":"lines"',
+        '"request":',
+        '"task":',
+        '"text":',
+        '"context":',
+    ):
         assert field in zsh, field
     # what the zsh fast path sends is a valid TaskRequest
     TaskRequest.from_dict({"task": "suggest", "text": "x", "context": {"cwd": "/"}})
@@ -64,7 +78,9 @@ def test_fast_path_request_fields_match_the_protocol() -> None:
 
 
 def test_context_keys_are_the_same_in_python_and_zsh(tmp_path: Path) -> None:
-    ctx = build_context(parse_context("shell\tzsh 5.9\nos\tlinux\ncmd\t0\t1\t0\t/\tls\n"), cwd=str(tmp_path))
+    ctx = build_context(
+        parse_context("shell\tzsh 5.9\nos\tlinux\ncmd\t0\t1\t0\t/\tls\n"), cwd=str(tmp_path)
+    )
     for key in ctx:
         if key != "git_branch":
             assert f'"{key}":' in SCRIPTS["zsh"], key
@@ -75,7 +91,10 @@ def test_context_keys_are_the_same_in_python_and_zsh(tmp_path: Path) -> None:
         assert re.search(r'\\?"exit_status\\?":', SCRIPTS[shell]), shell
     for shell in SHELLS:
         assert "# shellfish context v1" in SCRIPTS[shell]
-        assert "SHELLFISH_CONTEXT_FILE" in SCRIPTS[shell] and "SHELLFISH_CONTEXT_CAPTURE" in SCRIPTS[shell]
+        assert (
+            "SHELLFISH_CONTEXT_FILE" in SCRIPTS[shell]
+            and "SHELLFISH_CONTEXT_CAPTURE" in SCRIPTS[shell]
+        )
         assert "widget" in SCRIPTS[shell] and "--context-extra" in SCRIPTS[shell]
 
 
@@ -102,11 +121,15 @@ def test_marker_escaping_round_trips() -> None:
     lines = markers.suggestion_lines(["ls -la", " ls -la ", "", "du -sh"], ["careful"])
     assert markers.parse_lines(lines) == (["ls -la", "du -sh"], ["careful"], None, True)
     assert markers.parse_lines(markers.suggestion_lines(["", " "])) == (
-        [], [], "the model gave no command - rephrase the request", True,
+        [],
+        [],
+        "the model gave no command - rephrase the request",
+        True,
     )
 
 
 # --- shellfish init --------------------------------------------------------------------------
+
 
 def test_init_zsh_prints_a_script_that_parses(make_env, shellfish_home: Path) -> None:
     code, out, _ = run(make_env, "init", "zsh")
@@ -141,6 +164,7 @@ def test_init_rejects_an_unknown_shell(make_env) -> None:
 
 # --- shellfish context -----------------------------------------------------------------------
 
+
 def write_ctx(path: Path, *records: tuple[int, int, str, str]) -> Path:
     lines = ["# shellfish context v1", "shell\tzsh 5.9", "os\tlinux-gnu"]
     lines += [f"cmd\t{e}\t{d}\t0\t{escape(cwd)}\t{escape(cmd)}" for e, d, cwd, cmd in records]
@@ -149,14 +173,21 @@ def write_ctx(path: Path, *records: tuple[int, int, str, str]) -> Path:
 
 
 def test_context_json_shows_redacted_context(make_env, tmp_path: Path) -> None:
-    ctx = write_ctx(tmp_path / "s.ctx", (0, 5, "/home/a", "ls"),
-                    (1, 9, "/tmp", "mysql -u root -pHunter2secret db\nSELECT 1"))
+    ctx = write_ctx(
+        tmp_path / "s.ctx",
+        (0, 5, "/home/a", "ls"),
+        (1, 9, "/tmp", "mysql -u root -pHunter2secret db\nSELECT 1"),
+    )
     code, out, _ = run(make_env, "context", "--json", SHELLFISH_CONTEXT_FILE=str(ctx))
     assert code == 0
     data = json.loads(out)
     assert "Hunter2secret" not in out
-    assert data["recent"][1] == {"cmd": "mysql -u root -p[REDACTED] db\nSELECT 1", "cwd": "/tmp",
-                                 "exit": 1, "duration_ms": 9}
+    assert data["recent"][1] == {
+        "cmd": "mysql -u root -p[REDACTED] db\nSELECT 1",
+        "cwd": "/tmp",
+        "exit": 1,
+        "duration_ms": 9,
+    }
     assert data["shell"] == "zsh 5.9" and data["source"] == "zsh"
     code, out, _ = run(make_env, "context", SHELLFISH_CONTEXT_FILE=str(ctx))
     assert "[exit 1, 9 ms, in /tmp]" in out and "Hunter2secret" not in out
@@ -213,6 +244,7 @@ def test_git_branch_from_head(tmp_path: Path) -> None:
 
 # --- shellfish widget (the slow path) --------------------------------------------------------
 
+
 def fake_stream(events, seen):
     def stream(request, env, **kw):
         seen.append(request)
@@ -223,10 +255,19 @@ def fake_stream(events, seen):
 
 def test_widget_prints_markers_with_validation(make_env, monkeypatch, tmp_path: Path) -> None:
     seen: list[TaskRequest] = []
-    monkeypatch.setattr(shellfish.client, "stream", fake_stream([Done(texts=["rm -rf ~", "ls"])], seen))
+    monkeypatch.setattr(
+        shellfish.client, "stream", fake_stream([Done(texts=["rm -rf ~", "ls"])], seen)
+    )
     ctx = write_ctx(tmp_path / "s.ctx", (2, 3, "/", "ls /nope"))
-    code, out, _ = run(make_env, "widget", "fix", "--context-extra", '{"exit_status": 2}',
-                       stdin="ls /nope\n", SHELLFISH_CONTEXT_FILE=str(ctx))
+    code, out, _ = run(
+        make_env,
+        "widget",
+        "fix",
+        "--context-extra",
+        '{"exit_status": 2}',
+        stdin="ls /nope\n",
+        SHELLFISH_CONTEXT_FILE=str(ctx),
+    )
     assert code == 0
     cmds, warns, err, ended = markers.parse_lines(out.splitlines())
     assert cmds == ["rm -rf ~", "ls"] and err is None and ended
@@ -238,9 +279,12 @@ def test_widget_prints_markers_with_validation(make_env, monkeypatch, tmp_path: 
 
 
 def test_widget_uses_the_engine_warnings_when_given(make_env, monkeypatch) -> None:
-    monkeypatch.setattr(shellfish.client, "stream",
-                        fake_stream([Done(texts=["frob --x"], extra={"warnings": ["frob: no such flag --x"]})], []))
-    code, out, _ = run(make_env, "widget", "suggest", stdin="frobnicate\n")
+    monkeypatch.setattr(
+        shellfish.client,
+        "stream",
+        fake_stream([Done(texts=["frob --x"], extra={"warnings": ["frob: no such flag --x"]})], []),
+    )
+    _code, out, _ = run(make_env, "widget", "suggest", stdin="frobnicate\n")
     assert markers.parse_lines(out.splitlines())[1] == ["frob: no such flag --x"]
 
 
@@ -250,12 +294,24 @@ def test_widget_uses_the_engine_warnings_when_given(make_env, monkeypatch) -> No
         ("  \n", "{}", [], "nothing to do: the line is empty"),
         ("x\n", "not json", [], "--context-extra is not JSON"),
         ("x\n", "[1]", [], "--context-extra must be a JSON object"),
-        ("x\n", "{}", [Error("model 'q' is not installed", code="model_not_found", hint="run `shellfish models pull q`")],
-         "model 'q' is not installed - run `shellfish models pull q`"),
+        (
+            "x\n",
+            "{}",
+            [
+                Error(
+                    "model 'q' is not installed",
+                    code="model_not_found",
+                    hint="run `shellfish models pull q`",
+                )
+            ],
+            "model 'q' is not installed - run `shellfish models pull q`",
+        ),
         ("x\n", "{}", [], "no answer came back"),
     ],
 )
-def test_widget_bad_input_gives_one_error_line(make_env, monkeypatch, stdin, extra, events, expected) -> None:
+def test_widget_bad_input_gives_one_error_line(
+    make_env, monkeypatch, stdin, extra, events, expected
+) -> None:
     monkeypatch.setattr(shellfish.client, "stream", fake_stream(events, []))
     code, out, _ = run(make_env, "widget", "suggest", "--context-extra", extra, stdin=stdin)
     assert code == 0
@@ -269,5 +325,8 @@ def test_widget_survives_an_unexpected_exception(make_env, monkeypatch) -> None:
         yield  # pragma: no cover
 
     monkeypatch.setattr(shellfish.client, "stream", broken)
-    code, out, _ = run(make_env, "widget", "suggest", stdin="x\n")
-    assert out.splitlines() == ["SHELLFISH_ERR\tinternal error: RuntimeError: boom", "SHELLFISH_END"]
+    _code, out, _ = run(make_env, "widget", "suggest", stdin="x\n")
+    assert out.splitlines() == [
+        "SHELLFISH_ERR\tinternal error: RuntimeError: boom",
+        "SHELLFISH_END",
+    ]

@@ -32,7 +32,6 @@ from shellfish.shell.context import read_context_file
 from shellfish.shell.markers import escape_payload
 
 
-
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
     h = tmp_path / "sfhome"
@@ -83,7 +82,9 @@ def test_zsh_n_accepts_the_script() -> None:
     assert proc.returncode == 0, proc.stderr
 
 
-def test_suggestion_replaces_the_buffer_and_undo_restores_it(tmp_path, home, shells, daemons) -> None:
+def test_suggestion_replaces_the_buffer_and_undo_restores_it(
+    tmp_path, home, shells, daemons
+) -> None:
     daemon = FakeDaemon(socket_path(home), answer("ls -la", "danger: nothing really"))
     daemons.append(daemon)
     sh = zsh(tmp_path, home, shells)
@@ -279,7 +280,10 @@ def test_daemon_dying_mid_request_keeps_the_line(tmp_path, home, shells, daemons
 def test_daemon_error_is_shown(tmp_path, home, shells, daemons) -> None:
     daemon = FakeDaemon(
         socket_path(home),
-        lambda _r: ["SHELLFISH_ERR\tmodel 'x' is not installed - run `shellfish models pull x`", "SHELLFISH_END"],
+        lambda _r: [
+            "SHELLFISH_ERR\tmodel 'x' is not installed - run `shellfish models pull x`",
+            "SHELLFISH_END",
+        ],
     )
     daemons.append(daemon)
     sh = zsh(tmp_path, home, shells)
@@ -302,7 +306,7 @@ def test_empty_buffer_sends_nothing(tmp_path, home, shells, daemons) -> None:
 
 
 def test_multiline_buffer_and_multiline_reply(tmp_path, home, shells, daemons) -> None:
-    reply = "for f in *.log; do\n\tgzip \"$f\"  # back\\slash\ndone"
+    reply = 'for f in *.log; do\n\tgzip "$f"  # back\\slash\ndone'
     daemon = FakeDaemon(socket_path(home), answer(reply))
     daemons.append(daemon)
     sh = zsh(tmp_path, home, shells)
@@ -352,13 +356,15 @@ def test_zsh_redaction_matches_the_reference_table(tmp_path) -> None:
         'for x in $items; do _shellfish_redact "$x"; print -rn -- "$REPLY"$\'\\0\'; done\n'
     )
     proc = subprocess.run(
-        ["zsh", "-f", "-c", script, "zsh", str(data)], capture_output=True,
-        env={"PATH": os.environ["PATH"], "LANG": "C.UTF-8"}, check=True,
+        ["zsh", "-f", "-c", script, "zsh", str(data)],
+        capture_output=True,
+        env={"PATH": os.environ["PATH"], "LANG": "C.UTF-8"},
+        check=True,
     )
     out = proc.stdout.decode().split("\0")[: len(items)]
-    for (text, secret), got in zip(SECRETS, out):
+    for (text, secret), got in zip(SECRETS, out, strict=False):
         assert secret not in got and "[REDACTED]" in got, (text, got)
-    for text, got in zip(HARMLESS, out[len(SECRETS):]):
+    for text, got in zip(HARMLESS, out[len(SECRETS) :], strict=False):
         assert got == text
 
 
@@ -373,8 +379,10 @@ def test_json_escaping_round_trips(tmp_path) -> None:
         'for x in $items; do _shellfish_json_str "$x"; print -r -- "$REPLY"; done\n'
     )
     proc = subprocess.run(
-        ["zsh", "-f", "-c", script, "zsh", str(data)], capture_output=True,
-        env={"PATH": os.environ["PATH"], "LANG": "C.UTF-8"}, check=True,
+        ["zsh", "-f", "-c", script, "zsh", str(data)],
+        capture_output=True,
+        env={"PATH": os.environ["PATH"], "LANG": "C.UTF-8"},
+        check=True,
     )
     decoded = [json.loads(line) for line in proc.stdout.decode("utf-8").splitlines()]
     # zsh's "${(@0)...}" drops the empty element; compare the rest

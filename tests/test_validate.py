@@ -14,14 +14,19 @@ needs_zsh = pytest.mark.skipif(shutil.which("zsh") is None, reason="zsh not inst
 
 def test_programs_of_a_pipeline() -> None:
     assert programs("sudo -u bob FOO=1 grep -r x . | sort | uniq -c && echo done") == [
-        "grep", "sort", "uniq", "echo",
+        "grep",
+        "sort",
+        "uniq",
+        "echo",
     ]
     assert programs("if true; then ls; fi") == ["true", "ls"]
 
 
 def test_existing_and_missing_programs() -> None:
     assert missing_programs("ls -la | grep x") == []
-    assert missing_programs("definitely-not-a-program-xyz --flag") == ["definitely-not-a-program-xyz"]
+    assert missing_programs("definitely-not-a-program-xyz --flag") == [
+        "definitely-not-a-program-xyz"
+    ]
     assert missing_programs("cd /tmp && export A=1 && echo $A") == []  # builtins
     assert missing_programs("$EDITOR file") == []  # resolved at run time
 

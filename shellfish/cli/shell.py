@@ -16,7 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="print the zsh/bash integration script",
         description=(
             'Print the shell integration script. Add `eval "$(shellfish init zsh)"` to ~/.zshrc '
-            "(or `eval \"$(shellfish init bash)\"` to ~/.bashrc); nothing edits rc files for you. "
+            '(or `eval "$(shellfish init bash)"` to ~/.bashrc); nothing edits rc files for you. '
             "To start no Python process with each shell, save the output to a file once and "
             "`source` that file instead."
         ),
@@ -36,16 +36,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     group = p.add_mutually_exclusive_group()
     group.add_argument("--json", action="store_true", help="print the context as JSON")
-    group.add_argument("--off", action="store_true", help="stop recording context and delete what was recorded")
+    group.add_argument(
+        "--off", action="store_true", help="stop recording context and delete what was recorded"
+    )
     group.add_argument("--on", action="store_true", help="record context again")
     p.set_defaults(func=_context)
 
     # Hidden: the widgets' slow path when no daemon answers. Reads the text on stdin and prints
     # marker lines (shellfish/shell/markers.py), exactly like the daemon's `lines` replies.
-    p = subparsers.add_parser("widget", description="(internal) answer a shell widget with marker lines")
+    p = subparsers.add_parser(
+        "widget", description="(internal) answer a shell widget with marker lines"
+    )
     p.add_argument("task", choices=("suggest", "fix"))
     p.add_argument("--shell", default="zsh", choices=("zsh", "bash"))
-    p.add_argument("--context-extra", default="{}", metavar="JSON", help="extra context fields (JSON object)")
+    p.add_argument(
+        "--context-extra", default="{}", metavar="JSON", help="extra context fields (JSON object)"
+    )
     p.add_argument("--model", "-m", default=None)
     p.set_defaults(func=_widget)
 
@@ -88,13 +94,23 @@ def _context(args: argparse.Namespace, env: Environment) -> int:
     elif context is None:
         env.stdout.write("context capture is off: requests carry no shell context\n")
         if not capture_enabled(env):
-            env.info("turn it on with `shellfish context --on` (and unset SHELLFISH_CONTEXT_CAPTURE)")
+            env.info(
+                "turn it on with `shellfish context --on` (and unset SHELLFISH_CONTEXT_CAPTURE)"
+            )
     else:
-        out = [f"{key}: {context[key]}" for key in ("cwd", "shell", "os", "git_branch") if key in context]
+        out = [
+            f"{key}: {context[key]}"
+            for key in ("cwd", "shell", "os", "git_branch")
+            if key in context
+        ]
         recent = context.get("recent", [])
-        out.append(f"recent commands ({len(recent)}):" if recent else "recent commands: none recorded")
+        out.append(
+            f"recent commands ({len(recent)}):" if recent else "recent commands: none recorded"
+        )
         for item in recent:
-            out.append(f"  [exit {item['exit']}, {item['duration_ms']} ms, in {item['cwd']}] {item['cmd']}")
+            out.append(
+                f"  [exit {item['exit']}, {item['duration_ms']} ms, in {item['cwd']}] {item['cmd']}"
+            )
         env.stdout.write("\n".join(out) + "\n")
     env.stdout.flush()
     return ExitStatus.OK
@@ -151,4 +167,6 @@ def _widget_lines(args: argparse.Namespace, env: Environment) -> list[str]:
     if done is None:
         return error_lines("no answer came back")
     warnings = done.extra.get("warnings")
-    return reply_lines(done.texts, list(warnings) if isinstance(warnings, list) else None, shell=args.shell)
+    return reply_lines(
+        done.texts, list(warnings) if isinstance(warnings, list) else None, shell=args.shell
+    )

@@ -53,7 +53,12 @@ class RecentCommand:
     epoch: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"cmd": self.cmd, "cwd": self.cwd, "exit": self.exit, "duration_ms": self.duration_ms}
+        return {
+            "cmd": self.cmd,
+            "cwd": self.cwd,
+            "exit": self.exit,
+            "duration_ms": self.duration_ms,
+        }
 
 
 @dataclass
@@ -112,10 +117,15 @@ def parse_context(text: str, max_commands: int = 20) -> SessionContext:
             except ValueError:
                 continue
             command = "\t".join(parts[5:])  # an unescaped tab cannot split the command
-            ctx.recent.append(RecentCommand(
-                cmd=_cut(redact(unescape(command))), exit=exit_status, duration_ms=duration,
-                cwd=_cut(unescape(parts[4])), epoch=epoch,
-            ))
+            ctx.recent.append(
+                RecentCommand(
+                    cmd=_cut(redact(unescape(command))),
+                    exit=exit_status,
+                    duration_ms=duration,
+                    cwd=_cut(unescape(parts[4])),
+                    epoch=epoch,
+                )
+            )
     if max_commands >= 0:
         ctx.recent = ctx.recent[-max_commands:] if max_commands else []
     return ctx
@@ -164,7 +174,9 @@ def capture_enabled(env: Environment) -> bool:
     try:
         if not env.settings.context.capture:
             return False
-    except Exception:  # a broken config file must not break the widget; the CLI reports it elsewhere
+    except (
+        Exception
+    ):  # a broken config file must not break the widget; the CLI reports it elsewhere
         pass
     return not off_marker(env.paths).exists()
 
@@ -211,7 +223,13 @@ def current_context(env: Environment, *, shell: str = "") -> dict[str, Any] | No
         cwd = os.getcwd()
     if not shell:
         shell = Path(env.environ.get("SHELL", "")).name
-    source = "zsh" if session.shell.startswith("zsh") else "bash" if session.shell.startswith("bash") else "cli"
+    source = (
+        "zsh"
+        if session.shell.startswith("zsh")
+        else "bash"
+        if session.shell.startswith("bash")
+        else "cli"
+    )
     return build_context(session, cwd=cwd, shell=shell, source=source)
 
 

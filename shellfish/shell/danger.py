@@ -24,22 +24,72 @@ class Danger:
     message: str  # one line for the user
 
 
-_SHELLS = {"sh", "bash", "zsh", "dash", "ksh", "fish", "csh", "tcsh", "python", "python3", "perl", "ruby", "node"}
+_SHELLS = {
+    "sh",
+    "bash",
+    "zsh",
+    "dash",
+    "ksh",
+    "fish",
+    "csh",
+    "tcsh",
+    "python",
+    "python3",
+    "perl",
+    "ruby",
+    "node",
+}
 _DOWNLOADERS = {"curl", "wget", "fetch", "http", "https", "aria2c"}
 _SYSTEM_DIRS = {
-    "/", "/*", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib64", "/opt", "/proc", "/root",
-    "/sbin", "/srv", "/sys", "/usr", "/var", "/Users", "/System", "/Library", "/Applications",
+    "/",
+    "/*",
+    "/bin",
+    "/boot",
+    "/dev",
+    "/etc",
+    "/home",
+    "/lib",
+    "/lib64",
+    "/opt",
+    "/proc",
+    "/root",
+    "/sbin",
+    "/srv",
+    "/sys",
+    "/usr",
+    "/var",
+    "/Users",
+    "/System",
+    "/Library",
+    "/Applications",
 }
-_HOME_TARGETS = {"~", "~/", "~/*", "$HOME", "$HOME/", "$HOME/*", "${HOME}", "${HOME}/", "${HOME}/*", "*", ".", "./", "..", "../", "./*", ".*"}
+_HOME_TARGETS = {
+    "~",
+    "~/",
+    "~/*",
+    "$HOME",
+    "$HOME/",
+    "$HOME/*",
+    "${HOME}",
+    "${HOME}/",
+    "${HOME}/*",
+    "*",
+    ".",
+    "./",
+    "..",
+    "../",
+    "./*",
+    ".*",
+}
 _DOTFILES = re.compile(
     r"^(?:~|\$HOME|\$\{HOME\})/\.(?:bashrc|bash_profile|bash_login|profile|zshrc|zshenv|zprofile|zlogin"
     r"|inputrc|vimrc|gitconfig|ssh/authorized_keys|ssh/config|ssh/id_[a-z0-9]+)$"
 )
 _FORK_BOMB = re.compile(r"([\w:.]+)\s*\(\)\s*\{[^}]*\1\s*\|\s*&?\s*\1\s*&[^}]*\}\s*;?\s*\1")
-_SHELL_OF_DOWNLOAD = re.compile(
-    r"\b(?:ba|z|da|k)?sh\b[^|;&\n]*(?:<\(|\$\(|`)\s*(?:curl|wget)\b"
+_SHELL_OF_DOWNLOAD = re.compile(r"\b(?:ba|z|da|k)?sh\b[^|;&\n]*(?:<\(|\$\(|`)\s*(?:curl|wget)\b")
+_DEVICE = re.compile(
+    r"^/dev/(?:sd[a-z]|nvme\d|hd[a-z]|vd[a-z]|xvd[a-z]|mmcblk\d|disk\d|rdisk\d|md\d|dm-\d|mapper/)"
 )
-_DEVICE = re.compile(r"^/dev/(?:sd[a-z]|nvme\d|hd[a-z]|vd[a-z]|xvd[a-z]|mmcblk\d|disk\d|rdisk\d|md\d|dm-\d|mapper/)")
 
 
 def _flags(args: list[str]) -> set[str]:
@@ -78,7 +128,10 @@ def dangers(line: str) -> list[Danger]:
             found.append(Danger(code, message))
 
     if _FORK_BOMB.search(line):
-        add("fork-bomb", "fork bomb: this defines a function that spawns itself until the machine hangs")
+        add(
+            "fork-bomb",
+            "fork bomb: this defines a function that spawns itself until the machine hangs",
+        )
     if _SHELL_OF_DOWNLOAD.search(line):
         add("pipe-to-shell", "runs a script downloaded from the network without showing it first")
 
@@ -100,14 +153,25 @@ def dangers(line: str) -> list[Danger]:
             broad = [o for o in ops if _broad(o)]
             if broad or "--no-preserve-root" in flags:
                 add("rm-broad", f"recursive delete of a broad path: {' '.join(broad) or '/'}")
-        elif prog == "find" and ops and _broad(ops[0]) and ops[0] not in {".", "./", "..", "../"} and ("-delete" in args or "rm" in args):
+        elif (
+            prog == "find"
+            and ops
+            and _broad(ops[0])
+            and ops[0] not in {".", "./", "..", "../"}
+            and ("-delete" in args or "rm" in args)
+        ):
             add("rm-broad", f"deletes files under {ops[0]}")
         elif prog == "dd" and any(a.startswith("of=/dev/") and _DEVICE.match(a[3:]) for a in args):
             add("device-write", "dd writes directly to a disk device")
         elif prog.startswith("mkfs") or prog in {"wipefs", "mke2fs", "mkswap"}:
             add("device-format", f"{prog} erases a filesystem")
-        elif prog in {"shred", "fdisk", "sfdisk", "parted", "gdisk", "sgdisk"} and any(_DEVICE.match(o) for o in ops):
-            add("device-write", f"{prog} modifies the disk {next(o for o in ops if _DEVICE.match(o))}")
+        elif prog in {"shred", "fdisk", "sfdisk", "parted", "gdisk", "sgdisk"} and any(
+            _DEVICE.match(o) for o in ops
+        ):
+            add(
+                "device-write",
+                f"{prog} modifies the disk {next(o for o in ops if _DEVICE.match(o))}",
+            )
         elif prog in {"chmod", "chown", "chgrp"} and flags & {"R", "--recursive"}:
             broad = [o for o in ops if _broad(o)]
             if broad:
@@ -116,12 +180,16 @@ def dangers(line: str) -> list[Danger]:
             add("mv-devnull", "moves files to /dev/null, which destroys them")
         elif prog in {"mv", "cp"} and len(ops) >= 2 and _DOTFILES.match(ops[-1]):
             add("dotfile-overwrite", f"replaces {ops[-1]}")
-        elif prog in {"shutdown", "reboot", "halt", "poweroff"} or (
-            prog == "init" and ops[:1] in (["0"], ["6"])
-        ) or (prog == "systemctl" and ops[:1] in (["poweroff"], ["reboot"], ["halt"])):
+        elif (
+            prog in {"shutdown", "reboot", "halt", "poweroff"}
+            or (prog == "init" and ops[:1] in (["0"], ["6"]))
+            or (prog == "systemctl" and ops[:1] in (["poweroff"], ["reboot"], ["halt"]))
+        ):
             add("shutdown", "shuts down or restarts the machine")
-        elif prog == "git" and ops[:1] == ["push"] and (
-            flags & {"f", "--force"} or any(o.startswith("+") for o in ops[1:])
+        elif (
+            prog == "git"
+            and ops[:1] == ["push"]
+            and (flags & {"f", "--force"} or any(o.startswith("+") for o in ops[1:]))
         ):
             branches = [o.lstrip("+").split(":")[-1] for o in ops[2:]]
             if not branches or any(b in {"main", "master"} for b in branches):

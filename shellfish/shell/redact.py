@@ -36,7 +36,9 @@ _Rule = tuple[str, "re.Pattern[str]", "str | Callable[[re.Match[str]], str]"]
 def _rules() -> list[_Rule]:
     r: list[_Rule] = []
 
-    def add(name: str, pattern: str, repl: str | Callable[[re.Match[str]], str], flags: int = 0) -> None:
+    def add(
+        name: str, pattern: str, repl: str | Callable[[re.Match[str]], str], flags: int = 0
+    ) -> None:
         r.append((name, re.compile(pattern, flags), repl))
 
     # Whole private key blocks (multi-line) first, before anything else splits them up.
@@ -47,7 +49,11 @@ def _rules() -> list[_Rule]:
         re.S,
     )
     # Credentials inside URLs: scheme://user:password@host
-    add("url-credentials", r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s:/@'\"]+:)[^\s@/'\"]+(@)", rf"\1{MASK}\2")
+    add(
+        "url-credentials",
+        r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s:/@'\"]+:)[^\s@/'\"]+(@)",
+        rf"\1{MASK}\2",
+    )
     # Authorization / API-key headers: keep the scheme word, drop the credential.
     add(
         "auth-header",
@@ -123,7 +129,7 @@ def _is_harmless_value(value: str) -> bool:
 
 def _keep_unless_flag_or_path(match: re.Match[str]) -> str:
     head = match.group(1)
-    value = match.group(0)[len(head):]
+    value = match.group(0)[len(head) :]
     name = head.rstrip("=: \t").lower()
     # `--password-file=...`, `TOKEN_FILE=...`, `PASSWORD_PATH=...`: a location, not a secret.
     if name.endswith(("file", "path", "dir", "_env", "-env", "_cmd", "-command", "_url", "-url")):
@@ -137,7 +143,7 @@ def _keep_unless_flag_or_path(match: re.Match[str]) -> str:
 
 def _mask_flag_value(match: re.Match[str]) -> str:
     head = match.group(1)
-    value = match.group(0)[len(head):]
+    value = match.group(0)[len(head) :]
     flag = head.strip().rstrip("=").lower()
     if flag.endswith(("-file", "-path", "-stdin", "-env", "-dir", "-command", "-cmd", "-url")):
         return match.group(0)

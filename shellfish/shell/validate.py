@@ -25,15 +25,7 @@ Check = Callable[[str], list[str]]
 
 # Builtins and reserved words of zsh and bash (union): never looked up on PATH.
 BUILTINS = frozenset(
-    """
-    . : [ alias autoload bg bind bindkey break builtin caller case cd chdir command compgen complete
-    compopt continue declare dirs disown echo emulate enable eval exec exit export false fc fg
-    float getopts hash help history integer jobs kill let local logout mapfile popd print printf
-    pushd pwd read readarray readonly rehash return select set setopt shift shopt source suspend
-    test times trap true type typeset ulimit umask unalias unfunction unhash unset unsetopt wait
-    whence where which zcompile zle zmodload zparseopts zstyle for foreach while until if case
-    function repeat time noglob nocorrect
-    """.split()
+    [".", ":", "[", "alias", "autoload", "bg", "bind", "bindkey", "break", "builtin", "caller", "case", "cd", "chdir", "command", "compgen", "complete", "compopt", "continue", "declare", "dirs", "disown", "echo", "emulate", "enable", "eval", "exec", "exit", "export", "false", "fc", "fg", "float", "getopts", "hash", "help", "history", "integer", "jobs", "kill", "let", "local", "logout", "mapfile", "popd", "print", "printf", "pushd", "pwd", "read", "readarray", "readonly", "rehash", "return", "select", "set", "setopt", "shift", "shopt", "source", "suspend", "test", "times", "trap", "true", "type", "typeset", "ulimit", "umask", "unalias", "unfunction", "unhash", "unset", "unsetopt", "wait", "whence", "where", "which", "zcompile", "zle", "zmodload", "zparseopts", "zstyle", "for", "foreach", "while", "until", "if", "case", "function", "repeat", "time", "noglob", "nocorrect"]
 )
 
 PARSE_TIMEOUT_S = 3.0
@@ -89,8 +81,12 @@ def parse_error(cmd: str, shell: str = "zsh") -> str | None:
     argv = [exe, "-n", "-f"] if shell == "zsh" else [exe, "-n", "--norc"]
     try:
         proc = subprocess.run(
-            argv, input=cmd.encode("utf-8", "surrogateescape"), capture_output=True,
-            timeout=PARSE_TIMEOUT_S, check=False, env={"PATH": os.environ.get("PATH", ""), "LC_ALL": "C.UTF-8"},
+            argv,
+            input=cmd.encode("utf-8", "surrogateescape"),
+            capture_output=True,
+            timeout=PARSE_TIMEOUT_S,
+            check=False,
+            env={"PATH": os.environ.get("PATH", ""), "LC_ALL": "C.UTF-8"},
         )
     except (OSError, subprocess.TimeoutExpired):
         return None

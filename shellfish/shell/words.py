@@ -12,12 +12,43 @@ import shlex
 SEPARATORS = frozenset({"|", "||", "&&", ";", "&", "\n", "|&", ";;"})
 # Prefixes that run the next word as the program.
 WRAPPERS = frozenset(
-    {"sudo", "doas", "env", "nice", "nohup", "time", "command", "exec", "builtin", "noglob", "ionice"}
+    {
+        "sudo",
+        "doas",
+        "env",
+        "nice",
+        "nohup",
+        "time",
+        "command",
+        "exec",
+        "builtin",
+        "noglob",
+        "ionice",
+    }
 )
 # Words that open or continue compound commands: the program is the word after them.
 KEYWORDS = frozenset(
-    {"if", "then", "else", "elif", "fi", "do", "done", "while", "until", "!", "{", "}", "(", ")",
-     "((", "))", "[[", "]]", "coproc"}
+    {
+        "if",
+        "then",
+        "else",
+        "elif",
+        "fi",
+        "do",
+        "done",
+        "while",
+        "until",
+        "!",
+        "{",
+        "}",
+        "(",
+        ")",
+        "((",
+        "))",
+        "[[",
+        "]]",
+        "coproc",
+    }
 )
 _ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\[[^]]*\])?\+?=")
 _WRAPPER_ARGS = frozenset({"-u", "-g", "-n", "-c", "-C", "-p", "-D", "-h"})
@@ -64,5 +95,5 @@ def program_of(words: list[str]) -> tuple[str, list[str]]:
                 takes_arg = words[i] in _WRAPPER_ARGS and base in {"sudo", "doas", "nice", "ionice"}
                 i += 2 if takes_arg else 1
             continue
-        return word, words[i + 1:]
+        return word, words[i + 1 :]
     return "", []

@@ -1,0 +1,92 @@
+"""The NLC2CMD metric on hand-computed examples, exact/template match, and the eval loop."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from shellfish.errors import UsageError
+from shellfish.eval.metric import (
+    aggregate_top_k,
+    command_structure,
+    command_template,
+    exact_match,
+    flag_score,
+    nlc2cmd_score,
+    template_match,
+)
+from shellfish.eval.run import load_pairs
+
+
+def test_identical_command_scores_one() -> None:
+    assert nlc2cmd_score("find . -name '*.py' | xargs wc -l", "find . -name '*.py' | xargs wc -l") == 1.0
+
+
+def test_wrong_utility_scores_minus_one() -> None:
+    assert nlc2cmd_score("cat notes.txt", "ls -l") == -1.0
+    assert nlc2cmd_score("", "ls -l") == -1.0  # an empty answer: one missing utility
+
+
+def test_arguments_do_not_matter() -> None:
+    assert nlc2cmd_score("chmod +x a.sh", "chmod +x pretty-print") == 1.0
+
+
+def test_competition_readme_example() -> None:
+    # find: flags {-type} vs {-type, -ctime}: S_F = (2*1 - 2)/2 = 0 -> (1+0)/2 = 0.5
+    # tail: {-n} vs {-n}: 1.0                          -> mean (0.5 + 1.0) / 2 = 0.75
+    assert nlc2cmd_score("find . -type f | tail -n 5", "find . -type f -ctime -3 | tail -n 5") == 0.75
+
+
+def test_flag_disagreement_and_extra_utilities() -> None:
+    # ls: {-l} vs {-a}: S_F = (0 - 2)/1 = -2 -> (1 - 2)/2 = -0.5
+    assert nlc2cmd_score("ls -l", "ls -a") == -0.5
+    # ls -l matches (1.0), the extra wc is a missing utility (-1): mean 0.0
+    assert nlc2cmd_score("ls -l | wc -l", "ls -l") == 0.0
+    # no flags on either side: S_F = 1
+    assert flag_score(frozenset(), frozenset()) == 1.0
+    assert nlc2cmd_score("", "") == 0.0
+    assert nlc2cmd_score("ls -l", "ls -l", confidence=0.5) == 0.5
+    with pytest.raises(ValueError):
+        nlc2cmd_score("ls", "ls", confidence=2.0)
+
+
+def test_structure_extraction() -> None:
+    assert command_structure("ls -la && cd /tmp; grep -rn foo .") == [
+        ("ls", frozenset({"-l", "-a"})), ("cd", frozenset()), ("grep", frozenset({"-r", "-n"}))]
+    assert command_structure("find . -name '*.o' -exec rm -f {} \\;") == [
+        ("find", frozenset({"-name", "-exec"})), ("rm", frozenset({"-f"}))]
+    assert command_structure("sudo -u bob env X=1 ls -l") == [
+        ("sudo", frozenset({"-u"})), ("env", frozenset()), ("ls", frozenset({"-l"}))]
+    assert command_structure("echo $(date +%s) > out.txt 2>&1") == [
+        ("echo", frozenset()), ("date", frozenset())]
+    assert command_structure("grep --color=auto x f") == [("grep", frozenset({"--color"}))]
+    assert command_structure("echo 'unbalanced") == [("echo", frozenset())]
+
+
+def test_aggregate_top_k() -> None:
+    assert aggregate_top_k([-1.0, 0.5, 0.25]) == 0.5
+    assert aggregate_top_k([-1.0, -0.5]) == -0.75
+    assert aggregate_top_k([]) == -1.0
+
+
+def test_exact_and_template_match() -> None:
+    assert exact_match("ls  -l", "ls -l")
+    assert not exact_match("ls -l a", "ls -l b")
+    assert template_match("chmod +x a.sh", "chmod +x b.sh")
+    assert template_match("find /a -name '*.c' | xargs grep -l main", "find . -name x | xargs grep -l y")
+    assert not template_match("find . | xargs grep x", "find . | xargs rm x")
+    assert not template_match("ls -l", "ls -a")
+    assert command_template("cat a > b 2>&1") == "cat _ > _ 2 >& _"
+
+
+def test_load_pairs_errors(tmp_path: Path) -> None:
+    nl, cm = tmp_path / "x.nl", tmp_path / "x.cm"
+    nl.write_text("a\nb\n")
+    cm.write_text("ls\n")
+    with pytest.raises(UsageError, match="aligned"):
+        load_pairs(nl, cm)
+    with pytest.raises(UsageError, match="cannot read"):
+        load_pairs(tmp_path / "missing.nl", cm)
+    cm.write_text("ls\npwd\n")
+    assert load_pairs(nl, cm, limit=1) == [("a", "ls")]
