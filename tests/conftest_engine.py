@@ -95,10 +95,12 @@ def t5_models() -> Path:
 @pytest.fixture(scope="session")
 def t5_reference(t5_models: Path) -> Any:
     """The same weights as a transformers model (the reference implementation)."""
+    import torch
     from transformers import T5ForConditionalGeneration
     from transformers.utils import logging
 
     logging.set_verbosity_error()
+    torch.set_num_threads(1)  # the machine is shared; more threads only contend
     return T5ForConditionalGeneration.from_pretrained(t5_models / "torch").eval()
 
 

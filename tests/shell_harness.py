@@ -238,7 +238,8 @@ def start_bash(tmp: Path, home: Path, *, pre: str = "", **extra: str) -> PtyShel
         f"PS1={PROMPT!r}\nset -o ignoreeof\nbind 'set bell-style none'\n"
         f"{pre}\n"
         f"source {BASH_SCRIPT}\n"
-        f"_t_dump() {{ printf '%s' \"$READLINE_LINE\" > {str(dump)!r}.tmp && command mv -f {str(dump)!r}.tmp {str(dump)!r}; }}\n"
+        f"_t_dump() {{ printf '%s' \"$READLINE_LINE\" > {str(dump)!r}.tmp && "
+        f"command mv -f {str(dump)!r}.tmp {str(dump)!r}; }}\n"
         "bind -x '\"\\C-g\": _t_dump'\n"
     )
     sh = PtyShell([bash, "--norc", "--noprofile", "-i"], shell_env(home, tmp, **extra), tmp, dump)

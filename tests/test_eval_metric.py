@@ -20,7 +20,10 @@ from shellfish.eval.run import load_pairs
 
 
 def test_identical_command_scores_one() -> None:
-    assert nlc2cmd_score("find . -name '*.py' | xargs wc -l", "find . -name '*.py' | xargs wc -l") == 1.0
+    assert (
+        nlc2cmd_score("find . -name '*.py' | xargs wc -l", "find . -name '*.py' | xargs wc -l")
+        == 1.0
+    )
 
 
 def test_wrong_utility_scores_minus_one() -> None:
@@ -35,7 +38,9 @@ def test_arguments_do_not_matter() -> None:
 def test_competition_readme_example() -> None:
     # find: flags {-type} vs {-type, -ctime}: S_F = (2*1 - 2)/2 = 0 -> (1+0)/2 = 0.5
     # tail: {-n} vs {-n}: 1.0                          -> mean (0.5 + 1.0) / 2 = 0.75
-    assert nlc2cmd_score("find . -type f | tail -n 5", "find . -type f -ctime -3 | tail -n 5") == 0.75
+    assert (
+        nlc2cmd_score("find . -type f | tail -n 5", "find . -type f -ctime -3 | tail -n 5") == 0.75
+    )
 
 
 def test_flag_disagreement_and_extra_utilities() -> None:
@@ -53,13 +58,23 @@ def test_flag_disagreement_and_extra_utilities() -> None:
 
 def test_structure_extraction() -> None:
     assert command_structure("ls -la && cd /tmp; grep -rn foo .") == [
-        ("ls", frozenset({"-l", "-a"})), ("cd", frozenset()), ("grep", frozenset({"-r", "-n"}))]
+        ("ls", frozenset({"-l", "-a"})),
+        ("cd", frozenset()),
+        ("grep", frozenset({"-r", "-n"})),
+    ]
     assert command_structure("find . -name '*.o' -exec rm -f {} \\;") == [
-        ("find", frozenset({"-name", "-exec"})), ("rm", frozenset({"-f"}))]
+        ("find", frozenset({"-name", "-exec"})),
+        ("rm", frozenset({"-f"})),
+    ]
     assert command_structure("sudo -u bob env X=1 ls -l") == [
-        ("sudo", frozenset({"-u"})), ("env", frozenset()), ("ls", frozenset({"-l"}))]
+        ("sudo", frozenset({"-u"})),
+        ("env", frozenset()),
+        ("ls", frozenset({"-l"})),
+    ]
     assert command_structure("echo $(date +%s) > out.txt 2>&1") == [
-        ("echo", frozenset()), ("date", frozenset())]
+        ("echo", frozenset()),
+        ("date", frozenset()),
+    ]
     assert command_structure("grep --color=auto x f") == [("grep", frozenset({"--color"}))]
     assert command_structure("echo 'unbalanced") == [("echo", frozenset())]
 
@@ -74,7 +89,9 @@ def test_exact_and_template_match() -> None:
     assert exact_match("ls  -l", "ls -l")
     assert not exact_match("ls -l a", "ls -l b")
     assert template_match("chmod +x a.sh", "chmod +x b.sh")
-    assert template_match("find /a -name '*.c' | xargs grep -l main", "find . -name x | xargs grep -l y")
+    assert template_match(
+        "find /a -name '*.c' | xargs grep -l main", "find . -name x | xargs grep -l y"
+    )
     assert not template_match("find . | xargs grep x", "find . | xargs rm x")
     assert not template_match("ls -l", "ls -a")
     assert command_template("cat a > b 2>&1") == "cat _ > _ 2 >& _"

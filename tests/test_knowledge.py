@@ -69,13 +69,25 @@ def machine(tmp_path: Path) -> dict[str, Path]:
     cm = tmp_path / "pairs.cm"
     nl.write_text("frobnicate every hidden file\nlist files sorted by size\n")
     cm.write_text("frob -a .\nls -S\n")
-    return {"root": tmp_path / "index", "bin": bin_dir, "man": tmp_path / "man",
-            "history": history, "nl": nl, "cm": cm}
+    return {
+        "root": tmp_path / "index",
+        "bin": bin_dir,
+        "man": tmp_path / "man",
+        "history": history,
+        "nl": nl,
+        "cm": cm,
+    }
 
 
-def _options(m: dict[str, Path], **kw: object) -> BuildOptions:
-    return BuildOptions(path_value=str(m["bin"]), manpath=[m["man"]], history_files=[m["history"]],
-                        pairs=(m["nl"], m["cm"]), help_timeout_s=0.5, **kw)  # type: ignore[arg-type]
+def _options(m: dict[str, Path], *, run_help: bool = True) -> BuildOptions:
+    return BuildOptions(
+        path_value=str(m["bin"]),
+        manpath=[m["man"]],
+        history_files=[m["history"]],
+        pairs=(m["nl"], m["cm"]),
+        help_timeout_s=0.5,
+        run_help=run_help,
+    )
 
 
 def test_build_from_fixture_survives_hang_and_broken_man_page(machine: dict[str, Path]) -> None:
@@ -131,7 +143,9 @@ def test_search_and_option_lines(machine: dict[str, Path]) -> None:
     assert index.search("zzzz qqqq") == []
 
 
-def test_missing_or_corrupt_index_is_a_clear_error(tmp_path: Path, machine: dict[str, Path]) -> None:
+def test_missing_or_corrupt_index_is_a_clear_error(
+    tmp_path: Path, machine: dict[str, Path]
+) -> None:
     with pytest.raises(KnowledgeError, match="knowledge build"):
         KnowledgeIndex.load(tmp_path / "nothing")
     build_index(machine["root"], _options(machine, run_help=False))

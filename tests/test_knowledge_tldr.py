@@ -59,7 +59,9 @@ def _small_zip() -> bytes:
 def test_parse_page_resolves_placeholders() -> None:
     examples = parse_page(PAGE, "tar")
     assert [e.description for e in examples] == [
-        "create an archive and write it to a file", "Extract an archive in a target directory"]
+        "create an archive and write it to a file",
+        "Extract an archive in a target directory",
+    ]
     assert examples[1].command == "tar xf path/to/source.tar -C path/to/directory"
 
 
@@ -69,13 +71,17 @@ def test_pull_small_archive_and_build(served: tuple[str, Path], make_env, tmp_pa
     env = make_env(PATH=str(tmp_path / "emptybin"))
     status = main(["knowledge", "pull", "tldr", "--url", f"{url}/tldr.zip"], env)
     assert status == ExitStatus.OK, env.stderr.getvalue()
-    assert "tldr 2" in env.stdout.getvalue()  # the two common/ examples; osx and de skipped on Linux
+    assert (
+        "tldr 2" in env.stdout.getvalue()
+    )  # the two common/ examples; osx and de skipped on Linux
     env2 = make_env(PATH=str(tmp_path / "emptybin"))
     assert main(["knowledge", "search", "--json", "extract", "archive", "directory"], env2) == 0
     assert '"tar xf path/to/source.tar -C path/to/directory"' in env2.stdout.getvalue()
 
 
-def test_pull_failure_keeps_the_old_archive(served: tuple[str, Path], make_env, shellfish_home: Path) -> None:
+def test_pull_failure_keeps_the_old_archive(
+    served: tuple[str, Path], make_env, shellfish_home: Path
+) -> None:
     url, root = served
     (root / "tldr.zip").write_bytes(_small_zip())
     (root / "notzip.zip").write_bytes(b"<html>not a zip</html>")
@@ -85,9 +91,13 @@ def test_pull_failure_keeps_the_old_archive(served: tuple[str, Path], make_env, 
     before = saved.read_bytes()
     for bad in (f"{url}/missing.zip", f"{url}/notzip.zip", "http://127.0.0.1:9/tldr.zip"):
         env = make_env()
-        assert main(["knowledge", "pull", "tldr", "--no-build", "--url", bad], env) == ExitStatus.ERROR
+        assert (
+            main(["knowledge", "pull", "tldr", "--no-build", "--url", bad], env) == ExitStatus.ERROR
+        )
         err = env.stderr.getvalue().strip().splitlines()
-        assert len(err) == 2 and err[-1].startswith("shellfish: error: "), err  # one progress line, one error
+        assert len(err) == 2 and err[-1].startswith("shellfish: error: "), (
+            err
+        )  # one progress line, one error
         assert saved.read_bytes() == before
 
 

@@ -57,7 +57,8 @@ SECRETS: list[tuple[str, str]] = [
     ("export MY_SERVICE_TOKEN=abcdef0123456789abcdef", "abcdef0123456789abcdef"),
     ("DB_PASSWORD='p@ss w0rd' ./migrate", "p@ss w0rd"),
     (
-        "echo '-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----'",
+        "echo '-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n"
+        "-----END OPENSSH PRIVATE KEY-----'",
         "b3BlbnNzaC1rZXktdjEAAAAA",
     ),
     (

@@ -112,32 +112,45 @@ def test_split_and_merged_layouts_agree(runners: dict) -> None:
     assert split == merged
 
 
+_HF_BEAMS: dict[tuple, tuple[list[list[int]], np.ndarray]] = {}
+BEAM_CASES = [(PROMPTS[0], True), (PROMPTS[1], False),
+              ("translate English to German: hello there friend", True),
+              ("translate English to German: hello there friend", False)]
+
+
+def _hf_beams(model: Any, ids: list[int], beams: int, early: bool) -> tuple[list[list[int]], Any]:
+    """transformers' beam search, computed once per case (both layouts compare against it)."""
+    import torch
+
+    key = (tuple(ids), beams, early)
+    if key not in _HF_BEAMS:
+        with torch.no_grad():
+            ref = model.generate(
+                torch.tensor([ids]), max_new_tokens=12, num_beams=beams, do_sample=False,
+                early_stopping=early, num_return_sequences=beams,
+                output_scores=True, return_dict_in_generate=True,
+            )
+        _HF_BEAMS[key] = ([row[1:] for row in ref.sequences.tolist()], ref.sequences_scores.numpy())
+    return _HF_BEAMS[key]
+
+
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("beams", [2, 3, 4])
 def test_beam_search_matches_transformers(runners: dict, t5_reference: Any, layout: str,  # noqa: F811
                                           beams: int) -> None:
-    import torch
-
     runner = runners[layout]
     finished_early = 0
-    for prompt in [*PROMPTS, "translate English to German: hello there friend"]:
+    for prompt, early in BEAM_CASES:
         ids = runner.tokenizer.encode(prompt)
-        for early in (True, False):
-            ours = runner.generate_ids(
-                ids, GenerationConfig(max_new_tokens=12, num_beams=beams, early_stopping=early)
-            )
-            with torch.no_grad():
-                ref = t5_reference.generate(
-                    torch.tensor([ids]), max_new_tokens=12, num_beams=beams, do_sample=False,
-                    early_stopping=early, num_return_sequences=beams,
-                    output_scores=True, return_dict_in_generate=True,
-                )
-            theirs = [row[1:] for row in ref.sequences.tolist()]
-            width = len(theirs[0])
-            padded = [seq + [_fill(t5_reference)] * (width - len(seq)) for seq in ours.sequences]
-            assert padded == theirs
-            np.testing.assert_allclose(ours.scores, ref.sequences_scores.numpy(), atol=1e-4)
-            finished_early += sum(reason == "stop" for reason in ours.finish_reasons)
+        ours = runner.generate_ids(
+            ids, GenerationConfig(max_new_tokens=12, num_beams=beams, early_stopping=early)
+        )
+        theirs, their_scores = _hf_beams(t5_reference, ids, beams, early)
+        width = len(theirs[0])
+        padded = [seq + [_fill(t5_reference)] * (width - len(seq)) for seq in ours.sequences]
+        assert padded == theirs, (prompt, early)
+        np.testing.assert_allclose(ours.scores, their_scores, atol=1e-4)
+        finished_early += sum(reason == "stop" for reason in ours.finish_reasons)
     # the fixture makes </s> likely, so the EOS paths of the beam search are exercised
     assert finished_early > 0
 

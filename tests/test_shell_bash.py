@@ -128,7 +128,9 @@ def test_bash_redaction_matches_the_reference_table(tmp_path) -> None:
     data.write_bytes("\0".join(items).encode() + b"\0")
     script = (
         f"source {BASH_SCRIPT}\n"
-        'while IFS= read -r -d "" x; do _shellfish_redact "$x"; printf "%s\\0" "$REPLY"; done < "$1"\n'
+        'while IFS= read -r -d "" x; do\n'
+        '  _shellfish_redact "$x"; printf "%s\\0" "$REPLY"\n'
+        'done < "$1"\n'
     )
     proc = subprocess.run(
         ["bash", "--norc", "--noprofile", "-i", "-c", script, "bash", str(data)],

@@ -10,6 +10,7 @@ import json
 import os
 import stat
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -394,3 +395,51 @@ def test_prompt_sentinel_used(tmp_path, home, shells) -> None:
     sh = zsh(tmp_path, home, shells)
     sh.run("echo hi")
     assert PROMPT in sh.text()
+
+
+def _daemon(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "SHELLFISH_HOME": str(home)}
+    return subprocess.run(
+        [sys.executable, "-m", "shellfish", "daemon", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+
+
+@pytest.mark.slow
+def test_end_to_end_through_the_real_daemon(tmp_path, home, shells) -> None:
+    """The real daemon on a real socket, reached by zsh's socket module (no model installed
+    in this fresh SHELLFISH_HOME: the daemon's own error must come back and the line stay)."""
+    started = _daemon(home, "start")
+    assert started.returncode == 0, started.stderr
+    try:
+        sh = zsh(tmp_path, home, shells, SHELLFISH_CLI="false")  # the CLI must not be needed
+        sh.send("list files")
+        sh.send(SUGGEST_BYTES)
+        sh.wait_output("shellfish models pull", 60)
+        assert sh.buffer() == "list files"
+    finally:
+        _daemon(home, "stop")
+
+
+@pytest.mark.realmodel
+def test_end_to_end_with_a_real_model(tmp_path, shells) -> None:
+    """Set SHELLFISH_E2E_HOME to a SHELLFISH_HOME with an installed suggest model."""
+    real_home = os.environ.get("SHELLFISH_E2E_HOME")
+    if not real_home:
+        pytest.skip("SHELLFISH_E2E_HOME (a SHELLFISH_HOME with an installed model) is not set")
+    home = Path(real_home)
+    started = _daemon(home, "start")
+    assert started.returncode == 0, started.stderr
+    try:
+        sh = zsh(tmp_path, home, shells, SHELLFISH_CLI="false")
+        sh.send("list all files including hidden ones")
+        sh.send(SUGGEST_BYTES)
+        sh.wait_for(
+            lambda: sh.buffer() != "list all files including hidden ones", 300, "a suggestion"
+        )
+        assert sh.buffer().split()[0] in {"ls", "find", "tree"}
+    finally:
+        _daemon(home, "stop")

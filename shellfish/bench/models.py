@@ -22,6 +22,7 @@ from shellfish.errors import ModelNotFound
 
 DEFAULT_BENCH_ROOT = "/work/cache/bench-models"
 DEFAULT_MODEL_ROOTS = ("/work/cache/models",)
+DEFAULT_GGUF_DIR = "/work/cache/bench-peers/gguf"
 
 
 @dataclass
@@ -125,7 +126,8 @@ def describe(root: Path) -> BenchModel:
         hf=meta.get("hf") or sub("hf"),
         ct2_fp32=sub("ct2-fp32"),
         ct2_int8=sub("ct2-int8"),
-        gguf=meta.get("gguf") or next((str(p) for p in sorted(root.glob("*.gguf"))), None),
+        gguf=meta.get("gguf") or next((str(p) for p in sorted(root.glob("*.gguf"))), None)
+        or find_gguf(str(meta.get("name") or root.name)),
         random_weights=bool(meta.get("random_weights", False)),
     )
     _read_config(model)
@@ -138,12 +140,28 @@ def describe(root: Path) -> BenchModel:
 
 
 def _is_int4(onnx_dir: Path) -> bool:
-    """The genai builder names its int4 graphs in genai_config; MatMulNBits is the tell."""
-    cfg = _read_json(onnx_dir / "genai_config.json")
-    text = json.dumps(cfg).lower()
-    if "int4" in text:
+    """int4 graphs use MatMulNBits; look in the (small, external-data) graph files."""
+    if "int4" in onnx_dir.name.lower():
         return True
-    return "int4" in onnx_dir.name.lower()
+    for graph in onnx_dir.glob("*.onnx"):
+        try:
+            if graph.stat().st_size <= 64 * 2**20 and b"MatMulNBits" in graph.read_bytes():
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def find_gguf(name: str, environ: dict[str, str] | None = None) -> str | None:
+    """A GGUF of the same model in the bench GGUF directory (matched by file-name prefix)."""
+    env = os.environ if environ is None else environ
+    folder = Path(env.get("SHELLFISH_BENCH_GGUF", DEFAULT_GGUF_DIR))
+    if not folder.is_dir():
+        return None
+    for path in sorted(folder.glob("*.gguf")):
+        if path.name.lower().startswith(name.lower() + "."):
+            return str(path)
+    return None
 
 
 def _read_config(model: BenchModel) -> None:

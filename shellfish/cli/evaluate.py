@@ -23,13 +23,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "the median / p90 time per request. Tune on a dev split, never on a test split."
         ),
     )
-    p.add_argument("--nl", type=Path, help="requests, one per line (default: the NL2Bash dev split in ../shared)")
+    p.add_argument(
+        "--nl",
+        type=Path,
+        help="requests, one per line (default: the NL2Bash dev split in ../shared)",
+    )
     p.add_argument("--cm", type=Path, help="reference commands, aligned with --nl")
     p.add_argument("--limit", type=int, help="only the first N pairs")
-    p.add_argument("-m", "--model", help="model name or alias, or a model directory (default: the suggest model)")
-    p.add_argument("--config", choices=("zero-shot", "retrieval", "full"), default="full",
-                   help="zero-shot prompt, + retrieved examples, + candidates/validation/reranking")
-    p.add_argument("--os", dest="os_name", help="pretend the requests come from this OS (Linux, Darwin)")
+    p.add_argument(
+        "-m",
+        "--model",
+        help="model name or alias, or a model directory (default: the suggest model)",
+    )
+    p.add_argument(
+        "--config",
+        choices=("zero-shot", "retrieval", "full"),
+        default="full",
+        help="zero-shot prompt, + retrieved examples, + candidates/validation/reranking",
+    )
+    p.add_argument(
+        "--os", dest="os_name", help="pretend the requests come from this OS (Linux, Darwin)"
+    )
     p.add_argument("--output", type=Path, help="write every prediction as JSON lines to this file")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=_eval)
@@ -50,15 +64,26 @@ def _eval(args: argparse.Namespace, env: Environment) -> int:
     if args.os_name:
         context["os"] = args.os_name
     try:
-        for i, item in enumerate(evaluate(pairs, runner, settings=env.settings, paths=env.paths,
-                                          config=args.config, context=context), start=1):
+        for i, item in enumerate(
+            evaluate(
+                pairs,
+                runner,
+                settings=env.settings,
+                paths=env.paths,
+                config=args.config,
+                context=context,
+            ),
+            start=1,
+        ):
             report.items.append(item)
             if out is not None:
                 out.write(json.dumps(item.__dict__, ensure_ascii=False) + "\n")
             if env.stderr_isatty or i % 25 == 0:
                 s = report.summary()
-                env.stderr.write(f"\r{i}/{len(pairs)}  nlc2cmd {s['nlc2cmd']:+.3f}  "
-                                 f"median {s['median_s']:.2f} s" + ("" if env.stderr_isatty else "\n"))
+                env.stderr.write(
+                    f"\r{i}/{len(pairs)}  nlc2cmd {s['nlc2cmd']:+.3f}  "
+                    f"median {s['median_s']:.2f} s" + ("" if env.stderr_isatty else "\n")
+                )
                 env.stderr.flush()
     finally:
         if out is not None:
@@ -88,12 +113,18 @@ def _runner(model: str | None, env: Environment) -> tuple[Any, str]:
         from shellfish.engine.loader import load_model
 
         path = Path(model).expanduser()
-        runner, _warnings = load_model(path, name=path.name, provider=env.settings.engine.provider,
-                                       threads=env.settings.engine.threads)
+        runner, _warnings = load_model(
+            path,
+            name=path.name,
+            provider=env.settings.engine.provider,
+            threads=env.settings.engine.threads,
+        )
         return runner, path.name
     from shellfish.tasks import resolve_model_name
     from shellfish.tasks.pool import ModelPool
     from shellfish.tasks.request import TaskRequest
 
-    name = resolve_model_name(TaskRequest(task="suggest", text="-", model=model), env.settings, env.paths)
+    name = resolve_model_name(
+        TaskRequest(task="suggest", text="-", model=model), env.settings, env.paths
+    )
     return ModelPool(env.paths, env.settings).get(name), name

@@ -20,18 +20,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     sub = p.add_subparsers(dest="knowledge_command", metavar="ACTION")
-    b = sub.add_parser("build", help="build or refresh the index (only changed programs are re-read)")
-    b.add_argument("--pairs", nargs=2, metavar=("NL", "CM"),
-                   help="aligned request / command files to retrieve examples from (remembered)")
-    b.add_argument("--no-help", action="store_true", help="never run `PROGRAM --help` (man pages only)")
+    b = sub.add_parser(
+        "build", help="build or refresh the index (only changed programs are re-read)"
+    )
+    b.add_argument(
+        "--pairs",
+        nargs=2,
+        metavar=("NL", "CM"),
+        help="aligned request / command files to retrieve examples from (remembered)",
+    )
+    b.add_argument(
+        "--no-help", action="store_true", help="never run `PROGRAM --help` (man pages only)"
+    )
     b.add_argument("--no-history", action="store_true", help="leave shell history out")
-    b.add_argument("--help-timeout", type=float, default=2.0, metavar="S",
-                   help="seconds before a hanging --help is killed (default 2)")
+    b.add_argument(
+        "--help-timeout",
+        type=float,
+        default=2.0,
+        metavar="S",
+        help="seconds before a hanging --help is killed (default 2)",
+    )
     b.set_defaults(func=_build)
     pull = sub.add_parser("pull", help="download a knowledge source")
     pull.add_argument("source", choices=("tldr",), help="what to download")
-    pull.add_argument("--url", help="archive URL (default: $SHELLFISH_TLDR_URL or the official release)")
-    pull.add_argument("--no-build", action="store_true", help="download only; do not rebuild the index")
+    pull.add_argument(
+        "--url", help="archive URL (default: $SHELLFISH_TLDR_URL or the official release)"
+    )
+    pull.add_argument(
+        "--no-build", action="store_true", help="download only; do not rebuild the index"
+    )
     pull.set_defaults(func=_pull)
     s = sub.add_parser("status", help="what the index holds")
     s.add_argument("--json", action="store_true")
@@ -57,18 +74,23 @@ def _build(args: argparse.Namespace, env: Environment) -> int:
         nl, cm = (Path(p).expanduser() for p in args.pairs)
         for f in (nl, cm):
             if not f.is_file():
-                raise UsageError(f"{f} does not exist", hint="--pairs takes a request file and a command file")
+                raise UsageError(
+                    f"{f} does not exist", hint="--pairs takes a request file and a command file"
+                )
         pairs = (nl.resolve(), cm.resolve())
     if args.help_timeout <= 0:
         raise UsageError("--help-timeout must be > 0")
     env.info("indexing programs on PATH, man pages and --help (first run takes a minute)...")
-    report = build_index(env.paths.knowledge, BuildOptions(
-        path_value=env.environ.get("PATH", ""),
-        history_files=[] if args.no_history else None,
-        pairs=pairs,
-        run_help=not args.no_help,
-        help_timeout_s=args.help_timeout,
-    ))
+    report = build_index(
+        env.paths.knowledge,
+        BuildOptions(
+            path_value=env.environ.get("PATH", ""),
+            history_files=[] if args.no_history else None,
+            pairs=pairs,
+            run_help=not args.no_help,
+            help_timeout_s=args.help_timeout,
+        ),
+    )
     env.stdout.write(
         f"indexed {report.programs} programs ({report.updated} read, {report.kept} unchanged, "
         f"{report.removed} gone), {report.options} options, examples: "
@@ -114,14 +136,28 @@ def _search(args: argparse.Namespace, env: Environment) -> int:
     hits = index.search(query, args.k)
     options = index.option_lines(query, [h.doc for h in hits])
     if args.json:
-        env.stdout.write(json.dumps({
-            "examples": [{"id": h.doc.id, "score": round(h.score, 3), "text": h.doc.text,
-                          "command": h.doc.command} for h in hits],
-            "options": options,
-        }) + "\n")
+        env.stdout.write(
+            json.dumps(
+                {
+                    "examples": [
+                        {
+                            "id": h.doc.id,
+                            "score": round(h.score, 3),
+                            "text": h.doc.text,
+                            "command": h.doc.command,
+                        }
+                        for h in hits
+                    ],
+                    "options": options,
+                }
+            )
+            + "\n"
+        )
         return ExitStatus.OK
     for h in hits:
-        env.stdout.write(f"{h.score:6.2f}  {h.doc.command}\n        {h.doc.text or '(' + h.doc.kind + ')'}\n")
+        env.stdout.write(
+            f"{h.score:6.2f}  {h.doc.command}\n        {h.doc.text or '(' + h.doc.kind + ')'}\n"
+        )
     if options:
         env.stdout.write("options:\n" + "".join(f"  {line}\n" for line in options))
     return ExitStatus.OK

@@ -54,6 +54,7 @@ class Wiring:
     input_ids: str
     ids_dtype: str
     logits: str
+    logits_dtype: str = "float32"
     attention_mask: str | None = None
     mask_dtype: str = "int64"
     position_ids: str | None = None
@@ -165,6 +166,7 @@ def read_wiring(
         input_ids=ids_name,
         ids_dtype=_dtype(inputs[ids_name].type, "input_ids"),
         logits=logits_name,
+        logits_dtype=_dtype(outputs[logits_name].type, "logits"),
         attention_mask=mask_name if mask_name in inputs else None,
         mask_dtype=_dtype(inputs[mask_name].type, "attention_mask") if mask_name in inputs else "int64",
         position_ids=pos_name if pos_name in inputs else None,
@@ -204,6 +206,7 @@ class Decoder:
         self._bind_first = first.io_binding() if first is not None else None
         self._kv_dtype = np.dtype(wiring.kv_dtype)
         self._empty_cache: dict[int, list[Any]] = {}
+        self._step_logits: dict[int, tuple[Any, Any]] = {}  # batch -> (array, OrtValue)
 
     @property
     def has_cache(self) -> bool:
@@ -259,7 +262,16 @@ class Decoder:
             binding.bind_cpu_input(w.cache_branch, np.array([past_len > 0]))
         for name, value in zip(w.past, state.tensors):
             binding.bind_ortvalue_input(name, value)
-        binding.bind_output(w.logits, "cpu")
+        if seq == 1:
+            # Decode steps write logits into one reused buffer: no allocation, no copy out.
+            if batch not in self._step_logits:
+                array = np.empty((batch, 1, self._vocab(w)), dtype=w.logits_dtype)
+                self._step_logits[batch] = (array, self._ort.OrtValue.ortvalue_from_numpy(array))
+            logits_array, logits_value = self._step_logits[batch]
+            binding.bind_ortvalue_output(w.logits, logits_value)
+        else:
+            logits_array = None
+            binding.bind_output(w.logits, "cpu")
         if state.shared:
             for name, value in zip(w.present, state.tensors):
                 binding.bind_ortvalue_output(name, value)
@@ -267,14 +279,22 @@ class Decoder:
             for name in w.present:
                 binding.bind_output(name, "cpu")
         session.run_with_iobinding(binding)
+        if state.shared and logits_array is not None:
+            state.length = total
+            return logits_array, state
         outs = binding.get_outputs()
-        logits = outs[0].numpy()
+        logits = logits_array if logits_array is not None else outs[0].numpy()
         if state.shared:
             state.length = total
-            new_state = state
-        else:
-            new_state = KVState(list(outs[1:]), total, batch)
-        return logits, new_state
+            return logits, state
+        return logits, KVState(list(outs[1:]), total, batch)
+
+    def _vocab(self, w: Wiring) -> int:
+        session = self.first if w is self.first_wiring and self.first is not None else self.main
+        dim = next(o.shape for o in session.get_outputs() if o.name == w.logits)[-1]
+        if not isinstance(dim, int):
+            raise ModelError("the graph's logits have no fixed vocabulary size", hint="re-export the model")
+        return dim
 
     # ---- state surgery for the prefix cache and n samples ----------------------------------
 
@@ -456,14 +476,18 @@ class CausalRunner:
     # ---- lower level -----------------------------------------------------------------------
 
     def forward(self, ids: Sequence[int] | Any, state: KVState | None = None) -> tuple[Any, KVState]:
-        """Logits (batch, seq, vocab) for `ids` after `state` (None: from the start)."""
+        """Logits (batch, seq, vocab) for `ids` after `state` (None: from the start).
+
+        The logits are the caller's own copy; a shared-buffer state is updated in place.
+        """
         np = self.decoder._np
         arr = np.asarray(ids, dtype=np.int64)
         if arr.ndim == 1:
             arr = arr[None, :]
         if state is None:
             state = self.decoder.empty(arr.shape[0], arr.shape[1])
-        return self.decoder.forward(arr, state)
+        logits, state = self.decoder.forward(arr, state)
+        return np.array(logits, dtype=np.float32), state
 
     def generate_ids(
         self,

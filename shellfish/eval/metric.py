@@ -29,8 +29,21 @@ from dataclasses import dataclass
 OPERATORS = {"|", "||", "&&", ";", "&", "(", "|&", ";;", "{", "`"}
 CLOSERS = {")", "}"}
 REDIRECTS = {">", ">>", "<", "<<", "<<<", ">&", "<&", "&>", "&>>", ">|", "<>"}
-KEYWORDS = {"if", "then", "else", "elif", "fi", "do", "done", "while", "until", "case", "esac",
-            "!", "in"}
+KEYWORDS = {
+    "if",
+    "then",
+    "else",
+    "elif",
+    "fi",
+    "do",
+    "done",
+    "while",
+    "until",
+    "case",
+    "esac",
+    "!",
+    "in",
+}
 # Programs that take a command as their argument (the nested command is a utility of its own).
 WRAPPERS = {"sudo", "nohup", "time", "nice", "env", "exec", "command", "builtin"}
 WRAPPER_VALUE_OPTS = {"-u", "-g", "-n", "-C", "-p"}
@@ -38,8 +51,24 @@ WRAPPER_VALUE_OPTS = {"-u", "-g", "-n", "-C", "-p"}
 XARGS_VALUE_OPTS = {"-I", "-i", "-n", "-P", "-L", "-l", "-d", "-s", "-E", "-e", "-a"}
 EXEC_ACTIONS = {"-exec", "-execdir", "-ok", "-okdir"}
 # Programs whose options are long names behind one dash (never split into letters).
-SINGLE_DASH_LONG = {"find", "java", "gcc", "g++", "clang", "go", "ffmpeg", "convert", "mogrify",
-                    "xdotool", "openssl", "tcpdump", "iptables", "qemu-img", "dig", "mysql"}
+SINGLE_DASH_LONG = {
+    "find",
+    "java",
+    "gcc",
+    "g++",
+    "clang",
+    "go",
+    "ffmpeg",
+    "convert",
+    "mogrify",
+    "xdotool",
+    "openssl",
+    "tcpdump",
+    "iptables",
+    "qemu-img",
+    "dig",
+    "mysql",
+}
 _SHORT_BUNDLE = re.compile(r"^-[A-Za-z]{2,}$")
 _SHORT_WITH_VALUE = re.compile(r"^(-[A-Za-z])[0-9].*$")
 
@@ -55,7 +84,9 @@ def _tokens(command: str) -> list[str]:
 
 
 def _flag_names(utility: str, word: str) -> list[str]:
-    if word in ("-", "--") or re.fullmatch(r"-\d+(\.\d+)?", word) and utility not in ("head", "tail"):
+    if word in ("-", "--") or (
+        re.fullmatch(r"-\d+(\.\d+)?", word) and utility not in ("head", "tail")
+    ):
         return []
     if word.startswith("--"):
         return [word.split("=", 1)[0]]

@@ -70,13 +70,19 @@ def load_pairs(nl: Path, cm: Path, limit: int | None = None) -> list[tuple[str, 
         requests = nl.read_text(encoding="utf-8").splitlines()
         commands = cm.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
-        raise UsageError(f"cannot read {exc.filename}: {exc.strerror}", hint="check --nl / --cm") from exc
+        raise UsageError(
+            f"cannot read {exc.filename}: {exc.strerror}", hint="check --nl / --cm"
+        ) from exc
     if len(requests) != len(commands):
         raise UsageError(
             f"{nl} has {len(requests)} lines but {cm} has {len(commands)}",
             hint="--nl and --cm must be aligned line by line",
         )
-    pairs = [(r.strip(), c.strip()) for r, c in zip(requests, commands) if r.strip() and c.strip()]
+    pairs = [
+        (r.strip(), c.strip())
+        for r, c in zip(requests, commands, strict=True)
+        if r.strip() and c.strip()
+    ]
     if not pairs:
         raise UsageError(f"{nl} holds no (request, command) pairs")
     return pairs[:limit] if limit else pairs
@@ -105,8 +111,9 @@ def evaluate(
         request = TaskRequest(task="suggest", text=text, context=dict(context or {}))
         started = clock()
         done: Done | None = None
-        for event in run_suggest(request, runner, settings=settings, paths=paths, cancel=cancel,
-                                 mode=config):
+        for event in run_suggest(
+            request, runner, settings=settings, paths=paths, cancel=cancel, mode=config
+        ):
             if isinstance(event, Done):
                 done = event
         seconds = clock() - started

@@ -25,9 +25,56 @@ if TYPE_CHECKING:
 _WORD = re.compile(r"[a-z0-9]+")
 # Words that carry no retrieval signal in shell requests.
 STOPWORDS = frozenset(
-    "a an the of to in on for and or with from by at as is are be this that these those it its "
-    "all any each my your me i you we into which what how do does using use given then than "
-    "current under s t".split()
+    [
+        "a",
+        "an",
+        "the",
+        "of",
+        "to",
+        "in",
+        "on",
+        "for",
+        "and",
+        "or",
+        "with",
+        "from",
+        "by",
+        "at",
+        "as",
+        "is",
+        "are",
+        "be",
+        "this",
+        "that",
+        "these",
+        "those",
+        "it",
+        "its",
+        "all",
+        "any",
+        "each",
+        "my",
+        "your",
+        "me",
+        "i",
+        "you",
+        "we",
+        "into",
+        "which",
+        "what",
+        "how",
+        "do",
+        "does",
+        "using",
+        "use",
+        "given",
+        "then",
+        "than",
+        "current",
+        "under",
+        "s",
+        "t",
+    ]
 )
 
 
@@ -97,7 +144,9 @@ class BM25:
             np.add.at(out, self.doc_ids[lo:hi], self.weights[lo:hi])
         return out
 
-    def search(self, query: list[str], k: int = 10, mask: np.ndarray | None = None) -> list[tuple[int, float]]:
+    def search(
+        self, query: list[str], k: int = 10, mask: np.ndarray | None = None
+    ) -> list[tuple[int, float]]:
         import numpy as np
 
         scores = self.scores(query)
@@ -114,7 +163,9 @@ class BM25:
         import numpy as np
 
         assert self.indptr is not None and self.doc_ids is not None and self.weights is not None
-        np.savez(path.with_suffix(".npz"), indptr=self.indptr, doc_ids=self.doc_ids, weights=self.weights)
+        np.savez(
+            path.with_suffix(".npz"), indptr=self.indptr, doc_ids=self.doc_ids, weights=self.weights
+        )
         meta = {"k1": self.k1, "b": self.b, "n_docs": self.n_docs, "vocab": list(self.vocab)}
         path.with_suffix(".json").write_text(json.dumps(meta), encoding="utf-8")
 

@@ -15,13 +15,53 @@ _OPTION_NAME = re.compile(r"(?<![\w-])(--?[A-Za-z0-9?#@][A-Za-z0-9_.?#@+-]*)")
 _SPLIT_DESC = re.compile(r"\s{2,}|\t")
 _FONT = re.compile(r"\\f(?:\[[A-Za-z]*\]|\(..|[A-Za-z0-9])")
 _ESCAPES = {
-    r"\-": "-", r"\(em": "--", r"\(en": "-", r"\(hy": "-", r"\e": "\\", r"\ ": " ", r"\&": "",
-    r"\(aq": "'", r"\(dq": '"', r"\(lq": '"', r"\(rq": '"', r"\|": "", r"\^": "", r"\:": "",
-    r"\%": "", r"\~": " ", r"\(bu": "*", r"\,": "", r"\/": "",
+    r"\-": "-",
+    r"\(em": "--",
+    r"\(en": "-",
+    r"\(hy": "-",
+    r"\e": "\\",
+    r"\ ": " ",
+    r"\&": "",
+    r"\(aq": "'",
+    r"\(dq": '"',
+    r"\(lq": '"',
+    r"\(rq": '"',
+    r"\|": "",
+    r"\^": "",
+    r"\:": "",
+    r"\%": "",
+    r"\~": " ",
+    r"\(bu": "*",
+    r"\,": "",
+    r"\/": "",
 }
 # mdoc macros that stand for punctuation or formatting, dropped from their line
-_MDOC_DROP = {"Op", "Oo", "Oc", "Ar", "Ns", "Pq", "Bq", "Brq", "Xo", "Xc", "Cm", "Li", "Em", "Sy",
-              "Pa", "Ev", "Dq", "Qq", "Sq", "Va", "Ic", "No", "Nm", "Xr"}
+_MDOC_DROP = {
+    "Op",
+    "Oo",
+    "Oc",
+    "Ar",
+    "Ns",
+    "Pq",
+    "Bq",
+    "Brq",
+    "Xo",
+    "Xc",
+    "Cm",
+    "Li",
+    "Em",
+    "Sy",
+    "Pa",
+    "Ev",
+    "Dq",
+    "Qq",
+    "Sq",
+    "Va",
+    "Ic",
+    "No",
+    "Nm",
+    "Xr",
+}
 
 
 @dataclass(frozen=True)
@@ -44,8 +84,25 @@ def roff_to_text(roff: str) -> str:
         if line.startswith((".", "'")):
             macro, _, rest = line[1:].partition(" ")
             macro = macro.strip()
-            if macro in ("TP", "PP", "LP", "P", "IP", "HP", "sp", "br", "RS", "RE", "Pp", "Bl",
-                         "El", "Sh", "SH", "SS", "Ss") and macro not in ("IP", "Sh", "SH", "SS", "Ss"):
+            if macro in (
+                "TP",
+                "PP",
+                "LP",
+                "P",
+                "IP",
+                "HP",
+                "sp",
+                "br",
+                "RS",
+                "RE",
+                "Pp",
+                "Bl",
+                "El",
+                "Sh",
+                "SH",
+                "SS",
+                "Ss",
+            ) and macro not in ("IP", "Sh", "SH", "SS", "Ss"):
                 out.append("")
                 continue
             if macro == "It":
@@ -64,9 +121,33 @@ def roff_to_text(roff: str) -> str:
                 out.append("")
                 out.append(" ".join(text).replace(" ,", ","))
                 continue
-            if macro in ("B", "I", "BR", "RB", "BI", "IB", "IR", "RI", "SM", "SB", "IP", "SH",
-                         "SS", "Sh", "Ss", "Nd", "Dl", "D1"):
-                rest = rest.replace('"', "") if macro not in ("IP",) else rest.split('"')[1] if rest.startswith('"') else rest.split(" ")[0]
+            if macro in (
+                "B",
+                "I",
+                "BR",
+                "RB",
+                "BI",
+                "IB",
+                "IR",
+                "RI",
+                "SM",
+                "SB",
+                "IP",
+                "SH",
+                "SS",
+                "Sh",
+                "Ss",
+                "Nd",
+                "Dl",
+                "D1",
+            ):
+                rest = (
+                    rest.replace('"', "")
+                    if macro not in ("IP",)
+                    else rest.split('"')[1]
+                    if rest.startswith('"')
+                    else rest.split(" ")[0]
+                )
                 out.append(_unescape(rest))
                 continue
             if macro == "Fl":
@@ -121,7 +202,9 @@ def option_names(options: list[Option]) -> set[str]:
 
 
 def _is_option(match: str, head: str) -> bool:
-    return match not in ("-", "--") and not re.fullmatch(r"-\d+(\.\d+)?[a-z]?", match) or match in head[:3]
+    return (
+        match not in ("-", "--") and not re.fullmatch(r"-\d+(\.\d+)?[a-z]?", match)
+    ) or match in head[:3]
 
 
 def _clean(name: str) -> str:

@@ -111,7 +111,7 @@ def _pair_docs(pairs: tuple[Path, Path]) -> list[Doc]:
     from shellfish.eval.metric import WRAPPERS, command_structure
 
     docs = []
-    for i, (text, command) in enumerate(zip(nl, cm)):
+    for i, (text, command) in enumerate(zip(nl, cm, strict=True)):
         if text.strip() and command.strip():
             utilities = [u for u, _f in command_structure(command) if u not in WRAPPERS]
             program = utilities[0] if utilities else ""
@@ -134,8 +134,12 @@ def build_index(root: Path, options: BuildOptions | None = None) -> BuildReport:
     path_value = opts.path_value if opts.path_value is not None else os.environ.get("PATH", "")
     manpath = opts.manpath if opts.manpath is not None else default_manpath()
     programs, counts = refresh_programs(
-        _load_programs(root), path_value, manpath, run_help_text=opts.run_help,
-        help_timeout_s=opts.help_timeout_s, workers=opts.workers,
+        _load_programs(root),
+        path_value,
+        manpath,
+        run_help_text=opts.run_help,
+        help_timeout_s=opts.help_timeout_s,
+        workers=opts.workers,
     )
     docs: list[Doc] = []
     tldr_zip = opts.tldr_zip or (root / "tldr.zip")
@@ -144,7 +148,9 @@ def build_index(root: Path, options: BuildOptions | None = None) -> BuildReport:
         from shellfish.knowledge.tldr import read_archive
 
         for i, ex in enumerate(read_archive(tldr_zip, _tldr_platforms(opts.platform))):
-            docs.append(Doc(f"tldr:{ex.program}:{i}", "tldr", ex.program, ex.description, ex.command))
+            docs.append(
+                Doc(f"tldr:{ex.program}:{i}", "tldr", ex.program, ex.description, ex.command)
+            )
             n_tldr += 1
     pairs = opts.pairs
     if pairs is None and previous_meta.get("pairs"):
@@ -169,27 +175,37 @@ def build_index(root: Path, options: BuildOptions | None = None) -> BuildReport:
     ]
     option_index = BM25().fit([tokenize(f"{p} {line}") for p, line in option_rows])
 
-    _write_json(root / "programs.json", {
-        "format": FORMAT, "programs": {n: r.to_dict() for n, r in sorted(programs.items())},
-    })
+    _write_json(
+        root / "programs.json",
+        {
+            "format": FORMAT,
+            "programs": {n: r.to_dict() for n, r in sorted(programs.items())},
+        },
+    )
     _write_text(root / "examples.jsonl", "".join(json.dumps(asdict(d)) + "\n" for d in docs))
     _write_text(root / "options.jsonl", "".join(json.dumps(r) + "\n" for r in option_rows))
     examples.save(root / "examples")
     option_index.save(root / "options")
     report = BuildReport(
-        programs=len(programs), kept=counts["kept"], updated=counts["updated"],
+        programs=len(programs),
+        kept=counts["kept"],
+        updated=counts["updated"],
         removed=counts["removed"],
         examples={"tldr": n_tldr, "pair": n_pairs, "history": len(history)},
-        options=len(option_rows), seconds=round(time.perf_counter() - started, 2),
+        options=len(option_rows),
+        seconds=round(time.perf_counter() - started, 2),
     )
-    _write_json(root / "meta.json", {
-        "format": FORMAT,
-        "built_at": time.time(),
-        "pairs": [str(p) for p in pairs] if pairs else None,
-        "tldr": str(tldr_zip) if tldr_zip.exists() else None,
-        "history_files": [str(p) for p in files],
-        "report": asdict(report),
-    })
+    _write_json(
+        root / "meta.json",
+        {
+            "format": FORMAT,
+            "built_at": time.time(),
+            "pairs": [str(p) for p in pairs] if pairs else None,
+            "tldr": str(tldr_zip) if tldr_zip.exists() else None,
+            "history_files": [str(p) for p in files],
+            "report": asdict(report),
+        },
+    )
     return report
 
 
@@ -220,8 +236,16 @@ def _read_meta(root: Path) -> dict[str, Any]:
 class KnowledgeIndex:
     """A loaded index: example search, option lines, program facts for validation."""
 
-    def __init__(self, root: Path, docs: list[Doc], examples: BM25, option_rows: list[list[str]],
-                 options: BM25, programs: dict[str, ProgramRecord], meta: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        root: Path,
+        docs: list[Doc],
+        examples: BM25,
+        option_rows: list[list[str]],
+        options: BM25,
+        programs: dict[str, ProgramRecord],
+        meta: dict[str, Any],
+    ) -> None:
         self.root = root
         self.docs = docs
         self.examples = examples
@@ -235,7 +259,9 @@ class KnowledgeIndex:
     def load(cls, root: Path) -> KnowledgeIndex:
         """Load the index under `root`; raises KnowledgeError when it is missing or corrupt."""
         if not (root / "meta.json").exists():
-            raise KnowledgeError(f"no knowledge index in {root}", hint="run `shellfish knowledge build`")
+            raise KnowledgeError(
+                f"no knowledge index in {root}", hint="run `shellfish knowledge build`"
+            )
         try:
             docs = [Doc(**json.loads(line)) for line in _read_lines(root / "examples.jsonl")]
             rows = [json.loads(line) for line in _read_lines(root / "options.jsonl")]
@@ -243,11 +269,13 @@ class KnowledgeIndex:
             options = BM25.load(root / "options")
         except (ValueError, TypeError, KeyError, OSError) as exc:
             raise KnowledgeError(
-                f"the knowledge index in {root} is corrupt ({exc})", hint="run `shellfish knowledge build`"
+                f"the knowledge index in {root} is corrupt ({exc})",
+                hint="run `shellfish knowledge build`",
             ) from exc
         if examples.n_docs != len(docs) or options.n_docs != len(rows):
             raise KnowledgeError(
-                f"the knowledge index in {root} is inconsistent", hint="run `shellfish knowledge build`"
+                f"the knowledge index in {root} is inconsistent",
+                hint="run `shellfish knowledge build`",
             )
         return cls(root, docs, examples, rows, options, _load_programs(root), _read_meta(root))
 
@@ -261,7 +289,9 @@ class KnowledgeIndex:
             mask = np.array([d.kind in kinds for d in self.docs], dtype=bool)
         return [Hit(self.docs[i], s) for i, s in self.examples.search(tokens, k, mask)]
 
-    def option_lines(self, query: str, hits: list[Doc], n: int = 6, max_programs: int = 2) -> list[str]:
+    def option_lines(
+        self, query: str, hits: list[Doc], n: int = 6, max_programs: int = 2
+    ) -> list[str]:
         """The documented options of the likeliest programs that best match `query`."""
         import numpy as np
 

@@ -10,6 +10,7 @@ its whole process group and skipped). Programs that must never be started, even 
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 import signal
@@ -28,10 +29,68 @@ MAN_MAX_BYTES = 2 * 1024 * 1024
 HELP_MAX_BYTES = 256 * 1024
 MAN_SECTIONS = ("1", "8", "6")
 NEVER_RUN = frozenset(
-    "reboot shutdown halt poweroff init telinit systemctl kexec rm rmdir dd mkfs shred wipefs "
-    "fdisk sfdisk parted mkswap swapoff swapon kill killall pkill xkill logout su sudo login "
-    "passwd chsh chfn useradd userdel usermod groupdel yes top htop less more vi vim view nano "
-    "emacs ed ex python python3 perl ruby node sh bash zsh dash ksh fish csh tcsh".split()
+    [
+        "reboot",
+        "shutdown",
+        "halt",
+        "poweroff",
+        "init",
+        "telinit",
+        "systemctl",
+        "kexec",
+        "rm",
+        "rmdir",
+        "dd",
+        "mkfs",
+        "shred",
+        "wipefs",
+        "fdisk",
+        "sfdisk",
+        "parted",
+        "mkswap",
+        "swapoff",
+        "swapon",
+        "kill",
+        "killall",
+        "pkill",
+        "xkill",
+        "logout",
+        "su",
+        "sudo",
+        "login",
+        "passwd",
+        "chsh",
+        "chfn",
+        "useradd",
+        "userdel",
+        "usermod",
+        "groupdel",
+        "yes",
+        "top",
+        "htop",
+        "less",
+        "more",
+        "vi",
+        "vim",
+        "view",
+        "nano",
+        "emacs",
+        "ed",
+        "ex",
+        "python",
+        "python3",
+        "perl",
+        "ruby",
+        "node",
+        "sh",
+        "bash",
+        "zsh",
+        "dash",
+        "ksh",
+        "fish",
+        "csh",
+        "tcsh",
+    ]
 )
 
 
@@ -68,7 +127,11 @@ def default_manpath(environ: dict[str, str] | None = None) -> list[Path]:
     raw = env.get("MANPATH", "")
     dirs = [Path(p) for p in raw.split(":") if p]
     if not dirs or raw.startswith(":") or raw.endswith(":") or "::" in raw:
-        dirs += [Path("/usr/local/share/man"), Path("/usr/share/man"), Path("/opt/homebrew/share/man")]
+        dirs += [
+            Path("/usr/local/share/man"),
+            Path("/usr/share/man"),
+            Path("/opt/homebrew/share/man"),
+        ]
     return [d for d in dict.fromkeys(dirs) if d.is_dir()]
 
 
@@ -143,8 +206,16 @@ def run_help(executable: Path, timeout_s: float = HELP_TIMEOUT_S) -> tuple[str, 
     if executable.name in NEVER_RUN:
         return "", "refused"
     with tempfile.TemporaryDirectory(prefix="shellfish-help-") as tmp:
-        env = {"PATH": "/usr/bin:/bin", "LANG": "C", "LC_ALL": "C", "HOME": tmp, "TERM": "dumb",
-               "PAGER": "cat", "MANPAGER": "cat", "NO_COLOR": "1"}
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "LANG": "C",
+            "LC_ALL": "C",
+            "HOME": tmp,
+            "TERM": "dumb",
+            "PAGER": "cat",
+            "MANPAGER": "cat",
+            "NO_COLOR": "1",
+        }
         try:
             proc = subprocess.Popen(
                 [str(executable), "--help"],
@@ -170,10 +241,8 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         proc.kill()
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         proc.communicate(timeout=2)
-    except subprocess.TimeoutExpired:
-        pass
 
 
 def _summary_from(text: str) -> str:
@@ -245,8 +314,13 @@ def refresh_programs(
 
     def work(item: tuple[str, Path]) -> ProgramRecord | None:
         try:
-            return describe_program(item[0], item[1], manpath, run_help_text=run_help_text,
-                                    help_timeout_s=help_timeout_s)
+            return describe_program(
+                item[0],
+                item[1],
+                manpath,
+                run_help_text=run_help_text,
+                help_timeout_s=help_timeout_s,
+            )
         except OSError:
             return None
 

@@ -16,7 +16,11 @@ from pathlib import Path
 from shellfish.errors import ShellfishError
 
 DEFAULT_URL = "https://github.com/tldr-pages/tldr/releases/latest/download/tldr.zip"
-PLATFORMS = {"linux": ("common", "linux"), "darwin": ("common", "osx"), "freebsd": ("common", "freebsd")}
+PLATFORMS = {
+    "linux": ("common", "linux"),
+    "darwin": ("common", "osx"),
+    "freebsd": ("common", "freebsd"),
+}
 MAX_BYTES = 64 * 1024 * 1024
 
 _PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}")
@@ -97,12 +101,15 @@ def download(url: str, dest: Path, *, timeout_s: float = 30.0) -> Path:
                 for chunk in response.iter_bytes():
                     size += len(chunk)
                     if size > MAX_BYTES:
-                        raise KnowledgeError(f"the tldr archive at {url} is larger than {MAX_BYTES} bytes")
+                        raise KnowledgeError(
+                            f"the tldr archive at {url} is larger than {MAX_BYTES} bytes"
+                        )
                     fh.write(chunk)
     except httpx.HTTPError as exc:
         tmp.unlink(missing_ok=True)
         raise KnowledgeError(
-            f"downloading tldr pages from {url} failed: {exc}", hint="check the network and try again"
+            f"downloading tldr pages from {url} failed: {exc}",
+            hint="check the network and try again",
         ) from exc
     except KnowledgeError:
         tmp.unlink(missing_ok=True)

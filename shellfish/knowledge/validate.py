@@ -33,17 +33,21 @@ def flag_problems(command: str, known: Callable[[str], set[str] | None]) -> list
         for flag in sorted(flags):
             if flag in ALWAYS_OK or flag in documented or re.fullmatch(r"-\d+", flag):
                 continue
-            if flag.startswith("--") and any(d.startswith(flag) for d in documented if d.startswith("--")):
+            if flag.startswith("--") and any(
+                d.startswith(flag) for d in documented if d.startswith("--")
+            ):
                 continue  # GNU accepts unambiguous prefixes of long options
             problems.append(f"{utility}: unknown flag {flag} (not in the local man page / --help)")
     return problems
 
 
-def validate_one(command: str, shell: str, index: KnowledgeIndex | None, cwd: str | None = None) -> Any:
+def validate_one(
+    command: str, shell: str, index: KnowledgeIndex | None, cwd: str | None = None
+) -> Any:
     """A `shellfish.shell.validate.Validation` for `command`, with the flag check plugged in."""
-    from shellfish.shell.validate import validate_command
-
     import shutil
+
+    from shellfish.shell.validate import validate_command
 
     checks = []
     if index is not None:

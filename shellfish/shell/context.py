@@ -234,7 +234,7 @@ def current_context(env: Environment, *, shell: str = "") -> dict[str, Any] | No
 
 
 def sanitize_context(context: dict[str, Any] | None) -> dict[str, Any] | None:
-    """Redact a context that arrived from elsewhere (the daemon calls this on fast-path requests)."""
+    """Redact a context that arrived from elsewhere (the daemon: fast-path requests)."""
     if context is None:
         return None
     from shellfish.shell.redact import redact_obj

@@ -59,7 +59,8 @@ def error_lines(message: str) -> list[str]:
 def reply_lines(
     commands: Sequence[str], warnings: Sequence[str] | None = None, *, shell: str = "zsh"
 ) -> list[str]:
-    """Marker lines for a finished suggestion; validates the best command when no warnings are given."""
+    """Marker lines for a finished suggestion (validating the best command when no
+    warnings are given)."""
     if warnings is None:
         best = next((c.strip() for c in commands if c.strip()), "")
         if best:

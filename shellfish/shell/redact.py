@@ -44,7 +44,8 @@ def _rules() -> list[_Rule]:
     # Whole private key blocks (multi-line) first, before anything else splits them up.
     add(
         "private-key",
-        r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----.*?(?:-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----|\Z)",
+        r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----.*?"
+        r"(?:-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----|\Z)",
         f"-----BEGIN PRIVATE KEY-----{MASK}-----END PRIVATE KEY-----",
         re.S,
     )

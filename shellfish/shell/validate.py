@@ -24,9 +24,17 @@ from shellfish.shell.words import program_of, split_commands
 Check = Callable[[str], list[str]]
 
 # Builtins and reserved words of zsh and bash (union): never looked up on PATH.
-BUILTINS = frozenset(
-    [".", ":", "[", "alias", "autoload", "bg", "bind", "bindkey", "break", "builtin", "caller", "case", "cd", "chdir", "command", "compgen", "complete", "compopt", "continue", "declare", "dirs", "disown", "echo", "emulate", "enable", "eval", "exec", "exit", "export", "false", "fc", "fg", "float", "getopts", "hash", "help", "history", "integer", "jobs", "kill", "let", "local", "logout", "mapfile", "popd", "print", "printf", "pushd", "pwd", "read", "readarray", "readonly", "rehash", "return", "select", "set", "setopt", "shift", "shopt", "source", "suspend", "test", "times", "trap", "true", "type", "typeset", "ulimit", "umask", "unalias", "unfunction", "unhash", "unset", "unsetopt", "wait", "whence", "where", "which", "zcompile", "zle", "zmodload", "zparseopts", "zstyle", "for", "foreach", "while", "until", "if", "case", "function", "repeat", "time", "noglob", "nocorrect"]
+_BUILTIN_WORDS = (
+    ". : [ alias autoload bg bind bindkey break builtin caller case cd chdir command "
+    "compgen complete compopt continue declare dirs disown echo emulate enable eval exec "
+    "exit export false fc fg float getopts hash help history integer jobs kill let local "
+    "logout mapfile popd print printf pushd pwd read readarray readonly rehash return "
+    "select set setopt shift shopt source suspend test times trap true type typeset ulimit "
+    "umask unalias unfunction unhash unset unsetopt wait whence where which zcompile zle "
+    "zmodload zparseopts zstyle for foreach while until if case function repeat time "
+    "noglob nocorrect "
 )
+BUILTINS = frozenset(_BUILTIN_WORDS.split())
 
 PARSE_TIMEOUT_S = 3.0
 
@@ -78,7 +86,8 @@ def parse_error(cmd: str, shell: str = "zsh") -> str | None:
     exe = shutil.which(shell)
     if exe is None:
         return None
-    argv = [exe, "-n", "-f"] if shell == "zsh" else [exe, "-n", "--norc"]
+    # bash takes long options only before short ones: `bash -n --norc` is an error.
+    argv = [exe, "-n", "-f"] if shell == "zsh" else [exe, "--norc", "-n"]
     try:
         proc = subprocess.run(
             argv,

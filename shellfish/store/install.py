@@ -216,7 +216,8 @@ def import_path(
     path = path.expanduser().resolve()
     if not path.exists():
         raise ModelError(f"{path} does not exist", hint="give a .gguf file or a model directory")
-    name = name or path.stem.lower()
+    # A directory's whole name ("qwen2.5-coder-0.5b-instruct" has dots); a file's stem.
+    name = name or (path.name if path.is_dir() else path.stem).lower()
     if store.get(name) is not None and not force:
         raise ModelError(
             f"model {name!r} is already installed",

@@ -45,6 +45,10 @@ def run_task(
     """Stream the events answering `request` with a local model from `pool`."""
     if not request.text.strip() and request.task != "chat":
         raise UsageError("the request is empty", hint="say what you want in words")
+    from shellfish.shell.context import sanitize_context
+
+    # Contexts from the zsh fast path had only the shell's own redaction: apply the reference one.
+    request.context = sanitize_context(request.context)
     name = resolve_model_name(request, settings, paths)
     if not pool.is_loaded(name):
         yield Status(f"loading {name}", {"model": name})

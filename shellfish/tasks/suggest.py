@@ -48,8 +48,8 @@ FIX_SYSTEM = (
 
 # How many retrieved examples / option lines go into the prompt: small enough for the prefix
 # cache and the one-second budget on a laptop CPU.
-MAX_EXAMPLES = 6
-MAX_OPTION_LINES = 6
+MAX_EXAMPLES = 4
+MAX_OPTION_LINES = 4
 MAX_NEW_TOKENS = 48
 # The assistant turn starts inside a bash code block: small models then write the command
 # itself instead of prose about it, and the line ends at the first newline.
@@ -83,7 +83,7 @@ class Candidate:
 
 
 _FENCE = re.compile(r"```[a-zA-Z0-9_+-]*\n?(.*?)(?:```|$)", re.S)
-_PROMPT_PREFIX = re.compile(r"^\s*(?:\$|%|>|#|❯|➜)\s+")
+_PROMPT_PREFIX = re.compile(r"^\s*(?:\$|%|>|❯|➜)\s+")
 _LABEL_PREFIX = re.compile(r"^\s*(?:command|answer|bash|zsh|shell|output)\s*:\s*", re.I)
 
 

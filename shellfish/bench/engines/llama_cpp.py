@@ -13,11 +13,9 @@ class LlamaCppEngine(BenchEngine):
 
     @property
     def precision(self) -> str:
-        stem = Path(self.model.gguf or "").stem.lower()
-        for tag in ("q4_0", "q4_1", "q4_k_m", "q4_k", "q5_k_m", "q8_0", "f16", "f32"):
-            if tag in stem:
-                return tag
-        return "gguf"
+        # By convention the quantization is the file name's last dotted part (model.Q4_1.gguf).
+        stem = Path(self.model.gguf or "").stem
+        return stem.rsplit(".", 1)[1].lower() if "." in stem else "gguf"
 
     def check(self) -> None:
         if self.model.family != "causal":

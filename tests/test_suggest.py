@@ -1,0 +1,186 @@
+"""The suggest task: prompt, post-processing, validation and reranking.
+
+The model is a scripted runner (it returns fixed texts and records the prompt): these tests are
+about what the task does around a model. Real-model runs are in `shellfish eval`.
+"""
+
+from __future__ import annotations
+
+import stat
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from shellfish.config import Settings
+from shellfish.engine.base import GenerationConfig, ModelInfo
+from shellfish.errors import UsageError
+from shellfish.events import Done, Event, Status, Token
+from shellfish.knowledge.index import BuildOptions, build_index
+from shellfish.paths import get_paths
+from shellfish.tasks.request import TaskRequest
+from shellfish.tasks.suggest import extract_command, run_suggest
+
+FROB_HELP = "Usage: frob [OPTION]... FILE\n  -a, --all     frobnicate hidden files too\n"
+
+
+class ScriptedRunner:
+    def __init__(self, texts: list[str], template: str = "chatml") -> None:
+        self.info = ModelInfo(
+            name="scripted",
+            family="causal",
+            layout="test",
+            path="",
+            context_length=2048,
+            template=template,
+        )
+        self.texts = texts
+        self.prompts: list[str] = []
+        self.configs: list[GenerationConfig] = []
+
+    def generate(
+        self, prompt: str, config: GenerationConfig, *, cancel: threading.Event | None = None
+    ) -> Iterator[Event]:
+        self.prompts.append(prompt)
+        self.configs.append(config)
+        texts = self.texts[: config.n]
+        for i, text in enumerate(texts):
+            yield Token(text, index=i)
+        yield Done(texts=texts, model="scripted", completion_tokens=5)
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    frob = bin_dir / "frob"
+    frob.write_text(f"#!/bin/sh\ncat <<'EOF'\n{FROB_HELP}EOF\n")
+    frob.chmod(frob.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    nl, cm = tmp_path / "p.nl", tmp_path / "p.cm"
+    nl.write_text("frobnicate all hidden files here\n")
+    cm.write_text("frob -a .\n")
+    paths = get_paths({"SHELLFISH_HOME": str(tmp_path / "home")})
+    build_index(
+        paths.knowledge,
+        BuildOptions(
+            path_value=str(bin_dir),
+            manpath=[],
+            history_files=[],
+            pairs=(nl, cm),
+            help_timeout_s=2.0,
+        ),
+    )
+    return paths
+
+
+def _run(
+    runner: ScriptedRunner, paths, text: str = "frobnicate hidden files", mode: str = "full", **kw
+) -> tuple[list[Event], Done]:
+    request = TaskRequest(
+        task=kw.pop("task", "suggest"), text=text, context={"shell": "bash", "os": "Linux"}, **kw
+    )
+    events = list(run_suggest(request, runner, settings=Settings(), paths=paths, mode=mode))
+    done = events[-1]
+    assert isinstance(done, Done)
+    return events, done
+
+
+@pytest.mark.parametrize(
+    ("raw", "command"),
+    [
+        ("ls -la", "ls -la"),
+        ("```bash\nls -la\n```\nThis lists files.", "ls -la"),
+        ("$ du -sh *", "du -sh *"),
+        ("Command: `grep -r foo .`", "grep -r foo ."),
+        ("`find . -name x`", "find . -name x"),
+        ("# a comment\nwc -l file", "wc -l file"),
+        ("", ""),
+    ],
+)
+def test_extract_command(raw: str, command: str) -> None:
+    assert extract_command(raw) == command
+
+
+def test_zero_shot_streams_and_returns_the_command(tmp_path: Path) -> None:
+    runner = ScriptedRunner(["ls -la"])
+    paths = get_paths({"SHELLFISH_HOME": str(tmp_path)})
+    events, done = _run(runner, paths, "list all files", mode="zero-shot")
+    assert [e.text for e in events if isinstance(e, Token)] == ["ls -la"]
+    assert done.texts == ["ls -la"]
+    assert done.extra["retrieved"] == []
+    assert "list all files" in runner.prompts[0]
+    assert runner.prompts[0].endswith("```bash\n")
+    assert "\n" in runner.configs[0].stop
+
+
+def test_retrieval_puts_examples_and_options_in_the_prompt(world) -> None:
+    runner = ScriptedRunner(["frob -a ."])
+    _events, done = _run(runner, world, mode="retrieval")
+    prompt = runner.prompts[0]
+    assert "frobnicate all hidden files here" in prompt and "frob -a ." in prompt
+    assert "frob -a, --all  frobnicate hidden files too" in prompt
+    assert done.extra["retrieved"] == ["pair:0"]
+
+
+def test_validation_rejects_missing_program_and_unknown_flag(world) -> None:
+    runner = ScriptedRunner(["nosuchprog_zz -a x", "frob --bogus x", "frob -a x"])
+    _events, done = _run(runner, world, options={"candidates": 3})
+    assert runner.configs[0].n == 3 and runner.configs[0].temperature > 0
+    by_command = {c["command"]: c for c in done.extra["candidates"]}
+    missing = by_command["nosuchprog_zz -a x"]
+    assert not missing["valid"]
+    assert any("nosuchprog_zz: command not found" in p for p in missing["problems"])
+    bogus = by_command["frob --bogus x"]
+    assert not bogus["valid"]
+    assert any("unknown flag --bogus" in p for p in bogus["problems"])
+    assert by_command["frob -a x"]["valid"]
+    assert done.texts[0] in ("frob -a x", "frob -a .")  # a valid one ranks first
+    assert set(done.texts[-2:]) == {"nosuchprog_zz -a x", "frob --bogus x"}
+    assert done.extra["warnings"] == []
+
+
+def test_danger_is_reported_for_the_best(world) -> None:
+    runner = ScriptedRunner(["rm -rf /"])
+    _events, done = _run(runner, world, text="delete everything", mode="full")
+    best = done.extra["candidates"][0]
+    assert best["command"] == "rm -rf /" and best["danger"]
+    assert any(w.startswith("danger:") for w in done.extra["warnings"])
+
+
+def test_no_index_still_suggests_with_a_status(tmp_path: Path) -> None:
+    runner = ScriptedRunner(["ls"])
+    paths = get_paths({"SHELLFISH_HOME": str(tmp_path)})
+    events, done = _run(runner, paths, "list", mode="full")
+    assert any(isinstance(e, Status) and "knowledge build" in e.message for e in events)
+    assert done.texts == ["ls"]
+
+
+def test_fix_prompt_carries_the_failed_command(tmp_path: Path) -> None:
+    runner = ScriptedRunner(["git push origin main"])
+    paths = get_paths({"SHELLFISH_HOME": str(tmp_path)})
+    _events, done = _run(runner, paths, "git psuh origin main", mode="zero-shot", task="fix")
+    assert "This command failed: git psuh origin main" in runner.prompts[0]
+    assert done.texts == ["git push origin main"]
+
+
+def test_bad_requests(tmp_path: Path) -> None:
+    paths = get_paths({"SHELLFISH_HOME": str(tmp_path)})
+    with pytest.raises(UsageError, match="empty"):
+        _run(ScriptedRunner(["ls"]), paths, "   ")
+    with pytest.raises(UsageError, match="mode"):
+        _run(ScriptedRunner(["ls"]), paths, "list", mode="bogus")
+
+
+def test_flan_template_gets_a_flat_prompt(tmp_path: Path) -> None:
+    runner = ScriptedRunner(["ls"], template="flan")
+    paths = get_paths({"SHELLFISH_HOME": str(tmp_path)})
+    _run(runner, paths, "list files", mode="zero-shot")
+    assert runner.prompts[0].endswith("Request: list files\nCommand:")
