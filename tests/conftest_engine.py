@@ -39,8 +39,10 @@ def shared_tokenizer(name: str) -> Path:
 def require_export_deps() -> None:
     for module in ("torch", "transformers", "onnx"):
         if importlib.util.find_spec(module) is None:
-            pytest.skip(f"{module} is not installed (needed to build the test models; "
-                        "install shellfish[export])")
+            pytest.skip(
+                f"{module} is not installed (needed to build the test models; "
+                "install shellfish[export])"
+            )
 
 
 def _load_builder(script: str) -> Any:

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest_causal import causal_models  # noqa: F401  (session fixture)
+from conftest_causal import build_causal_fixtures
 
 from shellfish.engine import causal
 from shellfish.engine.base import GenerationConfig, ModelInfo
@@ -24,6 +24,11 @@ _runners: dict[tuple[str, str], causal.CausalRunner] = {}
 _hf: dict[str, Any] = {}
 
 
+@pytest.fixture(scope="session")
+def causal_models() -> Path:
+    return build_causal_fixtures()
+
+
 def runner_for(root: Path, name: str, **kw: Any) -> causal.CausalRunner:
     if kw:
         info = ModelInfo(name, "causal", "", str(root / name), 0)
@@ -31,7 +36,9 @@ def runner_for(root: Path, name: str, **kw: Any) -> causal.CausalRunner:
     key = (str(root), name)
     if key not in _runners:
         info = ModelInfo(name, "causal", "", str(root / name), 0)
-        _runners[key] = causal.load(root / name, info, providers=["CPUExecutionProvider"], threads=1)
+        _runners[key] = causal.load(
+            root / name, info, providers=["CPUExecutionProvider"], threads=1
+        )
     runner = _runners[key]
     runner.prefix_cache.clear()
     return runner
@@ -51,10 +58,13 @@ def hf_greedy(model: Any, ids: list[int], new: int) -> list[int]:
 
     with torch.no_grad():
         out = model.generate(
-            torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
-            max_new_tokens=new, do_sample=False, pad_token_id=0,
+            torch.tensor([ids]),
+            attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+            max_new_tokens=new,
+            do_sample=False,
+            pad_token_id=0,
         )
-    return out[0, len(ids):].tolist()  # type: ignore[no-any-return]
+    return out[0, len(ids) :].tolist()  # type: ignore[no-any-return]
 
 
 def greedy(new: int = 16, **kw: Any) -> GenerationConfig:
@@ -155,17 +165,19 @@ def test_position_ids_fed_only_when_the_graph_has_them(causal_models: Path) -> N
         runner = runner_for(causal_models, layout)
         fed: list[str] = []
         binding = runner.decoder._bind_main
-        original = binding.bind_cpu_input
 
         class Spy:
+            def __init__(self, inner: Any, fed: list[str]) -> None:
+                self.inner, self.fed = inner, fed
+
             def __getattr__(self, name: str) -> Any:
-                return getattr(binding, name)
+                return getattr(self.inner, name)
 
             def bind_cpu_input(self, name: str, value: Any) -> None:
-                fed.append(name)
-                original(name, value)
+                self.fed.append(name)
+                self.inner.bind_cpu_input(name, value)
 
-        runner.decoder._bind_main = Spy()
+        runner.decoder._bind_main = Spy(binding, fed)
         try:
             runner.forward([1, 2, 3])
         finally:
@@ -203,8 +215,13 @@ def test_repetition_penalty_changes_greedy_path(causal_models: Path) -> None:
     import torch
 
     with torch.no_grad():
-        want = ref.generate(torch.tensor([ids]), max_new_tokens=12, do_sample=False,
-                            repetition_penalty=1.3, pad_token_id=0)[0, len(ids):].tolist()
+        want = ref.generate(
+            torch.tensor([ids]),
+            max_new_tokens=12,
+            do_sample=False,
+            repetition_penalty=1.3,
+            pad_token_id=0,
+        )[0, len(ids) :].tolist()
     got = runner.generate_ids(ids, greedy(12, repetition_penalty=1.3), use_prefix_cache=False)
     assert got.ids[0] == want
 
@@ -342,7 +359,9 @@ def test_too_long_prompt_is_prompt_too_long(causal_models: Path) -> None:
 
 def test_context_from_model_info_caps_the_config(causal_models: Path) -> None:
     info = ModelInfo("gpt2", "causal", "", "", context_length=32)
-    runner = causal.load(causal_models / "gpt2", info, providers=["CPUExecutionProvider"], threads=1)
+    runner = causal.load(
+        causal_models / "gpt2", info, providers=["CPUExecutionProvider"], threads=1
+    )
     assert runner.context_length == 32
     with pytest.raises(PromptTooLong):
         runner.generate_ids(list(range(40)), greedy())
@@ -373,5 +392,10 @@ def test_missing_genai_model_file_is_a_model_error(causal_models: Path, tmp_path
     broken.mkdir()
     for name in ("genai_config.json", "tokenizer.json", "tokenizer_config.json"):
         (broken / name).write_bytes((causal_models / "qwen-genai" / name).read_bytes())
-    with pytest.raises(ModelError, match="model.onnx"):
-        causal.load(broken, ModelInfo("x", "causal", "", "", 0), providers=["CPUExecutionProvider"], threads=1)
+    with pytest.raises(ModelError, match=r"model\.onnx"):
+        causal.load(
+            broken,
+            ModelInfo("x", "causal", "", "", 0),
+            providers=["CPUExecutionProvider"],
+            threads=1,
+        )

@@ -7,10 +7,15 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest_causal import causal_models  # noqa: F401  (session fixture)
+from conftest_causal import build_causal_fixtures
 
 from shellfish.engine.loader import detect_layout, load_model
 from shellfish.errors import ModelError, ModelNotFound
+
+
+@pytest.fixture(scope="session")
+def causal_models() -> Path:
+    return build_causal_fixtures()
 
 
 def copy_model(src: Path, dest: Path) -> Path:
@@ -52,7 +57,12 @@ def test_unknown_dir_lists_what_was_expected(tmp_path: Path) -> None:
         detect_layout(tmp_path)
     message = str(err.value)
     assert "weights.bin" in message
-    for expected in ("genai_config.json", "encoder_model.onnx", "model.onnx", "shellfish-recurrent.json"):
+    for expected in (
+        "genai_config.json",
+        "encoder_model.onnx",
+        "model.onnx",
+        "shellfish-recurrent.json",
+    ):
         assert expected in message
     with pytest.raises(ModelNotFound):
         load_model(tmp_path / "nope")
@@ -93,14 +103,14 @@ def test_manifest_naming_a_missing_file(causal_models: Path, tmp_path: Path) -> 
     model = copy_model(causal_models / "gpt2", tmp_path / "m")
     manifest = {"name": "m", "files": {"model.onnx": "0" * 64, "onnx/extra.onnx_data": "0" * 64}}
     (model / "shellfish-model.json").write_text(json.dumps(manifest))
-    with pytest.raises(ModelError, match="onnx/extra.onnx_data"):
+    with pytest.raises(ModelError, match=r"onnx/extra\.onnx_data"):
         load_model(model)
 
 
 def test_malformed_manifest(causal_models: Path, tmp_path: Path) -> None:
     model = copy_model(causal_models / "gpt2", tmp_path / "m")
     (model / "shellfish-model.json").write_text("{not json")
-    with pytest.raises(ModelError, match="shellfish-model.json"):
+    with pytest.raises(ModelError, match=r"shellfish-model\.json"):
         load_model(model)
     (model / "shellfish-model.json").write_text(json.dumps({"generation": {"top_p": 7}}))
     with pytest.raises(ModelError, match="generation"):
@@ -114,11 +124,11 @@ def test_truncated_and_missing_onnx(causal_models: Path, tmp_path: Path) -> None
     model = copy_model(causal_models / "qwen-optimum", tmp_path / "m")
     data = (model / "model.onnx").read_bytes()
     (model / "model.onnx").write_bytes(data[:1000])
-    with pytest.raises(ModelError, match="model.onnx"):
+    with pytest.raises(ModelError, match=r"model\.onnx"):
         load_model(model)
     genai = copy_model(causal_models / "qwen-genai", tmp_path / "g")
     (genai / "model.onnx.data").unlink()
-    with pytest.raises(ModelError, match="model.onnx"):
+    with pytest.raises(ModelError, match=r"model\.onnx"):
         load_model(genai)
 
 
@@ -134,7 +144,9 @@ def test_provider_choice(causal_models: Path) -> None:
     assert runner.info.providers == ["CPUExecutionProvider"]
 
 
-def test_chatml_template_inferred_from_tokenizer_config(causal_models: Path, tmp_path: Path) -> None:
+def test_chatml_template_inferred_from_tokenizer_config(
+    causal_models: Path, tmp_path: Path
+) -> None:
     model = copy_model(causal_models / "gpt2", tmp_path / "m")
     cfg = json.loads((model / "tokenizer_config.json").read_text())
     cfg["chat_template"] = "{% for m in messages %}<|im_start|>{{ m.role }}{% endfor %}"

@@ -1,10 +1,12 @@
 """Recurrent (LSTM / GRU) character models: state carried step to step, descriptor checks."""
 
+# ruff: noqa: F811  (pytest fixtures imported from conftest_engine are parameters here)
 from __future__ import annotations
 
 import json
 import shutil
 import threading
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +23,13 @@ PROMPT = "ls -la /tmp\n"
 
 
 def _load(path: Path) -> recurrent.RecurrentRunner:
-    info = ModelInfo(name="char-rnn", family="recurrent", layout="descriptor", path=str(path),
-                     context_length=4096)
+    info = ModelInfo(
+        name="char-rnn",
+        family="recurrent",
+        layout="descriptor",
+        path=str(path),
+        context_length=4096,
+    )
     return recurrent.load(path, info, providers=["CPUExecutionProvider"], threads=1)
 
 
@@ -35,9 +42,19 @@ def _torch_model(models: Path, kind: str) -> Any:
     return model.eval(), builder
 
 
-def _torch_greedy(models: Path, kind: str, prompt: str, steps: int, carry: bool) -> str:
-    """Step-by-step torch reference; with carry=False the state is reset before every step."""
+def _torch_generate(
+    models: Path, kind: str, prompt: str, steps: int, carry: bool, seed: int | None = None
+) -> str:
+    """Step-by-step torch reference; with carry=False the state is reset before every step.
+
+    Greedy without a seed; with a seed it draws with shellfish's sampling functions from the
+    torch logits (temperature 1), so equal text means equal logits step after step.
+    """
     import torch
+
+    from shellfish.engine.sampling import sample_next
+
+    rng = np.random.default_rng(seed)
 
     model, builder = _torch_model(models, kind)
     vocab = builder.VOCABULARY
@@ -48,7 +65,10 @@ def _torch_greedy(models: Path, kind: str, prompt: str, steps: int, carry: bool)
         for ch in prompt:
             logits, *state = model(torch.tensor([[vocab.index(ch)]]), *state)
         for _ in range(steps):
-            token = int(logits[0, -1].argmax())
+            row = logits[0, -1].numpy()
+            token = (
+                int(row.argmax()) if seed is None else sample_next(row, rng=rng, temperature=1.0)
+            )
             out.append(vocab[token])
             if not carry:
                 state = [zeros, zeros] if kind == "lstm" else [zeros]
@@ -57,26 +77,30 @@ def _torch_greedy(models: Path, kind: str, prompt: str, steps: int, carry: bool)
 
 
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
-def test_greedy_equals_step_by_step_torch_and_needs_the_state(rnn_models: Path,  # noqa: F811
-                                                               kind: str) -> None:
+def test_greedy_equals_step_by_step_torch_and_needs_the_state(rnn_models: Path, kind: str) -> None:
     runner = _load(rnn_models / kind)
     events = list(runner.generate(PROMPT, GenerationConfig(max_new_tokens=40, temperature=0.0)))
     done = events[-1]
     assert isinstance(done, Done)
     assert "".join(e.text for e in events if isinstance(e, Token)) == done.text
-    assert done.text == _torch_greedy(rnn_models, kind, PROMPT, 40, carry=True)
-    assert done.text != _torch_greedy(rnn_models, kind, PROMPT, 40, carry=False)
+    assert done.text == _torch_generate(rnn_models, kind, PROMPT, 40, carry=True)
     assert done.completion_tokens == 40 and done.prompt_tokens == len(PROMPT)
+    sampled = list(
+        runner.generate(PROMPT, GenerationConfig(max_new_tokens=60, temperature=1.0, seed=5))
+    )[-1]
+    assert isinstance(sampled, Done)
+    assert sampled.text == _torch_generate(rnn_models, kind, PROMPT, 60, carry=True, seed=5)
+    assert sampled.text != _torch_generate(rnn_models, kind, PROMPT, 60, carry=False, seed=5)
 
 
-def test_descriptor_defaults_and_wiring(rnn_models: Path) -> None:  # noqa: F811
+def test_descriptor_defaults_and_wiring(rnn_models: Path) -> None:
     runner = _load(rnn_models / "lstm" / "shellfish-recurrent.json")  # the file works too
     assert (runner.h_in, runner.c_in) == (["h"], ["c"])
     assert runner.info.defaults.temperature == 0.8 and runner.info.defaults.top_p == 0.95
     assert runner.count_tokens("abc") == 3
 
 
-def test_seeded_sampling_is_reproducible(rnn_models: Path) -> None:  # noqa: F811
+def test_seeded_sampling_is_reproducible(rnn_models: Path) -> None:
     runner = _load(rnn_models / "lstm")
     config = GenerationConfig(max_new_tokens=30, temperature=1.0, top_p=0.95, seed=11, n=2)
     first = list(runner.generate(PROMPT, config))[-1]
@@ -88,7 +112,7 @@ def test_seeded_sampling_is_reproducible(rnn_models: Path) -> None:  # noqa: F81
     assert isinstance(other, Done) and other.texts != first.texts
 
 
-def test_stop_sequence_and_cancel(rnn_models: Path) -> None:  # noqa: F811
+def test_stop_sequence_and_cancel(rnn_models: Path) -> None:
     runner = _load(rnn_models / "lstm")
     full = list(runner.generate(PROMPT, GenerationConfig(max_new_tokens=30)))[-1]
     assert isinstance(full, Done)
@@ -106,7 +130,7 @@ def test_stop_sequence_and_cancel(rnn_models: Path) -> None:  # noqa: F811
 # --- bad inputs ---
 
 
-def _copy(rnn_models: Path, tmp_path: Path) -> Path:  # noqa: F811
+def _copy(rnn_models: Path, tmp_path: Path) -> Path:
     dest = tmp_path / "lstm"
     shutil.copytree(rnn_models / "lstm", dest)
     return dest
@@ -119,7 +143,7 @@ def _edit_descriptor(path: Path, **changes: Any) -> None:
     file.write_text(json.dumps(data))
 
 
-def test_wrong_vocabulary_size_names_both_numbers(rnn_models: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_wrong_vocabulary_size_names_both_numbers(rnn_models: Path, tmp_path: Path) -> None:
     path = _copy(rnn_models, tmp_path)
     _edit_descriptor(path, vocabulary="abcdef")
     with pytest.raises(ModelError) as err:
@@ -129,7 +153,7 @@ def test_wrong_vocabulary_size_names_both_numbers(rnn_models: Path, tmp_path: Pa
     assert "6 characters" in text and f"{size} logits" in text and "\n" not in text
 
 
-def test_unknown_characters_and_empty_prompt(rnn_models: Path) -> None:  # noqa: F811
+def test_unknown_characters_and_empty_prompt(rnn_models: Path) -> None:
     runner = _load(rnn_models / "lstm")
     with pytest.raises(UsageError) as err:
         list(runner.generate("héllo ✓", GenerationConfig()))
@@ -140,7 +164,7 @@ def test_unknown_characters_and_empty_prompt(rnn_models: Path) -> None:  # noqa:
         list(runner.generate("ls", GenerationConfig(num_beams=2)))
 
 
-def test_missing_and_truncated_onnx(rnn_models: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_missing_and_truncated_onnx(rnn_models: Path, tmp_path: Path) -> None:
     path = _copy(rnn_models, tmp_path)
     data = (path / "model.onnx").read_bytes()
     (path / "model.onnx").write_bytes(data[: len(data) // 2])
@@ -155,8 +179,11 @@ def test_missing_and_truncated_onnx(rnn_models: Path, tmp_path: Path) -> None:  
 
 @pytest.mark.parametrize(
     ("content", "needle"),
-    [("{broken", "cannot read"), ('{"format": "other"}', "not a shellfish-recurrent"),
-     (None, "missing")],
+    [
+        ("{broken", "cannot read"),
+        ('{"format": "other"}', "not a shellfish-recurrent"),
+        (None, "missing"),
+    ],
 )
 def test_bad_descriptor(tmp_path: Path, content: str | None, needle: str) -> None:
     if content is not None:
@@ -166,7 +193,7 @@ def test_bad_descriptor(tmp_path: Path, content: str | None, needle: str) -> Non
     assert needle in str(err.value)
 
 
-def test_descriptor_type_must_fit_the_graph(rnn_models: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_descriptor_type_must_fit_the_graph(rnn_models: Path, tmp_path: Path) -> None:
     path = _copy(rnn_models, tmp_path)
     _edit_descriptor(path, type="gru")
     with pytest.raises(ModelError) as err:
@@ -196,12 +223,28 @@ def test_one_hot_graphs_are_supported(tmp_path: Path) -> None:
 
     torch.manual_seed(0)
     model = OneHot().eval()
-    torch.onnx.export(model, (torch.zeros(1, 1, len(vocab)), torch.zeros(1, 1, 8)),
-                      str(tmp_path / "model.onnx"), input_names=["input", "h"],
-                      output_names=["logits", "h_out"], dynamo=False, opset_version=17,
-                      dynamic_axes={"input": {1: "seq"}, "logits": {1: "seq"}})
-    (tmp_path / "shellfish-recurrent.json").write_text(json.dumps(
-        {"format": "shellfish-recurrent", "onnx": "model.onnx", "type": "gru", "vocabulary": vocab}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model,
+            (torch.zeros(1, 1, len(vocab)), torch.zeros(1, 1, 8)),
+            str(tmp_path / "model.onnx"),
+            input_names=["input", "h"],
+            output_names=["logits", "h_out"],
+            dynamo=False,
+            opset_version=17,
+            dynamic_axes={"input": {1: "seq"}, "logits": {1: "seq"}},
+        )
+    (tmp_path / "shellfish-recurrent.json").write_text(
+        json.dumps(
+            {
+                "format": "shellfish-recurrent",
+                "onnx": "model.onnx",
+                "type": "gru",
+                "vocabulary": vocab,
+            }
+        )
+    )
     runner = _load(tmp_path)
     assert runner.one_hot
     done = list(runner.generate("ab", GenerationConfig(max_new_tokens=5)))[-1]

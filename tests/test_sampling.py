@@ -34,8 +34,9 @@ def test_top_k_never_emits_a_masked_token() -> None:
         logits = _logits(rng)
         k = int(rng.integers(1, 10))
         allowed = set(np.argsort(-logits)[:k].tolist())
-        token = sampling.sample_next(logits, rng=rng, temperature=float(rng.uniform(0.3, 3)),
-                                     top_k=k)
+        token = sampling.sample_next(
+            logits, rng=rng, temperature=float(rng.uniform(0.3, 3)), top_k=k
+        )
         assert token in allowed
 
 
@@ -67,7 +68,9 @@ def test_filters_mask_with_minus_infinity_and_keep_the_best() -> None:
     assert np.isneginf(kept[[0, 4]]).all() and kept[1] == 5.0
     assert np.isfinite(kept[[2, 3]]).all()  # ties at the k-th value are kept
     assert np.isfinite(sampling.top_p_filter(logits, 1e-6)).sum() == 1  # the top token survives
-    assert sampling.top_k_filter(logits, 0) is logits and sampling.top_p_filter(logits, 1.0) is logits
+    assert (
+        sampling.top_k_filter(logits, 0) is logits and sampling.top_p_filter(logits, 1.0) is logits
+    )
 
 
 def test_seeded_sampling_is_reproducible() -> None:
@@ -93,8 +96,13 @@ def test_temperature_zero_is_greedy() -> None:
 def test_sampling_follows_the_distribution() -> None:
     logits = np.log(np.array([0.7, 0.2, 0.1])).astype(np.float32)
     rng = np.random.default_rng(1)
-    counts = np.bincount([sampling.sample_next(logits, rng=rng, temperature=1.0)
-                          for _ in range(4000)], minlength=3) / 4000
+    counts = (
+        np.bincount(
+            [sampling.sample_next(logits, rng=rng, temperature=1.0) for _ in range(4000)],
+            minlength=3,
+        )
+        / 4000
+    )
     np.testing.assert_allclose(counts, [0.7, 0.2, 0.1], atol=0.03)
 
 
@@ -106,8 +114,9 @@ def test_repetition_penalty_matches_transformers() -> None:
     logits = _logits(rng, 30)
     previous = [1, 5, 5, 7, 29]
     ours = sampling.apply_repetition_penalty(logits, previous, 1.3)
-    theirs = RepetitionPenaltyLogitsProcessor(1.3)(torch.tensor([previous]),
-                                                   torch.tensor(logits[None]))[0].numpy()
+    theirs = RepetitionPenaltyLogitsProcessor(1.3)(
+        torch.tensor([previous]), torch.tensor(logits[None])
+    )[0].numpy()
     np.testing.assert_allclose(ours, theirs, rtol=1e-6)
     assert sampling.apply_repetition_penalty(logits, previous, 1.0) is logits
     assert np.array_equal(sampling.apply_repetition_penalty(logits, [], 1.3), logits)
@@ -157,7 +166,7 @@ def test_earliest_of_several_stops_wins() -> None:
 
 
 def test_no_stops_passes_everything_through() -> None:
-    stream = StopStream(["", ])
+    stream = StopStream([""])
     assert [stream.feed(p) for p in ["a", "b"]] == ["a", "b"]
     assert StopStream([]).feed("x") == "x"
 

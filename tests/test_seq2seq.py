@@ -5,6 +5,7 @@ cached and uncached decoding agree; beam search returns what `generate(num_beams
 seeded sampling is reproducible; bad model files and bad prompts give one-line errors.
 """
 
+# ruff: noqa: F811  (pytest fixtures imported from conftest_engine are parameters here)
 from __future__ import annotations
 
 import shutil
@@ -29,8 +30,9 @@ PROMPTS = [
 
 
 def _info(path: Path, context: int = 512) -> ModelInfo:
-    return ModelInfo(name="t5-tiny", family="seq2seq", layout="optimum", path=str(path),
-                     context_length=context)
+    return ModelInfo(
+        name="t5-tiny", family="seq2seq", layout="optimum", path=str(path), context_length=context
+    )
 
 
 def _load(path: Path, context: int = 512) -> seq2seq.Seq2SeqRunner:
@@ -38,7 +40,7 @@ def _load(path: Path, context: int = 512) -> seq2seq.Seq2SeqRunner:
 
 
 @pytest.fixture(scope="module")
-def runners(t5_models: Path) -> dict[str, seq2seq.Seq2SeqRunner]:  # noqa: F811
+def runners(t5_models: Path) -> dict[str, seq2seq.Seq2SeqRunner]:
     return {layout: _load(t5_models / layout) for layout in LAYOUTS}
 
 
@@ -65,8 +67,9 @@ def test_layout_is_read_from_the_files(runners: dict, layout: str) -> None:
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("prompt", PROMPTS)
-def test_greedy_tokens_match_transformers(runners: dict, t5_reference: Any, layout: str,  # noqa: F811
-                                          prompt: str) -> None:
+def test_greedy_tokens_match_transformers(
+    runners: dict, t5_reference: Any, layout: str, prompt: str
+) -> None:
     runner = runners[layout]
     ids = runner.tokenizer.encode(prompt)
     ours = runner.generate_ids(ids, GenerationConfig(max_new_tokens=24)).sequences[0]
@@ -75,7 +78,7 @@ def test_greedy_tokens_match_transformers(runners: dict, t5_reference: Any, layo
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
-def test_step_logits_match_transformers(runners: dict, t5_reference: Any, layout: str) -> None:  # noqa: F811
+def test_step_logits_match_transformers(runners: dict, t5_reference: Any, layout: str) -> None:
     import torch
 
     runner = runners[layout]
@@ -83,8 +86,13 @@ def test_step_logits_match_transformers(runners: dict, t5_reference: Any, layout
     out = runner.generate_ids(ids, GenerationConfig(max_new_tokens=16), return_logits=True)
     decoder_ids = [runner.decoder_start, *out.sequences[0]][:-1]
     with torch.no_grad():
-        ref = t5_reference(input_ids=torch.tensor([ids]),
-                           decoder_input_ids=torch.tensor([decoder_ids])).logits[0].numpy()
+        ref = (
+            t5_reference(
+                input_ids=torch.tensor([ids]), decoder_input_ids=torch.tensor([decoder_ids])
+            )
+            .logits[0]
+            .numpy()
+        )
     assert len(out.step_logits) == len(decoder_ids)
     for step, logits in enumerate(out.step_logits):
         np.testing.assert_allclose(logits, ref[step], atol=1e-4, rtol=0)
@@ -96,9 +104,11 @@ def test_step_logits_match_transformers(runners: dict, t5_reference: Any, layout
 def test_cache_and_no_cache_give_identical_tokens(runners: dict, layout: str) -> None:
     runner = runners[layout]
     ids = runner.tokenizer.encode(PROMPTS[1])
-    for config in (GenerationConfig(max_new_tokens=20),
-                   GenerationConfig(max_new_tokens=20, temperature=1.0, seed=7, n=2),
-                   GenerationConfig(max_new_tokens=10, num_beams=3)):
+    for config in (
+        GenerationConfig(max_new_tokens=20),
+        GenerationConfig(max_new_tokens=20, temperature=1.0, seed=7, n=2),
+        GenerationConfig(max_new_tokens=10, num_beams=3),
+    ):
         cached = runner.generate_ids(ids, config, use_cache=True)
         uncached = runner.generate_ids(ids, config, use_cache=False)
         assert cached.sequences == uncached.sequences
@@ -113,9 +123,12 @@ def test_split_and_merged_layouts_agree(runners: dict) -> None:
 
 
 _HF_BEAMS: dict[tuple, tuple[list[list[int]], np.ndarray]] = {}
-BEAM_CASES = [(PROMPTS[0], True), (PROMPTS[1], False),
-              ("translate English to German: hello there friend", True),
-              ("translate English to German: hello there friend", False)]
+BEAM_CASES = [
+    (PROMPTS[0], True),
+    (PROMPTS[1], False),
+    ("translate English to German: hello there friend", True),
+    ("translate English to German: hello there friend", False),
+]
 
 
 def _hf_beams(model: Any, ids: list[int], beams: int, early: bool) -> tuple[list[list[int]], Any]:
@@ -126,9 +139,14 @@ def _hf_beams(model: Any, ids: list[int], beams: int, early: bool) -> tuple[list
     if key not in _HF_BEAMS:
         with torch.no_grad():
             ref = model.generate(
-                torch.tensor([ids]), max_new_tokens=12, num_beams=beams, do_sample=False,
-                early_stopping=early, num_return_sequences=beams,
-                output_scores=True, return_dict_in_generate=True,
+                torch.tensor([ids]),
+                max_new_tokens=12,
+                num_beams=beams,
+                do_sample=False,
+                early_stopping=early,
+                num_return_sequences=beams,
+                output_scores=True,
+                return_dict_in_generate=True,
             )
         _HF_BEAMS[key] = ([row[1:] for row in ref.sequences.tolist()], ref.sequences_scores.numpy())
     return _HF_BEAMS[key]
@@ -136,8 +154,9 @@ def _hf_beams(model: Any, ids: list[int], beams: int, early: bool) -> tuple[list
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("beams", [2, 3, 4])
-def test_beam_search_matches_transformers(runners: dict, t5_reference: Any, layout: str,  # noqa: F811
-                                          beams: int) -> None:
+def test_beam_search_matches_transformers(
+    runners: dict, t5_reference: Any, layout: str, beams: int
+) -> None:
     runner = runners[layout]
     finished_early = 0
     for prompt, early in BEAM_CASES:
@@ -176,8 +195,9 @@ def test_generate_streams_text_then_done(runners: dict) -> None:
     runner = runners["merged"]
     tokens, done = _collect(runner.generate(PROMPTS[1], GenerationConfig(max_new_tokens=12)))
     assert "".join(t.text for t in tokens) == done.text
-    ids = runner.generate_ids(runner.tokenizer.encode(PROMPTS[1]),
-                              GenerationConfig(max_new_tokens=12)).sequences[0]
+    ids = runner.generate_ids(
+        runner.tokenizer.encode(PROMPTS[1]), GenerationConfig(max_new_tokens=12)
+    ).sequences[0]
     assert done.text == runner.tokenizer.decode(ids)
     assert done.prompt_tokens == len(runner.tokenizer.encode(PROMPTS[1]))
     assert done.completion_tokens == len(ids)
@@ -196,8 +216,9 @@ def test_n_samples_stream_with_their_index(runners: dict) -> None:
 
 def test_beam_search_yields_only_done_with_every_beam(runners: dict) -> None:
     runner = runners["split"]
-    tokens, done = _collect(runner.generate(PROMPTS[0], GenerationConfig(max_new_tokens=8,
-                                                                         num_beams=3)))
+    tokens, done = _collect(
+        runner.generate(PROMPTS[0], GenerationConfig(max_new_tokens=8, num_beams=3))
+    )
     assert tokens == [] and len(done.texts) == 3
     assert len(done.extra["scores"]) == 3
 
@@ -207,8 +228,9 @@ def test_stop_sequence_cuts_the_text(runners: dict) -> None:
     full = _collect(runner.generate(PROMPTS[0], GenerationConfig(max_new_tokens=20)))[1].text
     assert len(full) > 6, full
     stop = full[3:6]
-    tokens, done = _collect(runner.generate(PROMPTS[0], GenerationConfig(max_new_tokens=20,
-                                                                          stop=(stop,))))
+    tokens, done = _collect(
+        runner.generate(PROMPTS[0], GenerationConfig(max_new_tokens=20, stop=(stop,)))
+    )
     assert done.text == full[: full.index(stop)]
     assert "".join(t.text for t in tokens) == done.text
     assert done.finish_reason == "stop"
@@ -217,8 +239,9 @@ def test_stop_sequence_cuts_the_text(runners: dict) -> None:
 def test_max_new_tokens_is_respected(runners: dict) -> None:
     runner = runners["split"]
     for limit in (1, 5):
-        out = runner.generate_ids(runner.tokenizer.encode(PROMPTS[1]),
-                                  GenerationConfig(max_new_tokens=limit))
+        out = runner.generate_ids(
+            runner.tokenizer.encode(PROMPTS[1]), GenerationConfig(max_new_tokens=limit)
+        )
         assert len(out.sequences[0]) <= limit
 
 
@@ -226,8 +249,10 @@ def test_cancel_stops_generation(runners: dict) -> None:
     runner = runners["split"]
     cancel = threading.Event()
     cancel.set()
-    tokens, done = _collect(runner.generate(PROMPTS[0], GenerationConfig(max_new_tokens=50),
-                                            cancel=cancel))
+    tokens, done = _collect(
+        runner.generate(PROMPTS[0], GenerationConfig(max_new_tokens=50), cancel=cancel)
+    )
+    assert tokens == []
     assert done.finish_reason == "cancelled" and done.completion_tokens == 0
     cancel = threading.Event()
     seen = []
@@ -238,8 +263,9 @@ def test_cancel_stops_generation(runners: dict) -> None:
     done = seen[-1]
     assert isinstance(done, Done) and done.finish_reason == "cancelled"
     assert done.completion_tokens < 50
-    beams = runner.generate(PROMPTS[0], GenerationConfig(max_new_tokens=50, num_beams=2),
-                            cancel=cancel)
+    beams = runner.generate(
+        PROMPTS[0], GenerationConfig(max_new_tokens=50, num_beams=2), cancel=cancel
+    )
     assert _collect(beams)[1].finish_reason == "cancelled"
 
 
@@ -259,7 +285,7 @@ def test_empty_prompt_is_a_usage_error(runners: dict) -> None:
         assert "empty" in _one_line(err.value)
 
 
-def test_prompt_longer_than_context(t5_models: Path) -> None:  # noqa: F811
+def test_prompt_longer_than_context(t5_models: Path) -> None:
     runner = _load(t5_models / "split", context=8)
     with pytest.raises(PromptTooLong) as err:
         list(runner.generate(PROMPTS[1], GenerationConfig()))
@@ -274,10 +300,13 @@ def test_bad_generation_config_is_a_usage_error(runners: dict) -> None:
 
 @pytest.mark.parametrize(
     ("layout", "victim"),
-    [("split", "decoder_with_past_model.onnx"), ("split", "encoder_model.onnx"),
-     ("merged", "decoder_model_merged.onnx")],
+    [
+        ("split", "decoder_with_past_model.onnx"),
+        ("split", "encoder_model.onnx"),
+        ("merged", "decoder_model_merged.onnx"),
+    ],
 )
-def test_missing_onnx_file(t5_models: Path, tmp_path: Path, layout: str, victim: str) -> None:  # noqa: F811
+def test_missing_onnx_file(t5_models: Path, tmp_path: Path, layout: str, victim: str) -> None:
     copy = tmp_path / layout
     shutil.copytree(t5_models / layout, copy)
     (copy / victim).unlink()
@@ -287,7 +316,7 @@ def test_missing_onnx_file(t5_models: Path, tmp_path: Path, layout: str, victim:
 
 
 @pytest.mark.parametrize("victim", ["decoder_model.onnx", "encoder_model.onnx"])
-def test_truncated_onnx_file(t5_models: Path, tmp_path: Path, victim: str) -> None:  # noqa: F811
+def test_truncated_onnx_file(t5_models: Path, tmp_path: Path, victim: str) -> None:
     copy = tmp_path / "split"
     shutil.copytree(t5_models / "split", copy)
     data = (copy / victim).read_bytes()
@@ -298,7 +327,7 @@ def test_truncated_onnx_file(t5_models: Path, tmp_path: Path, victim: str) -> No
     assert victim in text and "corrupt" in text
 
 
-def test_missing_tokenizer(t5_models: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_missing_tokenizer(t5_models: Path, tmp_path: Path) -> None:
     copy = tmp_path / "split"
     shutil.copytree(t5_models / "split", copy)
     for name in ("tokenizer.json", "spiece.model"):
@@ -322,8 +351,9 @@ def test_full_size_flan_t5_small_parity(tmp_path: Path) -> None:
     import torch
     from transformers import T5ForConditionalGeneration
 
-    out = build_cached("build_seq2seq.py", "flan-t5-small-random",
-                       lambda m, d: m.build(d, "flan-t5-small", 0))
+    out = build_cached(
+        "build_seq2seq.py", "flan-t5-small-random", lambda m, d: m.build(d, "flan-t5-small", 0)
+    )
     reference = T5ForConditionalGeneration.from_pretrained(out / "torch").eval()
     for layout in LAYOUTS:
         runner = _load(out / layout)
@@ -333,7 +363,12 @@ def test_full_size_flan_t5_small_parity(tmp_path: Path) -> None:
         assert result.sequences[0] == theirs
         decoder_ids = [0, *result.sequences[0]][:-1]
         with torch.no_grad():
-            ref = reference(input_ids=torch.tensor([ids]),
-                            decoder_input_ids=torch.tensor([decoder_ids])).logits[0].numpy()
+            ref = (
+                reference(
+                    input_ids=torch.tensor([ids]), decoder_input_ids=torch.tensor([decoder_ids])
+                )
+                .logits[0]
+                .numpy()
+            )
         for step, logits in enumerate(result.step_logits):
             np.testing.assert_allclose(logits, ref[step], atol=1e-3, rtol=0)

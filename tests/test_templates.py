@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (the real jinja templates are kept verbatim, line by line)
 """Chat templates against transformers' apply_chat_template on the real jinja templates."""
 
 from __future__ import annotations
@@ -18,15 +19,15 @@ QWEN25_TEMPLATE = (
     "    {%- else %}\n"
     "        {{- 'You are Qwen, created by Alibaba Cloud. You are a helpful assistant.' }}\n"
     "    {%- endif %}\n"
-    "    {{- \"\\n\\n# Tools\\n\\nYou may call one or more functions to assist with the user query."
-    "\\n\\nYou are provided with function signatures within <tools></tools> XML tags:\\n<tools>\" }}\n"
+    '    {{- "\\n\\n# Tools\\n\\nYou may call one or more functions to assist with the user query.'
+    '\\n\\nYou are provided with function signatures within <tools></tools> XML tags:\\n<tools>" }}\n'
     "    {%- for tool in tools %}\n"
-    "        {{- \"\\n\" }}\n"
+    '        {{- "\\n" }}\n'
     "        {{- tool | tojson }}\n"
     "    {%- endfor %}\n"
-    "    {{- \"\\n</tools>\\n\\nFor each function call, return a json object with function name and "
-    "arguments within <tool_call></tool_call> XML tags:\\n<tool_call>\\n{\\\"name\\\": <function-name>, "
-    "\\\"arguments\\\": <args-json-object>}\\n</tool_call><|im_end|>\\n\" }}\n"
+    '    {{- "\\n</tools>\\n\\nFor each function call, return a json object with function name and '
+    'arguments within <tool_call></tool_call> XML tags:\\n<tool_call>\\n{\\"name\\": <function-name>, '
+    '\\"arguments\\": <args-json-object>}\\n</tool_call><|im_end|>\\n" }}\n'
     "{%- else %}\n"
     "    {%- if messages[0]['role'] == 'system' %}\n"
     "        {{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}\n"
@@ -36,10 +37,10 @@ QWEN25_TEMPLATE = (
     "    {%- endif %}\n"
     "{%- endif %}\n"
     "{%- for message in messages %}\n"
-    "    {%- if (message.role == \"user\") or (message.role == \"system\" and not loop.first) or "
-    "(message.role == \"assistant\" and not message.tool_calls) %}\n"
+    '    {%- if (message.role == "user") or (message.role == "system" and not loop.first) or '
+    '(message.role == "assistant" and not message.tool_calls) %}\n'
     "        {{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>' + '\\n' }}\n"
-    "    {%- elif message.role == \"assistant\" %}\n"
+    '    {%- elif message.role == "assistant" %}\n'
     "        {{- '<|im_start|>' + message.role }}\n"
     "        {%- if message.content %}\n"
     "            {{- '\\n' + message.content }}\n"
@@ -48,21 +49,21 @@ QWEN25_TEMPLATE = (
     "            {%- if tool_call.function is defined %}\n"
     "                {%- set tool_call = tool_call.function %}\n"
     "            {%- endif %}\n"
-    "            {{- '\\n<tool_call>\\n{\"name\": \"' }}\n"
+    '            {{- \'\\n<tool_call>\\n{"name": "\' }}\n'
     "            {{- tool_call.name }}\n"
-    "            {{- '\", \"arguments\": ' }}\n"
+    '            {{- \'", "arguments": \' }}\n'
     "            {{- tool_call.arguments | tojson }}\n"
     "            {{- '}\\n</tool_call>' }}\n"
     "        {%- endfor %}\n"
     "        {{- '<|im_end|>\\n' }}\n"
-    "    {%- elif message.role == \"tool\" %}\n"
-    "        {%- if (loop.index0 == 0) or (messages[loop.index0 - 1].role != \"tool\") %}\n"
+    '    {%- elif message.role == "tool" %}\n'
+    '        {%- if (loop.index0 == 0) or (messages[loop.index0 - 1].role != "tool") %}\n'
     "            {{- '<|im_start|>user' }}\n"
     "        {%- endif %}\n"
     "        {{- '\\n<tool_response>\\n' }}\n"
     "        {{- message.content }}\n"
     "        {{- '\\n</tool_response>' }}\n"
-    "        {%- if loop.last or (messages[loop.index0 + 1].role != \"tool\") %}\n"
+    '        {%- if loop.last or (messages[loop.index0 + 1].role != "tool") %}\n'
     "            {{- '<|im_end|>\\n' }}\n"
     "        {%- endif %}\n"
     "    {%- endif %}\n"
@@ -120,16 +121,22 @@ def hf_tokenizer(template: str) -> Any:
     return tok
 
 
-@pytest.mark.parametrize("template", [QWEN25_TEMPLATE, SMOLLM2_TEMPLATE], ids=["qwen2.5", "smollm2"])
+@pytest.mark.parametrize(
+    "template", [QWEN25_TEMPLATE, SMOLLM2_TEMPLATE], ids=["qwen2.5", "smollm2"]
+)
 @pytest.mark.parametrize("conversation", range(len(CONVERSATIONS)))
 @pytest.mark.parametrize("add_generation_prompt", [True, False])
-def test_chatml_equals_transformers(template: str, conversation: int, add_generation_prompt: bool) -> None:
+def test_chatml_equals_transformers(
+    template: str, conversation: int, add_generation_prompt: bool
+) -> None:
     messages = CONVERSATIONS[conversation]
     want = hf_tokenizer(template).apply_chat_template(
         messages, tokenize=False, add_generation_prompt=add_generation_prompt
     )
     got = render_chat(
-        "chatml", messages, add_generation_prompt=add_generation_prompt,
+        "chatml",
+        messages,
+        add_generation_prompt=add_generation_prompt,
         tokenizer=TemplateTokenizer(template),
     )
     assert got == want
@@ -137,7 +144,9 @@ def test_chatml_equals_transformers(template: str, conversation: int, add_genera
     assert render_chat(named, messages, add_generation_prompt=add_generation_prompt) == want
     pytest.importorskip("jinja2")
     jinja = render_chat(
-        "jinja", messages, add_generation_prompt=add_generation_prompt,
+        "jinja",
+        messages,
+        add_generation_prompt=add_generation_prompt,
         tokenizer=TemplateTokenizer(template),
     )
     assert jinja == want

@@ -129,10 +129,14 @@ def test_stream_keeps_sentencepiece_spaces() -> None:
 def test_special_ids_from_config_files(tmp_path: Path) -> None:
     d = _copy(shared_tokenizer("gpt2"), tmp_path / "m", ("tokenizer.json",))
     (d / "generation_config.json").write_text(json.dumps({"eos_token_id": [50256, 198]}))
-    (d / "tokenizer_config.json").write_text(json.dumps({
-        "chat_template": "{% for m in messages %}{{ m.content }}{% endfor %}",
-        "pad_token": {"content": "<|endoftext|>"},
-    }))
+    (d / "tokenizer_config.json").write_text(
+        json.dumps(
+            {
+                "chat_template": "{% for m in messages %}{{ m.content }}{% endfor %}",
+                "pad_token": {"content": "<|endoftext|>"},
+            }
+        )
+    )
     tok = load_tokenizer(d)
     assert tok.eos_token_ids == {50256, 198} and tok.eos_token_id == 50256
     assert tok.pad_token_id == 50256

@@ -31,7 +31,7 @@ def _worker_env(engine: str, base: dict[str, str]) -> dict[str, str]:
     env = dict(base)
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
-        overlay_var = engine_class(engine).overlay_env
+        overlay_var = engine_class(engine).overlay_env if engine in available_names() else None
     except Exception:  # an engine that does not import is reported by its worker
         overlay_var = None
     if overlay_var:
@@ -74,13 +74,15 @@ def run_engine(
     progress: Progress | None = None,
     poll_s: float = 0.05,
     worker_module: str = "shellfish.bench.worker",
+    target: str | None = None,
 ) -> EngineResult:
-    """Bench one engine in a fresh worker process."""
+    """Bench one engine in a fresh worker process (`target` "module:Class" overrides the
+    registry, e.g. for an engine defined outside shellfish)."""
     import psutil
 
     result = EngineResult(engine=engine)
     job = Job(engine=engine, model=model.to_dict(), plan=plan.to_dict(),
-              extra={"target": available_names().get(engine)})
+              extra={"target": target or available_names().get(engine)})
     env = _worker_env(engine, dict(os.environ if environ is None else environ))
     started = time.monotonic()
     proc = subprocess.Popen(

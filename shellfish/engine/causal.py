@@ -74,14 +74,17 @@ class Wiring:
 def _dtype(type_str: str, what: str) -> str:
     if type_str not in _DTYPES:
         raise ModelError(
-            f"unsupported {what} type {type_str}", hint="export the model with float32 or float16 tensors"
+            f"unsupported {what} type {type_str}",
+            hint="export the model with float32 or float16 tensors",
         )
     return _DTYPES[type_str]
 
 
 def _ordered(names: dict[tuple[int, str], str], what: str) -> tuple[str, ...]:
     layers = sorted({i for i, _ in names})
-    if layers != list(range(len(layers))) or any((i, k) not in names for i in layers for k in ("key", "value")):
+    if layers != list(range(len(layers))) or any(
+        (i, k) not in names for i in layers for k in ("key", "value")
+    ):
         raise ModelError(f"the graph's {what} tensors are incomplete: {sorted(names.values())}")
     return tuple(names[(i, k)] for i in layers for k in ("key", "value"))
 
@@ -139,7 +142,8 @@ def read_wiring(
     present_names = _ordered(present, "present") if present else ()
     if past_names and len(past_names) != len(present_names):
         raise ModelError(
-            f"the graph has {len(past_names) // 2} past layers but {len(present_names) // 2} present layers"
+            f"the graph has {len(past_names) // 2} past layers "
+            f"but {len(present_names) // 2} present layers"
         )
 
     kv_dtype = "float32"
@@ -155,7 +159,8 @@ def read_wiring(
                 head_dim = shape[3]
         if kv_heads <= 0 or head_dim <= 0:
             raise ModelError(
-                "cannot tell the key/value cache shape (kv heads, head size) from the graph or config",
+                "cannot tell the key/value cache shape (kv heads, head size) "
+                "from the graph or config",
                 hint="put config.json (or genai_config.json) beside the model",
             )
 
@@ -168,7 +173,9 @@ def read_wiring(
         logits=logits_name,
         logits_dtype=_dtype(outputs[logits_name].type, "logits"),
         attention_mask=mask_name if mask_name in inputs else None,
-        mask_dtype=_dtype(inputs[mask_name].type, "attention_mask") if mask_name in inputs else "int64",
+        mask_dtype=_dtype(inputs[mask_name].type, "attention_mask")
+        if mask_name in inputs
+        else "int64",
         position_ids=pos_name if pos_name in inputs else None,
         cache_branch=cache_branch,
         past=past_names,
@@ -192,7 +199,9 @@ class Decoder:
     the growing layout; the shared layout writes into the state's own buffers (and returns it).
     """
 
-    def __init__(self, main: Any, wiring: Wiring, *, first: Any = None, first_wiring: Wiring | None = None):
+    def __init__(
+        self, main: Any, wiring: Wiring, *, first: Any = None, first_wiring: Wiring | None = None
+    ):
         import numpy as np
         import onnxruntime as ort
 
@@ -224,7 +233,9 @@ class Decoder:
             return KVState(tensors, 0, batch, arrays=arrays, capacity=capacity)
         if batch not in self._empty_cache:
             zero = np.zeros((batch, w.kv_heads, 0, w.head_dim), dtype=self._kv_dtype)
-            self._empty_cache[batch] = [self._ort.OrtValue.ortvalue_from_numpy(zero) for _ in w.past]
+            self._empty_cache[batch] = [
+                self._ort.OrtValue.ortvalue_from_numpy(zero) for _ in w.past
+            ]
         return KVState(list(self._empty_cache[batch]), 0, batch)
 
     def ensure_capacity(self, state: KVState, needed: int) -> KVState:
@@ -232,7 +243,7 @@ class Decoder:
         if not state.shared or state.capacity >= needed:
             return state
         bigger = self.empty(state.batch, max(needed, 2 * state.capacity))
-        for src, dst in zip(state.arrays, bigger.arrays):
+        for src, dst in zip(state.arrays, bigger.arrays, strict=True):
             dst[:, :, : state.length] = src[:, :, : state.length]
         bigger.length = state.length
         return bigger
@@ -260,7 +271,7 @@ class Decoder:
             binding.bind_cpu_input(w.position_ids, np.ascontiguousarray(pos))
         if w.cache_branch:
             binding.bind_cpu_input(w.cache_branch, np.array([past_len > 0]))
-        for name, value in zip(w.past, state.tensors):
+        for name, value in zip(w.past, state.tensors, strict=True):
             binding.bind_ortvalue_input(name, value)
         if seq == 1:
             # Decode steps write logits into one reused buffer: no allocation, no copy out.
@@ -273,7 +284,7 @@ class Decoder:
             logits_array = None
             binding.bind_output(w.logits, "cpu")
         if state.shared:
-            for name, value in zip(w.present, state.tensors):
+            for name, value in zip(w.present, state.tensors, strict=True):
                 binding.bind_ortvalue_output(name, value)
         else:
             for name in w.present:
@@ -293,7 +304,9 @@ class Decoder:
         session = self.first if w is self.first_wiring and self.first is not None else self.main
         dim = next(o.shape for o in session.get_outputs() if o.name == w.logits)[-1]
         if not isinstance(dim, int):
-            raise ModelError("the graph's logits have no fixed vocabulary size", hint="re-export the model")
+            raise ModelError(
+                "the graph's logits have no fixed vocabulary size", hint="re-export the model"
+            )
         return dim
 
     # ---- state surgery for the prefix cache and n samples ----------------------------------
@@ -311,19 +324,27 @@ class Decoder:
         np = self._np
         if self.wiring.shared_buffer:
             state = self.empty(1, max(capacity, length))
-            for src, dst in zip(tensors, state.arrays):
-                data = src.numpy() if hasattr(src, "numpy") and not isinstance(src, np.ndarray) else src
+            for src, dst in zip(tensors, state.arrays, strict=True):
+                data = (
+                    src.numpy()
+                    if hasattr(src, "numpy") and not isinstance(src, np.ndarray)
+                    else src
+                )
                 dst[:, :, :length] = data[:, :, :length]
             state.length = length
             return state
         values = []
         for t in tensors:
             if isinstance(t, np.ndarray):
-                values.append(self._ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(t[:, :, :length])))
+                values.append(
+                    self._ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(t[:, :, :length]))
+                )
             elif t.shape()[2] == length:
                 values.append(t)
             else:
-                values.append(self._ort.OrtValue.ortvalue_from_numpy(t.numpy()[:, :, :length].copy()))
+                values.append(
+                    self._ort.OrtValue.ortvalue_from_numpy(t.numpy()[:, :, :length].copy())
+                )
         return KVState(values, length, 1)
 
     def tile(self, state: KVState, n: int) -> KVState:
@@ -336,7 +357,8 @@ class Decoder:
             tensors = [self._ort.OrtValue.ortvalue_from_numpy(a) for a in arrays]
             return KVState(tensors, state.length, n, arrays=arrays, capacity=state.capacity)
         tensors = [
-            self._ort.OrtValue.ortvalue_from_numpy(np.repeat(t.numpy(), n, axis=0)) for t in state.tensors
+            self._ort.OrtValue.ortvalue_from_numpy(np.repeat(t.numpy(), n, axis=0))
+            for t in state.tensors
         ]
         return KVState(tensors, state.length, n)
 
@@ -475,7 +497,9 @@ class CausalRunner:
 
     # ---- lower level -----------------------------------------------------------------------
 
-    def forward(self, ids: Sequence[int] | Any, state: KVState | None = None) -> tuple[Any, KVState]:
+    def forward(
+        self, ids: Sequence[int] | Any, state: KVState | None = None
+    ) -> tuple[Any, KVState]:
         """Logits (batch, seq, vocab) for `ids` after `state` (None: from the start).
 
         The logits are the caller's own copy; a shared-buffer state is updated in place.
@@ -507,8 +531,14 @@ class CausalRunner:
         out: list[list[int]] = [[] for _ in range(n)]
         step_logits: list[Any] = []
         steps = self._decode(
-            list(prompt_ids), config, cancel=cancel, use_cache=use_cache, run=run, start=start,
-            use_prefix_cache=use_prefix_cache, logits_sink=step_logits if keep_logits else None,
+            list(prompt_ids),
+            config,
+            cancel=cancel,
+            use_cache=use_cache,
+            run=run,
+            start=start,
+            use_prefix_cache=use_prefix_cache,
+            logits_sink=step_logits if keep_logits else None,
         )
         for tokens, active, _alive in steps:
             for i in range(n):
@@ -542,7 +572,7 @@ class CausalRunner:
     def _prefill(
         self, ids: list[int], capacity: int, use_prefix_cache: bool, run: _Run
     ) -> tuple[Any, KVState]:
-        """KV state and last-position logits (1, vocab) after the prompt, reusing a cached prefix."""
+        """KV state and last-position logits (1, vocab) after the prompt, reusing a prefix."""
         decoder = self.decoder
         reused = 0
         state = None
@@ -623,7 +653,9 @@ class CausalRunner:
             for step in range(max_new):
                 if cancel is not None and cancel.is_set():
                     run.cancelled = True
-                    run.finish = ["cancelled" if a else f for a, f in zip(alive, run.finish)]
+                    run.finish = [
+                        "cancelled" if a else f for a, f in zip(alive, run.finish, strict=True)
+                    ]
                     break
                 # pick: argmax for plain greedy, else the sampling pipeline per row
                 if logits_sink is not None:
@@ -634,8 +666,12 @@ class CausalRunner:
                     tokens = np.array(
                         [
                             sample_next(
-                                logits[i], rng=rng, temperature=config.temperature, top_k=config.top_k,
-                                top_p=config.top_p, repetition_penalty=config.repetition_penalty,
+                                logits[i],
+                                rng=rng,
+                                temperature=config.temperature,
+                                top_k=config.top_k,
+                                top_p=config.top_p,
+                                repetition_penalty=config.repetition_penalty,
                                 previous=history[i, :length],
                             )
                             for i in range(n)
@@ -663,7 +699,9 @@ class CausalRunner:
                     full, state = self.decoder.forward(tokens[:, None], state)
                     logits = full[:, -1, :]
                 else:
-                    full, _ = self.decoder.forward(history[:, :length], self.decoder.empty(n, length))
+                    full, _ = self.decoder.forward(
+                        history[:, :length], self.decoder.empty(n, length)
+                    )
                     logits = full[:, -1, :]
             for i in range(n):
                 if run.finish[i] == "length" and not alive[i]:
@@ -727,10 +765,16 @@ def load(
     model_cfg = genai.get("model", {}) if genai else {}
     dec_cfg = model_cfg.get("decoder", {}) if isinstance(model_cfg, dict) else {}
 
-    heads = _first_int(dec_cfg.get("num_attention_heads"), config.get("num_attention_heads"), config.get("n_head"))
-    kv_heads = _first_int(dec_cfg.get("num_key_value_heads"), config.get("num_key_value_heads"), heads)
+    heads = _first_int(
+        dec_cfg.get("num_attention_heads"), config.get("num_attention_heads"), config.get("n_head")
+    )
+    kv_heads = _first_int(
+        dec_cfg.get("num_key_value_heads"), config.get("num_key_value_heads"), heads
+    )
     hidden = _first_int(dec_cfg.get("hidden_size"), config.get("hidden_size"), config.get("n_embd"))
-    head_dim = _first_int(dec_cfg.get("head_size"), config.get("head_dim"), hidden // heads if heads else 0)
+    head_dim = _first_int(
+        dec_cfg.get("head_size"), config.get("head_dim"), hidden // heads if heads else 0
+    )
     contexts = [
         c
         for c in (
@@ -742,7 +786,9 @@ def load(
         if isinstance(c, int) and c > 0
     ]
     if not contexts:
-        raise ModelError(f"cannot tell the context length of {path}", hint="add context_length to its manifest")
+        raise ModelError(
+            f"cannot tell the context length of {path}", hint="add context_length to its manifest"
+        )
     context = min(contexts)
 
     first = first_wiring = None
@@ -751,7 +797,9 @@ def load(
         filename = dec_cfg.get("filename", "model.onnx")
         share = bool(genai.get("search", {}).get("past_present_share_buffer", False))
         main = create_session(path / filename, providers=providers, threads=threads)
-        wiring = read_wiring(main, kv_heads=kv_heads, head_dim=head_dim, names=names, shared_buffer=share)
+        wiring = read_wiring(
+            main, kv_heads=kv_heads, head_dim=head_dim, names=names, shared_buffer=share
+        )
         layout = "genai"
     else:
         found = next((name for name in CAUSAL_FILES if (path / name).is_file()), None)
@@ -775,8 +823,10 @@ def load(
             wiring = read_wiring(main, kv_heads=kv_heads, head_dim=head_dim)
             layout = "optimum-merged" if wiring.cache_branch else "optimum"
 
-    eos_ids = _ids(model_cfg.get("eos_token_id")) | _ids(config.get("eos_token_id")) | _ids(
-        gen_config.get("eos_token_id")
+    eos_ids = (
+        _ids(model_cfg.get("eos_token_id"))
+        | _ids(config.get("eos_token_id"))
+        | _ids(gen_config.get("eos_token_id"))
     )
     if tokenizer is None:
         from shellfish.engine.tokenizer import load_tokenizer

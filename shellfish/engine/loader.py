@@ -35,7 +35,9 @@ def detect_layout(path: Path) -> tuple[str, str]:
     """(family, layout) of a model directory; `ModelError` listing what was expected if none."""
     path = Path(path)
     if not path.is_dir():
-        raise ModelNotFound(f"no model directory at {path}", hint="check the path or run `shellfish models list`")
+        raise ModelNotFound(
+            f"no model directory at {path}", hint="check the path or run `shellfish models list`"
+        )
     if (path / RECURRENT_DESCRIPTOR).is_file():
         return "recurrent", "descriptor"
     if (path / "genai_config.json").is_file():
@@ -65,9 +67,13 @@ def read_manifest(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise ModelError(f"cannot read {file}: {exc}", hint="reinstall the model with `shellfish models pull`") from exc
+        raise ModelError(
+            f"cannot read {file}: {exc}", hint="reinstall the model with `shellfish models pull`"
+        ) from exc
     if not isinstance(data, dict):
-        raise ModelError(f"{file} is not a JSON object", hint="reinstall the model with `shellfish models pull`")
+        raise ModelError(
+            f"{file} is not a JSON object", hint="reinstall the model with `shellfish models pull`"
+        )
     files = data.get("files", {})
     if not isinstance(files, dict):
         raise ModelError(f"{file}: 'files' must be an object", hint="reinstall the model")
@@ -85,7 +91,8 @@ def check_files(path: Path, manifest: dict[str, Any]) -> None:
         if root not in target.parents or not target.is_file():
             raise ModelError(
                 f"model file {rel!r} named in {MANIFEST} is missing from {path}",
-                hint=f"reinstall the model with `shellfish models pull {manifest.get('name', path.name)}`",
+                hint="reinstall the model with "
+                f"`shellfish models pull {manifest.get('name', path.name)}`",
             )
 
 
@@ -99,7 +106,9 @@ def generation_defaults(raw: dict[str, Any] | None) -> GenerationConfig:
         config = GenerationConfig().merged(**clean)
         config.validate()
     except Exception as exc:
-        raise ModelError(f"bad generation defaults in {MANIFEST}: {exc}", hint="reinstall the model") from exc
+        raise ModelError(
+            f"bad generation defaults in {MANIFEST}: {exc}", hint="reinstall the model"
+        ) from exc
     return config
 
 
@@ -130,10 +139,15 @@ def load_model(
     check_files(path, manifest)
     family = str(manifest.get("family") or family)
     if family not in FAMILIES:
-        raise ModelError(f"unknown model family {family!r} in {MANIFEST}", hint=f"expected one of {', '.join(FAMILIES)}")
+        raise ModelError(
+            f"unknown model family {family!r} in {MANIFEST}",
+            hint=f"expected one of {', '.join(FAMILIES)}",
+        )
     context = manifest.get("context_length", 0)
     if not isinstance(context, int) or context < 0:
-        raise ModelError(f"bad context_length {context!r} in {MANIFEST}", hint="reinstall the model")
+        raise ModelError(
+            f"bad context_length {context!r} in {MANIFEST}", hint="reinstall the model"
+        )
     info = ModelInfo(
         name=name or str(manifest.get("name") or path.name),
         family=family,
@@ -147,6 +161,10 @@ def load_model(
     try:
         module = importlib.import_module(f"shellfish.engine.{family}")
     except ImportError as exc:
-        raise ModelError(f"this shellfish cannot run {family} models ({exc})", hint="update shellfish") from exc
-    runner = module.load(path, info, providers=choice.providers, threads=threads or default_threads())
+        raise ModelError(
+            f"this shellfish cannot run {family} models ({exc})", hint="update shellfish"
+        ) from exc
+    runner = module.load(
+        path, info, providers=choice.providers, threads=threads or default_threads()
+    )
     return runner, list(choice.warnings)

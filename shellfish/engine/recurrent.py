@@ -102,9 +102,17 @@ class RecurrentRunner:
         """Find the character input, state inputs and outputs by name, dtype and rank."""
         inputs = list(self.session.get_inputs())
         outputs = [o.name for o in self.session.get_outputs()]
-        states = [i for i in inputs if len(i.shape) == 3 and "float" in i.type
-                  and not (isinstance(i.shape[2], int) and i.shape[2] == len(self.vocabulary)
-                           and i.name.lower() in ("input", "x", "inputs", "one_hot"))]
+        states = [
+            i
+            for i in inputs
+            if len(i.shape) == 3
+            and "float" in i.type
+            and not (
+                isinstance(i.shape[2], int)
+                and i.shape[2] == len(self.vocabulary)
+                and i.name.lower() in ("input", "x", "inputs", "one_hot")
+            )
+        ]
         chars = [i for i in inputs if i not in states]
         if len(chars) != 1:
             raise ModelError(
@@ -118,8 +126,8 @@ class RecurrentRunner:
         need_c = 1 if self.kind == "lstm" else 0
         if len(self.h_in) != 1 or len(self.c_in) != need_c:
             raise ModelError(
-                f"{filename}: a {self.kind} graph needs {'h and c' if need_c else 'h'} state inputs, "
-                f"found {[i.name for i in states]}",
+                f"{filename}: a {self.kind} graph needs "
+                f"{'h and c' if need_c else 'h'} state inputs, found {[i.name for i in states]}",
                 hint="check the descriptor's type or re-export the model",
             )
         self.state_shape = [
@@ -142,8 +150,9 @@ class RecurrentRunner:
 
         return {name: np.zeros(self.state_shape, dtype=np.float32) for name in self.state_out}
 
-    def _run(self, chars: np.ndarray, state: dict[str, np.ndarray]
-             ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    def _run(
+        self, chars: np.ndarray, state: dict[str, np.ndarray]
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Feed character indices `[1, seq]`; return the last position's logits and new state."""
         import numpy as np
 
@@ -176,15 +185,18 @@ class RecurrentRunner:
             logits, state = self._run(chunk, state)
         return logits, state
 
-    def generate_ids(self, prompt: str, config: GenerationConfig,
-                     cancel: threading.Event | None = None) -> Iterator[int]:
+    def generate_ids(
+        self, prompt: str, config: GenerationConfig, cancel: threading.Event | None = None
+    ) -> Iterator[int]:
         """Character indices, one per step, the state carried from step to step."""
         import numpy as np
 
         from shellfish.engine.sampling import sample_next
 
         if not prompt:
-            raise UsageError("the prompt is empty", hint="give the model a few characters to continue")
+            raise UsageError(
+                "the prompt is empty", hint="give the model a few characters to continue"
+            )
         ids = self.encode(prompt)
         rng = np.random.default_rng(config.seed)
         logits, state = self.prime(ids)
@@ -193,15 +205,21 @@ class RecurrentRunner:
             if cancel is not None and cancel.is_set():
                 return
             token = sample_next(
-                logits, rng=rng, temperature=config.temperature, top_k=config.top_k,
-                top_p=config.top_p, repetition_penalty=config.repetition_penalty, previous=history,
+                logits,
+                rng=rng,
+                temperature=config.temperature,
+                top_k=config.top_k,
+                top_p=config.top_p,
+                repetition_penalty=config.repetition_penalty,
+                previous=history,
             )
             history.append(token)
             yield token
             logits, state = self._run(np.array([[token]], dtype=np.int64), state)
 
-    def generate(self, prompt: str, config: GenerationConfig, *,
-                 cancel: threading.Event | None = None) -> Iterator[Event]:
+    def generate(
+        self, prompt: str, config: GenerationConfig, *, cancel: threading.Event | None = None
+    ) -> Iterator[Event]:
         from shellfish.engine.stopping import StopStream
 
         config.validate()

@@ -154,7 +154,7 @@ class _Sessions:
         ):
             raise ModelError(
                 "the decoder graph has no complete past_key_values.* inputs",
-                hint="re-export the model with a KV cache (optimum `--task text2text-generation-with-past`)",
+                hint="re-export with a KV cache (optimum task text2text-generation-with-past)",
             )
         self.heads, self.head_dim, self.dtype = wiring.heads, wiring.head_dim, wiring.dtype
 
@@ -166,8 +166,14 @@ class _Sessions:
             feeds[self.enc_mask] = np.ones_like(ids)
         return np.asarray(self.encoder.run(None, feeds)[0])
 
-    def _feeds(self, wiring: _Wiring, ids: np.ndarray, hidden: np.ndarray, mask: np.ndarray,
-               past: dict[tuple[int, str, str], np.ndarray] | None) -> dict[str, Any]:
+    def _feeds(
+        self,
+        wiring: _Wiring,
+        ids: np.ndarray,
+        hidden: np.ndarray,
+        mask: np.ndarray,
+        past: dict[tuple[int, str, str], np.ndarray] | None,
+    ) -> dict[str, Any]:
         import numpy as np
 
         feeds: dict[str, Any] = {wiring.ids_name: ids}
@@ -184,8 +190,9 @@ class _Sessions:
                 feeds[name] = past[key]
         return feeds
 
-    def run_first(self, ids: np.ndarray, hidden: np.ndarray, mask: np.ndarray
-                  ) -> tuple[np.ndarray, dict[tuple[int, str, str], np.ndarray]]:
+    def run_first(
+        self, ids: np.ndarray, hidden: np.ndarray, mask: np.ndarray
+    ) -> tuple[np.ndarray, dict[tuple[int, str, str], np.ndarray]]:
         """The no-cache decoder over `ids`: logits of every position and all present.* caches."""
         w = self.first_wiring
         results = self.first.run(None, self._feeds(w, ids, hidden, mask, None))
@@ -193,9 +200,13 @@ class _Sessions:
         caches = {key: named[name] for key, name in w.present.items()}
         return named[w.logits_name], caches
 
-    def run_next(self, ids: np.ndarray, hidden: np.ndarray, mask: np.ndarray,
-                 past: dict[tuple[int, str, str], np.ndarray]
-                 ) -> tuple[np.ndarray, dict[tuple[int, str, str], np.ndarray]]:
+    def run_next(
+        self,
+        ids: np.ndarray,
+        hidden: np.ndarray,
+        mask: np.ndarray,
+        past: dict[tuple[int, str, str], np.ndarray],
+    ) -> tuple[np.ndarray, dict[tuple[int, str, str], np.ndarray]]:
         """One cached step: logits and the grown self-attention caches."""
         w = self.later_wiring
         results = self.later.run(None, self._feeds(w, ids, hidden, mask, past))
@@ -215,7 +226,9 @@ class Seq2SeqRunner:
         self.sessions = _Sessions(path, providers, threads)
         self.tokenizer: Tokenizer = load_tokenizer(path)
         config = self.sessions.config
-        self.decoder_start = int(config.get("decoder_start_token_id", self.tokenizer.pad_token_id or 0))
+        self.decoder_start = int(
+            config.get("decoder_start_token_id", self.tokenizer.pad_token_id or 0)
+        )
         self.pad_id = int(config.get("pad_token_id", self.tokenizer.pad_token_id or 0))
         eos = self.tokenizer.eos_token_ids or {int(config.get("eos_token_id", 1))}
         self.eos_ids: set[int] = set(eos)
@@ -236,7 +249,9 @@ class Seq2SeqRunner:
     def encode_prompt(self, prompt: str) -> list[int]:
         """Token ids of a prompt, checked: empty -> UsageError, too long -> PromptTooLong."""
         if not prompt or not prompt.strip():
-            raise UsageError("the prompt is empty", hint="type a request, e.g. `list files by size`")
+            raise UsageError(
+                "the prompt is empty", hint="type a request, e.g. `list files by size`"
+            )
         ids = self.tokenizer.encode(prompt)
         limit = self.info.context_length or DEFAULT_CONTEXT
         if len(ids) > limit:
@@ -440,7 +455,9 @@ class Seq2SeqRunner:
             if config.repetition_penalty != 1.0:  # transformers applies it to the log-probs
                 for row in range(k):
                     seen = [self.decoder_start, *search.running[row]]
-                    log_probs[row] = apply_repetition_penalty(log_probs[row], seen, config.repetition_penalty)
+                    log_probs[row] = apply_repetition_penalty(
+                        log_probs[row], seen, config.repetition_penalty
+                    )
             keep_going, source = search.step(log_probs, self.eos_ids, max_length)
             if not keep_going:
                 break
@@ -476,8 +493,9 @@ class _LoopState:
 class _Stepper:
     """Feeds the decoder one step at a time, with or without the KV cache."""
 
-    def __init__(self, sessions: _Sessions, hidden: np.ndarray, mask: np.ndarray, start: int,
-                 use_cache: bool) -> None:
+    def __init__(
+        self, sessions: _Sessions, hidden: np.ndarray, mask: np.ndarray, start: int, use_cache: bool
+    ) -> None:
         import numpy as np
 
         self.s = sessions
@@ -538,7 +556,9 @@ class _BeamSearch:
         self.improvable = True
         self.cur_len = 1
 
-    def step(self, log_probs: np.ndarray, eos: set[int], max_length: int) -> tuple[bool, np.ndarray]:
+    def step(
+        self, log_probs: np.ndarray, eos: set[int], max_length: int
+    ) -> tuple[bool, np.ndarray]:
         """Consume one step's log-probs (k, vocab); return (continue?, source beam per row)."""
         import numpy as np
 

@@ -41,8 +41,10 @@ def _check(messages: list[dict[str, str]]) -> None:
     if not isinstance(messages, list) or not messages:
         raise UsageError("a chat needs at least one message")
     for i, msg in enumerate(messages):
-        if not isinstance(msg, dict) or not isinstance(msg.get("role"), str) or not isinstance(
-            msg.get("content"), str
+        if (
+            not isinstance(msg, dict)
+            or not isinstance(msg.get("role"), str)
+            or not isinstance(msg.get("content"), str)
         ):
             raise UsageError(f"chat message {i} must have a string 'role' and 'content'")
 
@@ -58,7 +60,9 @@ def _chatml(messages: list[dict[str, str]], system: str | None, add_generation_p
     return "".join(parts)
 
 
-def _jinja(template: str, messages: list[dict[str, str]], add_generation_prompt: bool, tokenizer: Any) -> str:
+def _jinja(
+    template: str, messages: list[dict[str, str]], add_generation_prompt: bool, tokenizer: Any
+) -> str:
     try:
         from jinja2.sandbox import ImmutableSandboxedEnvironment
     except ImportError as exc:
@@ -84,7 +88,9 @@ def _jinja(template: str, messages: list[dict[str, str]], add_generation_prompt:
     except UsageError:
         raise
     except Exception as exc:  # a template error is the model's fault, not the user's
-        raise ModelError(f"the model's chat template failed: {exc}", hint="use the 'chatml' template") from exc
+        raise ModelError(
+            f"the model's chat template failed: {exc}", hint="use the 'chatml' template"
+        ) from exc
 
 
 def render_chat(
@@ -110,6 +116,9 @@ def render_chat(
         return users[-1] if users else messages[-1]["content"]
     if template == "jinja":
         if not own:
-            raise ModelError("this model's tokenizer has no chat_template", hint="use the 'chatml' or 'plain' template")
+            raise ModelError(
+                "this model's tokenizer has no chat_template",
+                hint="use the 'chatml' or 'plain' template",
+            )
         return _jinja(own, messages, add_generation_prompt, tokenizer)
     raise ModelError(f"unknown prompt template {template!r}", hint=f"use one of {', '.join(NAMED)}")

@@ -260,15 +260,21 @@ def load_tokenizer(model_dir: Path) -> Tokenizer:
         source = "tokenizer.json"
     else:
         spiece = next(
-            (model_dir / n for n in ("spiece.model", "tokenizer.model") if (model_dir / n).is_file()),
+            (
+                model_dir / n
+                for n in ("spiece.model", "tokenizer.model")
+                if (model_dir / n).is_file()
+            ),
             None,
         )
         if spiece is None:
             raise ModelError(
                 f"no tokenizer in {model_dir} (expected tokenizer.json or spiece.model)", hint=_HINT
             )
-        t5_like = model_type in _T5_MODEL_TYPES or tok_class.startswith("T5") or (
-            spiece.name == "spiece.model" and not model_type
+        t5_like = (
+            model_type in _T5_MODEL_TYPES
+            or tok_class.startswith("T5")
+            or (spiece.name == "spiece.model" and not model_type)
         )
         backend = _SentencePieceBackend(
             spiece,

@@ -30,6 +30,7 @@ EXPORT_REQUIREMENTS = (
     "gguf>=0.10",
     "onnx>=1.16",
     "onnxruntime-genai>=0.5",
+    "onnx-ir>=0.1",  # the genai builder imports it but does not declare it
 )
 EXPORT_MARKER = ".shellfish-export-ready"
 GGUF_STEPS = ("read-gguf", "load-gguf", "save-hf", "build-onnx")
@@ -59,7 +60,10 @@ def export_python(paths: Paths, environ: dict[str, str], progress: Progress | No
         return python
     venv = paths.export_env
     python = venv / "bin" / "python"
-    if (venv / EXPORT_MARKER).exists() and python.exists():
+    # The marker holds the requirement list, so a changed list re-installs the environment.
+    wanted = "\n".join(EXPORT_REQUIREMENTS) + "\n"
+    marker = venv / EXPORT_MARKER
+    if python.exists() and marker.exists() and marker.read_text(encoding="utf-8") == wanted:
         return python
     if progress:
         progress.task("export-env", "create the export environment (one time)", 2)
@@ -85,7 +89,7 @@ def export_python(paths: Paths, environ: dict[str, str], progress: Progress | No
             hint="set SHELLFISH_EXPORT_FIND_LINKS to a folder with a CPU torch wheel, or "
             "SHELLFISH_EXPORT_PYTHON to a python that has the `export` extra",
         )
-    (venv / EXPORT_MARKER).write_text("ok\n", encoding="utf-8")
+    marker.write_text(wanted, encoding="utf-8")
     if progress:
         progress.advance("export-env", 1)
         progress.done("export-env")

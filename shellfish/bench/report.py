@@ -1,0 +1,172 @@
+"""Tables for a bench result: rich renderables for the terminal and markdown for the README.
+
+Ratios are peer time / shellfish time for the same metric: above 1.00 shellfish is faster.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from shellfish.bench.results import REFERENCE_ENGINE, BenchResult, EngineResult, agreement
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+QUALITY_REFERENCES = ("transformers", "shellfish", "optimum", "ct2-fp32", "ort-genai")
+
+
+def _ms(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def _ratio(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f}x"
+
+
+def headline_length(result: BenchResult, context: int) -> int | None:
+    """The decode length the summary quotes: the longest measured one up to 256 tokens."""
+    lengths = [n for n in result.lengths(context) if n > 1]
+    short = [n for n in lengths if n <= 256]
+    return max(short) if short else (max(lengths) if lengths else None)
+
+
+def summary_rows(result: BenchResult) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the per-engine summary of the engines that ran."""
+    c0, n = summary_point(result)
+    ref = result.engine(REFERENCE_ENGINE)
+    ref = ref if ref is not None and ref.ok else None
+    header = ["engine", "prec", "load ms", "TTFT ms", "ms/tok", "tok/s", "RSS MB", "x decode",
+              "x TTFT"]
+    rows: list[list[str]] = []
+    for e in result.engines:
+        if not e.ok:
+            continue
+        decode = e.decode_ms_per_token(c0, n) if n else None
+        ttft = e.ttft_ms(c0)
+        rows.append([
+            e.engine, e.precision, _ms(e.load_ms, 0), _ms(ttft), _ms(decode, 2),
+            _ms(e.tokens_per_s(c0, n) if n else None), _ms(e.peak_rss_mb, 0),
+            _ratio(result.ratio(e, decode, ref.decode_ms_per_token(c0, n) if ref and n else None)),
+            _ratio(result.ratio(e, ttft, ref.ttft_ms(c0) if ref else None)),
+        ])
+    return header, rows
+
+
+def summary_point(result: BenchResult) -> tuple[int, int | None]:
+    contexts = result.contexts
+    c0 = min(contexts) if contexts else 0
+    return c0, headline_length(result, c0) if contexts else None
+
+
+def summary_caption(result: BenchResult) -> str:
+    c0, n = summary_point(result)
+    return (f"TTFT at a {c0}-token context; decode ms/token and tok/s over {n} generated tokens; "
+            "RSS = peak resident memory of the engine's process; x = peer time / shellfish "
+            "time (above 1.00x shellfish is faster)")
+
+
+def skipped_rows(result: BenchResult) -> tuple[list[str], list[list[str]]]:
+    """Engines that did not produce numbers, and why (missing peers are reported, not faked)."""
+    rows = [[e.engine, e.status, e.reason] for e in result.engines if not e.ok]
+    return ["engine", "status", "reason"], rows
+
+
+def lengths_rows(result: BenchResult) -> tuple[list[str], list[list[str]]]:
+    """Decode ms/token by generation length at the smallest context."""
+    c0 = min(result.contexts) if result.contexts else 0
+    lengths = [n for n in result.lengths(c0) if n > 1]
+    header = ["engine"] + [f"{n} tok" for n in lengths]
+    rows = [[e.engine] + [_ms(e.decode_ms_per_token(c0, n), 2) for n in lengths]
+            for e in result.engines if e.ok]
+    return header, rows
+
+
+def contexts_rows(result: BenchResult) -> tuple[list[str], list[list[str]]]:
+    """Time to first token (prefill) by context size."""
+    contexts = result.contexts
+    header = ["engine"] + [f"ctx {c}" for c in contexts]
+    rows = [[e.engine] + [_ms(e.ttft_ms(c)) for c in contexts] for e in result.engines if e.ok]
+    return header, rows
+
+
+def quality_reference(result: BenchResult) -> EngineResult | None:
+    fp32 = [e for e in result.engines if e.ok and e.quality_ids and e.precision == "fp32"]
+    for name in QUALITY_REFERENCES:
+        for e in fp32:
+            if e.engine == name:
+                return e
+    return fp32[0] if fp32 else None
+
+
+def quality_rows(result: BenchResult) -> tuple[list[str], list[list[str]]]:
+    """Greedy-token agreement of every engine with the fp32 reference (precision cost)."""
+    ref = quality_reference(result)
+    n = len(ref.quality_ids or []) if ref else 0
+    header = ["engine", "precision", f"greedy agreement with {ref.engine if ref else '-'} fp32 "
+              f"({n} tok)"]
+    rows = []
+    for e in result.engines:
+        if not e.ok or e.quality_ids is None:
+            continue
+        share = agreement(ref.quality_ids, e.quality_ids) if ref else None
+        rows.append([e.engine, e.precision, "-" if share is None else f"{share:.0%}"])
+    return header, rows
+
+
+def rich_table(title: str, header: list[str], rows: list[list[str]], caption: str = "") -> Table:
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left", show_lines=False, caption=caption or None,
+                  caption_justify="left")
+    for i, name in enumerate(header):
+        table.add_column(name, justify="left" if i == 0 else "right", overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def rich_tables(result: BenchResult) -> list[Table]:
+    name = result.model.get("name", "?")
+    out = [rich_table(f"{name}: summary", *summary_rows(result), caption=summary_caption(result)),
+           rich_table(f"{name}: decode ms/token by generation length", *lengths_rows(result)),
+           rich_table(f"{name}: time to first token (ms) by context", *contexts_rows(result))]
+    header, rows = quality_rows(result)
+    if rows:
+        out.append(rich_table(f"{name}: precision cost", header, rows))
+    header, rows = skipped_rows(result)
+    if rows:
+        out.append(rich_table(f"{name}: not measured", header, rows))
+    return out
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell.replace("|", "/") for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def markdown(result: BenchResult) -> str:
+    name = result.model.get("name", "?")
+    weights = " (random weights)" if result.model.get("random_weights") else ""
+    parts = [f"### {name}{weights}", "", markdown_table(*summary_rows(result)), "",
+             summary_caption(result) + ".", "",
+             "Decode ms/token by generation length:", "", markdown_table(*lengths_rows(result)),
+             "", "Time to first token (ms) by context:", "",
+             markdown_table(*contexts_rows(result))]
+    header, rows = quality_rows(result)
+    if rows:
+        parts += ["", "Precision cost:", "", markdown_table(header, rows)]
+    header, rows = skipped_rows(result)
+    if rows:
+        parts += ["", "Not measured:", "", markdown_table(header, rows)]
+    return "\n".join(parts) + "\n"
+
+
+def machine_line(result: BenchResult) -> str:
+    m = result.machine
+    plan = result.plan
+    return (f"{m.get('cpu', m.get('processor', '?'))}, {m.get('cores_physical', '?')} physical cores, "
+            f"{m.get('memory_gb', '?')} GB; {m.get('platform', '')}; threads per engine "
+            f"{plan.get('threads') or 'one per physical core'}; load average at start "
+            f"{m.get('load_avg', '?')}; median of {plan.get('repeats')} runs after "
+            f"{plan.get('warmup')} warm-up")
