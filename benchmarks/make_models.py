@@ -77,12 +77,20 @@ _GPT2_COMMON: dict[str, Any] = {
 # The published configurations of the four models (hyper-parameters only, no weights).
 CONFIGS: dict[str, dict[str, Any]] = {
     "flan-t5-small": {
-        **_T5_COMMON, "d_model": 512, "d_ff": 1024, "num_heads": 6,
-        "num_layers": 8, "num_decoder_layers": 8,
+        **_T5_COMMON,
+        "d_model": 512,
+        "d_ff": 1024,
+        "num_heads": 6,
+        "num_layers": 8,
+        "num_decoder_layers": 8,
     },
     "flan-t5-base": {
-        **_T5_COMMON, "d_model": 768, "d_ff": 2048, "num_heads": 12,
-        "num_layers": 12, "num_decoder_layers": 12,
+        **_T5_COMMON,
+        "d_model": 768,
+        "d_ff": 2048,
+        "num_heads": 12,
+        "num_layers": 12,
+        "num_decoder_layers": 12,
     },
     "gpt2": {**_GPT2_COMMON, "n_layer": 12},
     "distilgpt2": {**_GPT2_COMMON, "n_layer": 6},
@@ -119,12 +127,21 @@ def copy_tokenizer(name: str, target: Path) -> None:
         shutil.copy2(item, target / item.name)
     special: dict[str, Any]
     if kind == "t5":
-        special = {"eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>",
-                   "model_max_length": 512, "tokenizer_class": "T5Tokenizer"}
+        special = {
+            "eos_token": "</s>",
+            "unk_token": "<unk>",
+            "pad_token": "<pad>",
+            "model_max_length": 512,
+            "tokenizer_class": "T5Tokenizer",
+        }
     else:
-        special = {"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>",
-                   "unk_token": "<|endoftext|>", "model_max_length": 1024,
-                   "tokenizer_class": "GPT2Tokenizer"}
+        special = {
+            "bos_token": "<|endoftext|>",
+            "eos_token": "<|endoftext|>",
+            "unk_token": "<|endoftext|>",
+            "model_max_length": 1024,
+            "tokenizer_class": "GPT2Tokenizer",
+        }
     (target / "tokenizer_config.json").write_text(json.dumps(special, indent=2))
 
 
@@ -137,12 +154,17 @@ main_export(sys.argv[1], output=sys.argv[2], task=sys.argv[3], opset=17, device=
 
 
 def export_onnx(name: str, hf_dir: Path, onnx_dir: Path, overlay: str) -> None:
-    task = "text2text-generation-with-past" if family(name) == "seq2seq" else "text-generation-with-past"
+    task = (
+        "text2text-generation-with-past"
+        if family(name) == "seq2seq"
+        else "text-generation-with-past"
+    )
     env = dict(os.environ)
     env["PYTHONPATH"] = overlay + os.pathsep + env.get("PYTHONPATH", "")
     subprocess.run(
         [sys.executable, "-c", _EXPORT_SCRIPT, str(hf_dir), str(onnx_dir), task],
-        check=True, env=env,
+        check=True,
+        env=env,
     )
     copy_tokenizer(name, onnx_dir)
     if family(name) == "causal":
@@ -192,10 +214,19 @@ def write_genai_config(name: str, onnx_dir: Path) -> None:
             "vocab_size": cfg["vocab_size"],
         },
         "search": {
-            "do_sample": False, "early_stopping": True, "length_penalty": 1.0,
-            "max_length": cfg["n_positions"], "min_length": 0, "no_repeat_ngram_size": 0,
-            "num_beams": 1, "num_return_sequences": 1, "past_present_share_buffer": False,
-            "repetition_penalty": 1.0, "temperature": 1.0, "top_k": 1, "top_p": 1.0,
+            "do_sample": False,
+            "early_stopping": True,
+            "length_penalty": 1.0,
+            "max_length": cfg["n_positions"],
+            "min_length": 0,
+            "no_repeat_ngram_size": 0,
+            "num_beams": 1,
+            "num_return_sequences": 1,
+            "past_present_share_buffer": False,
+            "repetition_penalty": 1.0,
+            "temperature": 1.0,
+            "top_k": 1,
+            "top_p": 1.0,
         },
     }
     (onnx_dir / "genai_config.json").write_text(json.dumps(config, indent=2))
@@ -208,8 +239,12 @@ def quantize_int8(onnx_dir: Path, int8_dir: Path) -> None:
     int8_dir.mkdir(parents=True, exist_ok=True)
     for item in onnx_dir.iterdir():
         if item.suffix == ".onnx":
-            quantize_dynamic(item, int8_dir / item.name, weight_type=QuantType.QInt8,
-                             op_types_to_quantize=["MatMul", "Gather"])
+            quantize_dynamic(
+                item,
+                int8_dir / item.name,
+                weight_type=QuantType.QInt8,
+                op_types_to_quantize=["MatMul", "Gather"],
+            )
         elif item.suffix != ".onnx_data" and item.is_file():
             shutil.copy2(item, int8_dir / item.name)
 
@@ -248,8 +283,9 @@ def build(name: str, out: Path, overlay: str, force: bool) -> None:
         done.write_text(json.dumps({"family": family(name), "seed": SEED}))
         print(f"{name}/{sub}: built in {time.perf_counter() - started:.1f}s", file=sys.stderr)
     (root / "bench-model.json").write_text(
-        json.dumps({"name": name, "family": family(name), "random_weights": True, "seed": SEED},
-                   indent=2)
+        json.dumps(
+            {"name": name, "family": family(name), "random_weights": True, "seed": SEED}, indent=2
+        )
     )
 
 
@@ -257,8 +293,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="*", default=list(CONFIGS), help=", ".join(CONFIGS))
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    parser.add_argument("--overlay", default=DEFAULT_OVERLAY,
-                        help="directory with optimum-onnx + transformers<4.58 for the export")
+    parser.add_argument(
+        "--overlay",
+        default=DEFAULT_OVERLAY,
+        help="directory with optimum-onnx + transformers<4.58 for the export",
+    )
     parser.add_argument("--force", action="store_true", help="rebuild what exists")
     args = parser.parse_args(argv)
     unknown = [m for m in args.models if m not in CONFIGS]

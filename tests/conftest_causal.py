@@ -52,6 +52,9 @@ def build_causal_fixtures() -> Path:
             (staging / ".complete").write_text("ok\n")
             shutil.rmtree(out, ignore_errors=True)
             staging.rename(out)
+            for stale in GENERATED.glob("causal-*"):  # builds of older versions of the script
+                if stale != out:
+                    shutil.rmtree(stale, ignore_errors=True)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return out

@@ -21,10 +21,20 @@ def daemon_latency_script() -> Path | None:
 def cold_warm_command(model: BenchModel, runs: int, max_tokens: int = 16) -> list[str]:
     script = daemon_latency_script()
     if script is None:
-        raise UsageError("--cold-warm needs benchmarks/daemon_latency.py",
-                         hint="run it from a source checkout of shellfish")
+        raise UsageError(
+            "--cold-warm needs benchmarks/daemon_latency.py",
+            hint="run it from a source checkout of shellfish",
+        )
     model_dir = model.int4 or model.onnx
     if model_dir is None:
         raise UsageError(f"{model.name} has no ONNX model for the cold/warm bench")
-    return [sys.executable, str(script), "--model-dir", model_dir, "--runs", str(runs),
-            "--max-tokens", str(max_tokens)]
+    return [
+        sys.executable,
+        str(script),
+        "--model-dir",
+        model_dir,
+        "--runs",
+        str(runs),
+        "--max-tokens",
+        str(max_tokens),
+    ]

@@ -7,6 +7,7 @@ as such. Nothing a peer does can take the bench down or leave a process behind.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -81,13 +82,21 @@ def run_engine(
     import psutil
 
     result = EngineResult(engine=engine)
-    job = Job(engine=engine, model=model.to_dict(), plan=plan.to_dict(),
-              extra={"target": target or available_names().get(engine)})
+    job = Job(
+        engine=engine,
+        model=model.to_dict(),
+        plan=plan.to_dict(),
+        extra={"target": target or available_names().get(engine)},
+    )
     env = _worker_env(engine, dict(os.environ if environ is None else environ))
     started = time.monotonic()
     proc = subprocess.Popen(
-        [python, "-m", worker_module], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True, env=env,
+        [python, "-m", worker_module],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     lines: queue.Queue[str | None] = queue.Queue()
     errors: queue.Queue[str | None] = queue.Queue()
@@ -149,10 +158,14 @@ def _apply(result: EngineResult, event: dict[str, Any], progress: Progress | Non
             progress(f"{result.engine}: loaded in {result.load_ms:.0f} ms")
     elif kind == "point":
         key = f"c{event['context']}-n{event['new_tokens']}"
-        result.points[key] = {k: event[k] for k in ("context", "new_tokens", "times_ms", "median_ms")}
+        result.points[key] = {
+            k: event[k] for k in ("context", "new_tokens", "times_ms", "median_ms")
+        }
         if progress:
-            progress(f"{result.engine}: context {event['context']}, {event['new_tokens']} tokens: "
-                     f"{event['median_ms']:.1f} ms")
+            progress(
+                f"{result.engine}: context {event['context']}, {event['new_tokens']} tokens: "
+                f"{event['median_ms']:.1f} ms"
+            )
     elif kind == "quality":
         result.quality_ids = [int(i) for i in event["ids"]]
     elif kind == "unavailable":
@@ -188,10 +201,8 @@ def _kill(proc: subprocess.Popen[str]) -> None:
     except Exception:
         pass
     proc.kill()
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        pass
 
 
 def run_bench(
@@ -206,13 +217,18 @@ def run_bench(
     """Bench every engine on `model`, one after the other (never concurrently)."""
     plan.validate()
     check_names(list(engines))
-    result = BenchResult(model=model.to_dict(), plan=plan.to_dict(), machine=machine_info(),
-                         started=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    result = BenchResult(
+        model=model.to_dict(),
+        plan=plan.to_dict(),
+        machine=machine_info(),
+        started=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
     for name in engines:
         if progress:
             progress(f"{model.name}: {name} ...")
-        engine_result = run_engine(name, model, plan, python=python, environ=environ,
-                                   progress=progress)
+        engine_result = run_engine(
+            name, model, plan, python=python, environ=environ, progress=progress
+        )
         if progress and not engine_result.ok:
             progress(f"{name}: {engine_result.status}: {engine_result.reason}")
         result.engines.append(engine_result)

@@ -55,7 +55,9 @@ class BenchModel:
         return [n for n in names if getattr(self, n)]
 
 
-def bench_roots(environ: dict[str, str] | None = None, models_dir: Path | None = None) -> list[Path]:
+def bench_roots(
+    environ: dict[str, str] | None = None, models_dir: Path | None = None
+) -> list[Path]:
     env = os.environ if environ is None else environ
     roots = [Path(env.get("SHELLFISH_BENCH_MODELS", DEFAULT_BENCH_ROOT))]
     roots += [Path(p) for p in DEFAULT_MODEL_ROOTS]
@@ -84,7 +86,9 @@ def find_model(
 
 def _complete(path: Path) -> bool:
     """A make_models.py sub-directory counts only once its build finished."""
-    return path.is_dir() and ((path / ".complete").is_file() or not (path.parent / "bench-model.json").is_file())
+    return path.is_dir() and (
+        (path / ".complete").is_file() or not (path.parent / "bench-model.json").is_file()
+    )
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -126,7 +130,8 @@ def describe(root: Path) -> BenchModel:
         hf=meta.get("hf") or sub("hf"),
         ct2_fp32=sub("ct2-fp32"),
         ct2_int8=sub("ct2-int8"),
-        gguf=meta.get("gguf") or next((str(p) for p in sorted(root.glob("*.gguf"))), None)
+        gguf=meta.get("gguf")
+        or next((str(p) for p in sorted(root.glob("*.gguf"))), None)
         or find_gguf(str(meta.get("name") or root.name)),
         random_weights=bool(meta.get("random_weights", False)),
     )

@@ -6,6 +6,7 @@ matplotlib is optional (`pip install matplotlib`); without it `PlotsUnavailable`
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from shellfish.bench.results import BenchResult
 from shellfish.errors import ShellfishError
@@ -15,7 +16,7 @@ class PlotsUnavailable(ShellfishError):
     pass
 
 
-def _pyplot():  # type: ignore[no-untyped-def]
+def _pyplot() -> Any:
     try:
         import matplotlib
 
@@ -26,7 +27,9 @@ def _pyplot():  # type: ignore[no-untyped-def]
     return plt
 
 
-def plot_result(result: BenchResult, out_dir: Path, formats: tuple[str, ...] = ("png", "svg")) -> list[Path]:
+def plot_result(
+    result: BenchResult, out_dir: Path, formats: tuple[str, ...] = ("png", "svg")
+) -> list[Path]:
     """Two panels for one model: decode ms/token vs length, TTFT vs context."""
     plt = _pyplot()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -40,16 +43,28 @@ def plot_result(result: BenchResult, out_dir: Path, formats: tuple[str, ...] = (
         if not e.ok:
             continue
         label = f"{e.engine} ({e.precision})"
-        lengths = [n for n in result.lengths(c0) if n > 1 and e.decode_ms_per_token(c0, n) is not None]
+        lengths = [
+            n for n in result.lengths(c0) if n > 1 and e.decode_ms_per_token(c0, n) is not None
+        ]
         if lengths:
-            left.plot(lengths, [e.decode_ms_per_token(c0, n) for n in lengths], marker="o", label=label)
+            left.plot(
+                lengths, [e.decode_ms_per_token(c0, n) for n in lengths], marker="o", label=label
+            )
         ctx = [c for c in contexts if e.ttft_ms(c) is not None]
         if ctx:
             right.plot(ctx, [e.ttft_ms(c) for c in ctx], marker="o", label=label)
-    left.set(xscale="log", xlabel="generated tokens", ylabel="decode ms / token",
-             title=f"{name}: decode latency vs length (context {c0})")
-    right.set(xscale="log", xlabel="context tokens", ylabel="time to first token (ms)",
-              title=f"{name}: prefill vs context")
+    left.set(
+        xscale="log",
+        xlabel="generated tokens",
+        ylabel="decode ms / token",
+        title=f"{name}: decode latency vs length (context {c0})",
+    )
+    right.set(
+        xscale="log",
+        xlabel="context tokens",
+        ylabel="time to first token (ms)",
+        title=f"{name}: prefill vs context",
+    )
     for ax in (left, right):
         ax.grid(True, alpha=0.3)
         ax.set_ylim(bottom=0)
@@ -64,8 +79,9 @@ def plot_result(result: BenchResult, out_dir: Path, formats: tuple[str, ...] = (
     return paths
 
 
-def plot_load_times(results: list[BenchResult], out_dir: Path,
-                    formats: tuple[str, ...] = ("png", "svg")) -> list[Path]:
+def plot_load_times(
+    results: list[BenchResult], out_dir: Path, formats: tuple[str, ...] = ("png", "svg")
+) -> list[Path]:
     """Grouped bars: model load time per engine for each model."""
     plt = _pyplot()
     out_dir.mkdir(parents=True, exist_ok=True)

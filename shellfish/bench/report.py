@@ -35,20 +35,38 @@ def summary_rows(result: BenchResult) -> tuple[list[str], list[list[str]]]:
     c0, n = summary_point(result)
     ref = result.engine(REFERENCE_ENGINE)
     ref = ref if ref is not None and ref.ok else None
-    header = ["engine", "prec", "load ms", "TTFT ms", "ms/tok", "tok/s", "RSS MB", "x decode",
-              "x TTFT"]
+    header = [
+        "engine",
+        "prec",
+        "load ms",
+        "TTFT ms",
+        "ms/tok",
+        "tok/s",
+        "RSS MB",
+        "x decode",
+        "x TTFT",
+    ]
     rows: list[list[str]] = []
     for e in result.engines:
         if not e.ok:
             continue
         decode = e.decode_ms_per_token(c0, n) if n else None
         ttft = e.ttft_ms(c0)
-        rows.append([
-            e.engine, e.precision, _ms(e.load_ms, 0), _ms(ttft), _ms(decode, 2),
-            _ms(e.tokens_per_s(c0, n) if n else None), _ms(e.peak_rss_mb, 0),
-            _ratio(result.ratio(e, decode, ref.decode_ms_per_token(c0, n) if ref and n else None)),
-            _ratio(result.ratio(e, ttft, ref.ttft_ms(c0) if ref else None)),
-        ])
+        rows.append(
+            [
+                e.engine,
+                e.precision,
+                _ms(e.load_ms, 0),
+                _ms(ttft),
+                _ms(decode, 2),
+                _ms(e.tokens_per_s(c0, n) if n else None),
+                _ms(e.peak_rss_mb, 0),
+                _ratio(
+                    result.ratio(e, decode, ref.decode_ms_per_token(c0, n) if ref and n else None)
+                ),
+                _ratio(result.ratio(e, ttft, ref.ttft_ms(c0) if ref else None)),
+            ]
+        )
     return header, rows
 
 
@@ -60,9 +78,11 @@ def summary_point(result: BenchResult) -> tuple[int, int | None]:
 
 def summary_caption(result: BenchResult) -> str:
     c0, n = summary_point(result)
-    return (f"TTFT at a {c0}-token context; decode ms/token and tok/s over {n} generated tokens; "
-            "RSS = peak resident memory of the engine's process; x = peer time / shellfish "
-            "time (above 1.00x shellfish is faster)")
+    return (
+        f"TTFT at a {c0}-token context; decode ms/token and tok/s over {n} generated tokens; "
+        "RSS = peak resident memory of the engine's process; x = peer time / shellfish "
+        "time (above 1.00x shellfish is faster)"
+    )
 
 
 def skipped_rows(result: BenchResult) -> tuple[list[str], list[list[str]]]:
@@ -76,8 +96,11 @@ def lengths_rows(result: BenchResult) -> tuple[list[str], list[list[str]]]:
     c0 = min(result.contexts) if result.contexts else 0
     lengths = [n for n in result.lengths(c0) if n > 1]
     header = ["engine"] + [f"{n} tok" for n in lengths]
-    rows = [[e.engine] + [_ms(e.decode_ms_per_token(c0, n), 2) for n in lengths]
-            for e in result.engines if e.ok]
+    rows = [
+        [e.engine] + [_ms(e.decode_ms_per_token(c0, n), 2) for n in lengths]
+        for e in result.engines
+        if e.ok
+    ]
     return header, rows
 
 
@@ -102,22 +125,35 @@ def quality_rows(result: BenchResult) -> tuple[list[str], list[list[str]]]:
     """Greedy-token agreement of every engine with the fp32 reference (precision cost)."""
     ref = quality_reference(result)
     n = len(ref.quality_ids or []) if ref else 0
-    header = ["engine", "precision", f"greedy agreement with {ref.engine if ref else '-'} fp32 "
-              f"({n} tok)"]
+    # A reference that repeats one token (random T5 weights do) cannot tell precisions apart.
+    constant = bool(ref and ref.quality_ids and len(set(ref.quality_ids)) == 1)
+    header = [
+        "engine",
+        "precision",
+        f"greedy agreement with {ref.engine if ref else '-'} fp32 ({n} tok)",
+    ]
     rows = []
     for e in result.engines:
         if not e.ok or e.quality_ids is None:
             continue
         share = agreement(ref.quality_ids, e.quality_ids) if ref else None
-        rows.append([e.engine, e.precision, "-" if share is None else f"{share:.0%}"])
+        cell = "-" if share is None else f"{share:.0%}"
+        if constant and share is not None:
+            cell += " (reference repeats one token: uninformative)"
+        rows.append([e.engine, e.precision, cell])
     return header, rows
 
 
 def rich_table(title: str, header: list[str], rows: list[list[str]], caption: str = "") -> Table:
     from rich.table import Table
 
-    table = Table(title=title, title_justify="left", show_lines=False, caption=caption or None,
-                  caption_justify="left")
+    table = Table(
+        title=title,
+        title_justify="left",
+        show_lines=False,
+        caption=caption or None,
+        caption_justify="left",
+    )
     for i, name in enumerate(header):
         table.add_column(name, justify="left" if i == 0 else "right", overflow="fold")
     for row in rows:
@@ -127,9 +163,11 @@ def rich_table(title: str, header: list[str], rows: list[list[str]], caption: st
 
 def rich_tables(result: BenchResult) -> list[Table]:
     name = result.model.get("name", "?")
-    out = [rich_table(f"{name}: summary", *summary_rows(result), caption=summary_caption(result)),
-           rich_table(f"{name}: decode ms/token by generation length", *lengths_rows(result)),
-           rich_table(f"{name}: time to first token (ms) by context", *contexts_rows(result))]
+    out = [
+        rich_table(f"{name}: summary", *summary_rows(result), caption=summary_caption(result)),
+        rich_table(f"{name}: decode ms/token by generation length", *lengths_rows(result)),
+        rich_table(f"{name}: time to first token (ms) by context", *contexts_rows(result)),
+    ]
     header, rows = quality_rows(result)
     if rows:
         out.append(rich_table(f"{name}: precision cost", header, rows))
@@ -148,11 +186,21 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
 def markdown(result: BenchResult) -> str:
     name = result.model.get("name", "?")
     weights = " (random weights)" if result.model.get("random_weights") else ""
-    parts = [f"### {name}{weights}", "", markdown_table(*summary_rows(result)), "",
-             summary_caption(result) + ".", "",
-             "Decode ms/token by generation length:", "", markdown_table(*lengths_rows(result)),
-             "", "Time to first token (ms) by context:", "",
-             markdown_table(*contexts_rows(result))]
+    parts = [
+        f"### {name}{weights}",
+        "",
+        markdown_table(*summary_rows(result)),
+        "",
+        summary_caption(result) + ".",
+        "",
+        "Decode ms/token by generation length:",
+        "",
+        markdown_table(*lengths_rows(result)),
+        "",
+        "Time to first token (ms) by context:",
+        "",
+        markdown_table(*contexts_rows(result)),
+    ]
     header, rows = quality_rows(result)
     if rows:
         parts += ["", "Precision cost:", "", markdown_table(header, rows)]
@@ -165,8 +213,10 @@ def markdown(result: BenchResult) -> str:
 def machine_line(result: BenchResult) -> str:
     m = result.machine
     plan = result.plan
-    return (f"{m.get('cpu', m.get('processor', '?'))}, {m.get('cores_physical', '?')} physical cores, "
-            f"{m.get('memory_gb', '?')} GB; {m.get('platform', '')}; threads per engine "
-            f"{plan.get('threads') or 'one per physical core'}; load average at start "
-            f"{m.get('load_avg', '?')}; median of {plan.get('repeats')} runs after "
-            f"{plan.get('warmup')} warm-up")
+    return (
+        f"{m.get('cpu', m.get('processor', '?'))}, {m.get('cores_physical', '?')} physical cores, "
+        f"{m.get('memory_gb', '?')} GB; {m.get('platform', '')}; threads per engine "
+        f"{plan.get('threads') or 'one per physical core'}; load average at start "
+        f"{m.get('load_avg', '?')}; median of {plan.get('repeats')} runs after "
+        f"{plan.get('warmup')} warm-up"
+    )

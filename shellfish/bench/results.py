@@ -74,26 +74,45 @@ class BenchResult:
         return sorted({int(r["context"]) for e in self.engines for r in e.points.values()})
 
     def lengths(self, context: int) -> list[int]:
-        return sorted({int(r["new_tokens"]) for e in self.engines for r in e.points.values()
-                       if int(r["context"]) == context})
+        return sorted(
+            {
+                int(r["new_tokens"])
+                for e in self.engines
+                for r in e.points.values()
+                if int(r["context"]) == context
+            }
+        )
 
-    def ratio(self, engine: EngineResult, value: float | None, ref_value: float | None) -> float | None:
+    def ratio(
+        self, engine: EngineResult, value: float | None, ref_value: float | None
+    ) -> float | None:
         """peer time / shellfish time: above 1 means shellfish is faster."""
         if value is None or not ref_value or engine.engine == REFERENCE_ENGINE:
             return None
         return value / ref_value
 
     def to_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "plan": self.plan, "machine": self.machine,
-                "started": self.started, "engines": [asdict(e) for e in self.engines]}
+        return {
+            "model": self.model,
+            "plan": self.plan,
+            "machine": self.machine,
+            "started": self.started,
+            "engines": [asdict(e) for e in self.engines],
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BenchResult:
-        engines = [EngineResult(**{k: v for k, v in e.items()
-                                   if k in EngineResult.__dataclass_fields__})
-                   for e in data.get("engines", [])]
-        return cls(model=data.get("model", {}), plan=data.get("plan", {}), engines=engines,
-                   machine=data.get("machine", {}), started=data.get("started", ""))
+        engines = [
+            EngineResult(**{k: v for k, v in e.items() if k in EngineResult.__dataclass_fields__})
+            for e in data.get("engines", [])
+        ]
+        return cls(
+            model=data.get("model", {}),
+            plan=data.get("plan", {}),
+            engines=engines,
+            machine=data.get("machine", {}),
+            started=data.get("started", ""),
+        )
 
     def save(self, path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -105,8 +124,10 @@ def load_result(path: Path) -> BenchResult:
     try:
         return BenchResult.from_dict(json.loads(path.read_text()))
     except (OSError, ValueError, TypeError) as exc:
-        raise UsageError(f"cannot read bench result {path}: {exc}",
-                         hint="run `shellfish bench --out DIR` to produce one") from exc
+        raise UsageError(
+            f"cannot read bench result {path}: {exc}",
+            hint="run `shellfish bench --out DIR` to produce one",
+        ) from exc
 
 
 def agreement(reference: list[int] | None, other: list[int] | None) -> float | None:
@@ -119,7 +140,7 @@ def agreement(reference: list[int] | None, other: list[int] | None) -> float | N
     if not reference or other is None:
         return None
     same = 0
-    for a, b in zip(reference, other):
+    for a, b in zip(reference, other, strict=False):
         if a != b:
             break
         same += 1
@@ -127,8 +148,11 @@ def agreement(reference: list[int] | None, other: list[int] | None) -> float | N
 
 
 def machine_info() -> dict[str, Any]:
-    info: dict[str, Any] = {"platform": platform.platform(), "python": platform.python_version(),
-                            "processor": platform.processor() or platform.machine()}
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "processor": platform.processor() or platform.machine(),
+    }
     try:
         import psutil
 

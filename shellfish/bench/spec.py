@@ -26,7 +26,8 @@ class Point:
 
 @dataclass(frozen=True)
 class Plan:
-    """The sweep. Lengths are measured at the smallest context; contexts at 1 and 16 tokens.
+    """The sweep. Lengths are measured at the smallest context; contexts at 1 and 16 tokens
+    (or the longest length asked for, if shorter).
 
     Time to first token at a context is the median time of a 1-token generation; decode
     ms/token at length N is (median time(N) - median time(1)) / (N - 1), the same formula for
@@ -61,8 +62,9 @@ class Plan:
         base = min(self.contexts)
         wanted: list[Point] = [Point(base, 1)]
         wanted += [Point(base, n) for n in sorted(set(self.lengths))]
+        sweep = min(CONTEXT_SWEEP_LENGTH, max(self.lengths))
         for c in sorted(set(self.contexts)):
-            wanted += [Point(c, 1), Point(c, CONTEXT_SWEEP_LENGTH)]
+            wanted += [Point(c, 1), Point(c, sweep)]
         out: list[Point] = []
         for p in wanted:
             if p in out:
@@ -92,7 +94,9 @@ def parse_int_list(text: str, flag: str) -> tuple[int, ...]:
     try:
         values = tuple(int(part) for part in text.replace(" ", "").split(",") if part)
     except ValueError:
-        raise UsageError(f"{flag} takes comma-separated integers, e.g. 1,16,64; got {text!r}") from None
+        raise UsageError(
+            f"{flag} takes comma-separated integers, e.g. 1,16,64; got {text!r}"
+        ) from None
     if not values:
         raise UsageError(f"{flag} needs at least one integer")
     return values

@@ -58,16 +58,26 @@ def run_job(job: Job, emit: Emit, clock: Callable[[], float] = time.perf_counter
         cls = engine_class(job.engine, job.extra.get("target"))
         engine = cls(model, threads)
         engine.check()
-        emit({"type": "info", "precision": engine.precision, "description": cls.description,
-              "threads": threads})
+        emit(
+            {
+                "type": "info",
+                "precision": engine.precision,
+                "description": cls.description,
+                "threads": threads,
+            }
+        )
         stage = "load"
         started = clock()
         engine.load()
         emit({"type": "loaded", "load_ms": (clock() - started) * 1000, "rss_mb": rss_mb()})
         stage = "generate"
         for point in plan.points(model.max_positions):
-            ids = input_ids(point.context, vocab_size=model.vocab_size, seed=plan.seed,
-                            tokenizer=model.tokenizer)
+            ids = input_ids(
+                point.context,
+                vocab_size=model.vocab_size,
+                seed=plan.seed,
+                tokenizer=model.tokenizer,
+            )
             for _ in range(plan.warmup):  # same prefill shape, short decode
                 _checked(engine.generate(ids, min(point.new_tokens, 16)), min(point.new_tokens, 16))
             times = []
@@ -76,21 +86,36 @@ def run_job(job: Job, emit: Emit, clock: Callable[[], float] = time.perf_counter
                 out = engine.generate(ids, point.new_tokens)
                 times.append((clock() - started) * 1000)
                 _checked(out, point.new_tokens)
-            emit({"type": "point", "context": point.context, "new_tokens": point.new_tokens,
-                  "times_ms": times, "median_ms": statistics.median(times)})
+            emit(
+                {
+                    "type": "point",
+                    "context": point.context,
+                    "new_tokens": point.new_tokens,
+                    "times_ms": times,
+                    "median_ms": statistics.median(times),
+                }
+            )
         stage = "quality"
         context = min(plan.contexts)
         if model.max_positions is None or context + plan.quality_tokens <= model.max_positions:
-            ids = input_ids(context, vocab_size=model.vocab_size, seed=plan.seed,
-                            tokenizer=model.tokenizer)
-            emit({"type": "quality", "context": context,
-                  "ids": engine.generate(ids, plan.quality_tokens)})
+            ids = input_ids(
+                context, vocab_size=model.vocab_size, seed=plan.seed, tokenizer=model.tokenizer
+            )
+            emit(
+                {
+                    "type": "quality",
+                    "context": context,
+                    "ids": engine.generate(ids, plan.quality_tokens),
+                }
+            )
         engine.close()
     except EngineUnavailable as exc:
         emit({"type": "unavailable", "reason": str(exc)})
         return 0
     except Exception as exc:  # a broken peer is reported, never allowed to crash the bench
-        message = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+        message = (
+            f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+        )
         emit({"type": "error", "stage": stage, "message": message[:400]})
         return 1
     finally:
@@ -100,8 +125,10 @@ def run_job(job: Job, emit: Emit, clock: Callable[[], float] = time.perf_counter
 
 def _checked(out: list[int], wanted: int) -> None:
     if len(out) != wanted:
-        raise RuntimeError(f"generated {len(out)} tokens where {wanted} were asked "
-                           "(the engine stopped early or ignored the length)")
+        raise RuntimeError(
+            f"generated {len(out)} tokens where {wanted} were asked "
+            "(the engine stopped early or ignored the length)"
+        )
 
 
 def main() -> int:

@@ -17,33 +17,57 @@ def register(subparsers: Any) -> None:
     from shellfish.bench.spec import DEFAULT_CONTEXTS, DEFAULT_LENGTHS
 
     parser = subparsers.add_parser(
-        "bench", help="time shellfish's engine against the peers (transformers, optimum, CT2, ...)",
+        "bench",
+        help="time shellfish's engine against the peers (transformers, optimum, CT2, ...)",
         description="Load the same model in each engine (one process per engine) and measure "
         "load time, time to first token, decode ms/token, tokens/s and peak memory, with "
         "warm-up and medians; ratios are peer time / shellfish time (above 1: shellfish faster). "
         "A peer that is not installed is reported, never faked.",
     )
-    parser.add_argument("--model", action="append", default=None,
-                        help="bench model name or directory (repeatable; default: distilgpt2)")
-    parser.add_argument("--engines", default=None,
-                        help="comma-separated engines (default: all; --list-engines shows them)")
-    parser.add_argument("--lengths", default=",".join(map(str, DEFAULT_LENGTHS)),
-                        help="generation lengths, comma-separated")
-    parser.add_argument("--contexts", default=",".join(map(str, DEFAULT_CONTEXTS)),
-                        help="context sizes in tokens, comma-separated")
+    parser.add_argument(
+        "--model",
+        action="append",
+        default=None,
+        help="bench model name or directory (repeatable; default: distilgpt2)",
+    )
+    parser.add_argument(
+        "--engines",
+        default=None,
+        help="comma-separated engines (default: all; --list-engines shows them)",
+    )
+    parser.add_argument(
+        "--lengths",
+        default=",".join(map(str, DEFAULT_LENGTHS)),
+        help="generation lengths, comma-separated",
+    )
+    parser.add_argument(
+        "--contexts",
+        default=",".join(map(str, DEFAULT_CONTEXTS)),
+        help="context sizes in tokens, comma-separated",
+    )
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per point (median)")
     parser.add_argument("--warmup", type=int, default=1, help="warm-up runs per point")
-    parser.add_argument("--threads", type=int, default=0,
-                        help="intra-op threads for every engine (0: one per physical core)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="intra-op threads for every engine (0: one per physical core)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="input seed")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per engine")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="write <model>.json and <model>.md (and plots) here")
-    parser.add_argument("--plot", action="store_true", help="also write PNG/SVG plots (needs --out)")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="write <model>.json and <model>.md (and plots) here"
+    )
+    parser.add_argument(
+        "--plot", action="store_true", help="also write PNG/SVG plots (needs --out)"
+    )
     parser.add_argument("--json", action="store_true", help="print the result JSON on stdout")
     parser.add_argument("--list-engines", action="store_true", help="list engine names and exit")
-    parser.add_argument("--cold-warm", action="store_true",
-                        help="cold CLI vs warm daemon vs prefix cache (benchmarks/daemon_latency.py)")
+    parser.add_argument(
+        "--cold-warm",
+        action="store_true",
+        help="cold CLI vs warm daemon vs prefix cache (benchmarks/daemon_latency.py)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -56,9 +80,15 @@ def run(args: argparse.Namespace, env: Environment) -> int:
             env.stdout.write(f"{name}\t{target}\n")
         return 0
     engines = check_names([e for e in (args.engines or ",".join(DEFAULT_ENGINES)).split(",") if e])
-    plan = Plan(lengths=parse_int_list(args.lengths, "--lengths"),
-                contexts=parse_int_list(args.contexts, "--contexts"), repeats=args.repeats,
-                warmup=args.warmup, seed=args.seed, threads=args.threads, timeout_s=args.timeout)
+    plan = Plan(
+        lengths=parse_int_list(args.lengths, "--lengths"),
+        contexts=parse_int_list(args.contexts, "--contexts"),
+        repeats=args.repeats,
+        warmup=args.warmup,
+        seed=args.seed,
+        threads=args.threads,
+        timeout_s=args.timeout,
+    )
     plan.validate()
     if args.threads < 0:
         raise UsageError("--threads must be >= 0")
@@ -72,8 +102,9 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     return _bench(models, engines, plan, args, env)
 
 
-def _bench(models: list[Any], engines: list[str], plan: Any, args: argparse.Namespace,
-           env: Environment) -> int:
+def _bench(
+    models: list[Any], engines: list[str], plan: Any, args: argparse.Namespace, env: Environment
+) -> int:
     import json
 
     from shellfish.bench import report
@@ -112,7 +143,8 @@ def _cold_warm(models: list[Any], runs: int, env: Environment) -> int:
     for model in models:
         command = cold_warm_command(model, runs)
         env.info(f"{model.name}: {' '.join(command)}")
-        done = subprocess.run(command, stdout=env.stdout, stderr=env.stderr, env=env.environ,
-                              check=False)
+        done = subprocess.run(
+            command, stdout=env.stdout, stderr=env.stderr, env=env.environ, check=False
+        )
         status = status or done.returncode
     return status

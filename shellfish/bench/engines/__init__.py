@@ -24,8 +24,15 @@ BUILTIN: dict[str, str] = {
     "ct2-int8": "shellfish.bench.engines.ct2:CT2Engine",
     "llama.cpp": "shellfish.bench.engines.llama_cpp:LlamaCppEngine",
 }
-DEFAULT_ENGINES = ("shellfish", "ort-genai", "transformers", "optimum", "ct2-fp32", "ct2-int8",
-                   "llama.cpp")
+DEFAULT_ENGINES = (
+    "shellfish",
+    "ort-genai",
+    "transformers",
+    "optimum",
+    "ct2-fp32",
+    "ct2-int8",
+    "llama.cpp",
+)
 ENTRY_POINT_GROUP = "shellfish.bench_engines"
 
 
@@ -46,8 +53,9 @@ def check_names(names: list[str]) -> list[str]:
     known = available_names()
     unknown = [n for n in names if n not in known]
     if unknown:
-        raise UsageError(f"unknown engine(s): {', '.join(unknown)}",
-                         hint=f"choose from {', '.join(known)}")
+        raise UsageError(
+            f"unknown engine(s): {', '.join(unknown)}", hint=f"choose from {', '.join(known)}"
+        )
     return names
 
 
@@ -69,5 +77,11 @@ def engine_class(name: str, target: str | None = None) -> type[BenchEngine]:
     return cls
 
 
-__all__ = ["BUILTIN", "DEFAULT_ENGINES", "BenchEngine", "EngineUnavailable", "check_names",
-           "engine_class"]
+__all__ = [
+    "BUILTIN",
+    "DEFAULT_ENGINES",
+    "BenchEngine",
+    "EngineUnavailable",
+    "check_names",
+    "engine_class",
+]

@@ -32,8 +32,9 @@ def require_module(module: str, install: str) -> None:
 
 def require(path: str | None, what: str) -> str:
     if not path:
-        raise EngineUnavailable(f"the model has no {what}",
-                                hint="build it with benchmarks/make_models.py")
+        raise EngineUnavailable(
+            f"the model has no {what}", hint="build it with benchmarks/make_models.py"
+        )
     return path
 
 

@@ -30,27 +30,48 @@ class CT2Engine(BenchEngine):
         import ctranslate2
 
         path = Path(self._dir())
-        vocab_file = next((path / n for n in ("vocabulary.json", "shared_vocabulary.json",
-                                              "target_vocabulary.json") if (path / n).is_file()), None)
+        vocab_file = next(
+            (
+                path / n
+                for n in ("vocabulary.json", "shared_vocabulary.json", "target_vocabulary.json")
+                if (path / n).is_file()
+            ),
+            None,
+        )
         if vocab_file is None:
             raise EngineUnavailable(f"no vocabulary file in {path}")
         self._vocab: list[str] = json.loads(vocab_file.read_text())
         self._index = {tok: i for i, tok in enumerate(self._vocab)}
-        cls: Any = ctranslate2.Translator if self.model.family == "seq2seq" else ctranslate2.Generator
-        self._engine = cls(str(path), device="cpu", compute_type=self.compute_type,
-                           intra_threads=self.threads, inter_threads=1)
+        cls: Any = (
+            ctranslate2.Translator if self.model.family == "seq2seq" else ctranslate2.Generator
+        )
+        self._engine = cls(
+            str(path),
+            device="cpu",
+            compute_type=self.compute_type,
+            intra_threads=self.threads,
+            inter_threads=1,
+        )
 
     def generate(self, ids: list[int], new_tokens: int) -> list[int]:
         tokens = [self._vocab[i] for i in ids]
         if self.model.family == "seq2seq":
             result = self._engine.translate_batch(
-                [tokens], beam_size=1, max_decoding_length=new_tokens,
-                min_decoding_length=new_tokens, return_scores=False,
+                [tokens],
+                beam_size=1,
+                max_decoding_length=new_tokens,
+                min_decoding_length=new_tokens,
+                return_scores=False,
             )
             return [self._index[t] for t in result[0].hypotheses[0]]
         result = self._engine.generate_batch(
-            [tokens], beam_size=1, sampling_topk=1, max_length=new_tokens,
-            min_length=new_tokens, include_prompt_in_result=False, return_scores=False,
+            [tokens],
+            beam_size=1,
+            sampling_topk=1,
+            max_length=new_tokens,
+            min_length=new_tokens,
+            include_prompt_in_result=False,
+            return_scores=False,
         )
         return [int(i) for i in result[0].sequences_ids[0]]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from shellfish.bench.engines.base import BenchEngine, require, require_module
+from shellfish.bench.engines.base import BenchEngine, EngineUnavailable, require, require_module
 
 
 class LlamaCppEngine(BenchEngine):
@@ -27,9 +27,15 @@ class LlamaCppEngine(BenchEngine):
         from llama_cpp import Llama
 
         window = self.model.max_positions or 2048
-        self._llm = Llama(model_path=self.model.gguf, n_ctx=min(window, 4096), n_batch=512,
-                          n_threads=self.threads, n_threads_batch=self.threads,
-                          verbose=False, seed=0)
+        self._llm = Llama(
+            model_path=self.model.gguf,
+            n_ctx=min(window, 4096),
+            n_batch=512,
+            n_threads=self.threads,
+            n_threads_batch=self.threads,
+            verbose=False,
+            seed=0,
+        )
 
     def generate(self, ids: list[int], new_tokens: int) -> list[int]:
         # reset() first: generate() would otherwise reuse the KV cache of a matching prefix

@@ -48,10 +48,13 @@ class OptimumEngine(BenchEngine):
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
-        cls: Any = opt.ORTModelForSeq2SeqLM if self.model.family == "seq2seq" else opt.ORTModelForCausalLM
+        cls: Any = (
+            opt.ORTModelForSeq2SeqLM if self.model.family == "seq2seq" else opt.ORTModelForCausalLM
+        )
         self._torch = torch
-        self._model = cls.from_pretrained(self._dir(), session_options=options,
-                                          provider="CPUExecutionProvider", use_cache=True)
+        self._model = cls.from_pretrained(
+            self._dir(), session_options=options, provider="CPUExecutionProvider", use_cache=True
+        )
 
     def generate(self, ids: list[int], new_tokens: int) -> list[int]:
         return hf_generate(self._torch, self._model, self.model.family, ids, new_tokens)

@@ -27,8 +27,20 @@ class OrtGenaiEngine(BenchEngine):
         config = og.Config(self.model.genai)
         config.clear_providers()
         # Same thread count as every other engine (genai's default is its own choice).
-        config.overlay(json.dumps({"model": {"decoder": {"session_options": {
-            "intra_op_num_threads": self.threads, "inter_op_num_threads": 1}}}}))
+        config.overlay(
+            json.dumps(
+                {
+                    "model": {
+                        "decoder": {
+                            "session_options": {
+                                "intra_op_num_threads": self.threads,
+                                "inter_op_num_threads": 1,
+                            }
+                        }
+                    }
+                }
+            )
+        )
         self._og = og
         self._model = og.Model(config)
 
@@ -36,8 +48,7 @@ class OrtGenaiEngine(BenchEngine):
         og = self._og
         params = og.GeneratorParams(self._model)
         total = len(ids) + new_tokens
-        params.set_search_options(max_length=total, min_length=total, do_sample=False,
-                                  batch_size=1)
+        params.set_search_options(max_length=total, min_length=total, do_sample=False, batch_size=1)
         generator = og.Generator(self._model, params)
         generator.append_tokens([ids])
         out: list[int] = []

@@ -21,8 +21,11 @@ class TransformersEngine(BenchEngine):
         import transformers
 
         torch.set_num_threads(self.threads)
-        cls: Any = (transformers.AutoModelForSeq2SeqLM if self.model.family == "seq2seq"
-                    else transformers.AutoModelForCausalLM)
+        cls: Any = (
+            transformers.AutoModelForSeq2SeqLM
+            if self.model.family == "seq2seq"
+            else transformers.AutoModelForCausalLM
+        )
         self._torch = torch
         self._model = cls.from_pretrained(self.model.hf, dtype=torch.float32).eval()
 
@@ -39,9 +42,17 @@ def hf_generate(torch: Any, model: Any, family: str, ids: list[int], new_tokens:
         pad = eos[0] if isinstance(eos, list) else (eos if eos is not None else 0)
     with torch.inference_mode():
         out = model.generate(
-            input_ids=x, attention_mask=torch.ones_like(x), max_new_tokens=new_tokens,
-            min_new_tokens=new_tokens, do_sample=False, num_beams=1, use_cache=True,
-            pad_token_id=pad, temperature=None, top_p=None, top_k=None,
+            input_ids=x,
+            attention_mask=torch.ones_like(x),
+            max_new_tokens=new_tokens,
+            min_new_tokens=new_tokens,
+            do_sample=False,
+            num_beams=1,
+            use_cache=True,
+            pad_token_id=pad,
+            temperature=None,
+            top_p=None,
+            top_k=None,
         )
     start = 1 if family == "seq2seq" else len(ids)  # seq2seq output starts with decoder start
     return [int(t) for t in out[0, start:].tolist()]
