@@ -61,7 +61,7 @@ class Error:
     kind: str = "error"
 
 
-Event = Union[Token, Status, Done, Error]
+Event = Union[Token, Status, Done, Error]  # noqa: UP007 - a runtime alias on Python 3.10
 
 _KINDS: dict[str, type] = {"token": Token, "status": Status, "done": Done, "error": Error}
 
@@ -78,6 +78,7 @@ def event_from_dict(data: dict[str, Any]) -> Event:
         raise ValueError(f"unknown event kind: {kind!r}")
     names = cls.__dataclass_fields__  # type: ignore[attr-defined]
     try:
-        return cls(**{k: v for k, v in data.items() if k in names})  # type: ignore[no-any-return]
+        event: Event = cls(**{k: v for k, v in data.items() if k in names})
+        return event
     except TypeError as exc:
         raise ValueError(f"malformed {kind} event: {exc}") from exc

@@ -27,7 +27,8 @@ def test_help_lists_the_main_commands() -> None:
 def test_importing_the_cli_loads_no_heavy_library() -> None:
     code = (
         "import sys, shellfish.cli; shellfish.cli.build_parser(); "
-        "heavy = [m for m in ('onnxruntime', 'numpy', 'openai', 'torch', 'prompt_toolkit') if m in sys.modules]; "
+        "names = ('onnxruntime', 'numpy', 'openai', 'torch', 'prompt_toolkit'); "
+        "heavy = [m for m in names if m in sys.modules]; "
         "print(','.join(heavy))"
     )
     out = subprocess.run(

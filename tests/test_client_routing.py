@@ -66,7 +66,9 @@ def test_local_policy_never_goes_remote(make_env, server) -> None:
 def test_auto_policy_goes_remote_when_no_local_model_serves(make_env, server) -> None:
     server.set(mode="ok", reply="4")
     env = make_env(
-        SHELLFISH_REMOTE_POLICY="auto", SHELLFISH_REMOTE_BASE_URL=server.base_url, OPENAI_API_KEY="sk-x"
+        SHELLFISH_REMOTE_POLICY="auto",
+        SHELLFISH_REMOTE_BASE_URL=server.base_url,
+        OPENAI_API_KEY="sk-x",
     )
     events = list(stream(TaskRequest("ask", "what is 2+2"), env))
     assert any(isinstance(e, Status) and e.data.get("fallback") == "remote" for e in events)
@@ -82,7 +84,9 @@ def test_prompt_command_prints_only_the_answer_on_stdout(tiny: Path, make_env) -
     assert out.strip() and "model:" not in out
     # the same request as JSON names the model and carries the same text
     env2 = make_env()
-    assert main(["prompt", "--json", "--model", NAME, "--max-tokens", "6", "hello there"], env2) == 0
+    assert (
+        main(["prompt", "--json", "--model", NAME, "--max-tokens", "6", "hello there"], env2) == 0
+    )
     payload = json.loads(env2.stdout.getvalue())
     assert payload["model"] == NAME and payload["text"].strip() == out.strip()
     assert payload["tokens"]["completion"] > 0

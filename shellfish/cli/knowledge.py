@@ -44,7 +44,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pull = sub.add_parser("pull", help="download a knowledge source")
     pull.add_argument("source", choices=("tldr",), help="what to download")
     pull.add_argument(
-        "--url", help="archive URL (default: $SHELLFISH_TLDR_URL or the official release)"
+        "--url",
+        help="archive URL or local zip path (default: $SHELLFISH_TLDR_URL or the official release)",
     )
     pull.add_argument(
         "--no-build", action="store_true", help="download only; do not rebuild the index"

@@ -56,7 +56,8 @@ def choose_providers(requested: str = "cpu") -> ProviderChoice:
     return ProviderChoice(
         ["CPUExecutionProvider"],
         [
-            f"{wanted} is not available in this onnxruntime build ({', '.join(available)}); running on CPU"
+            f"{wanted} is not available in this onnxruntime build "
+            f"({', '.join(available)}); running on CPU"
         ],
     )
 
@@ -97,5 +98,5 @@ def create_session(
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(
             f"cannot load {path.name}: {first[:300]}",
-            hint="the file is corrupt or truncated; reinstall the model with `shellfish models pull`",
+            hint="the file is corrupt or truncated; reinstall it with `shellfish models pull`",
         ) from exc

@@ -84,11 +84,17 @@ def read_archive(path: Path, platforms: tuple[str, ...] = ("common", "linux")) -
 
 
 def download(url: str, dest: Path, *, timeout_s: float = 30.0) -> Path:
-    """Fetch the archive at `url` into `dest` (atomically; the old copy survives a failure)."""
-    import httpx
+    """Fetch the archive at `url` into `dest` (atomically; the old copy survives a failure).
 
+    `url` may also be a local path or a ``file://`` URL (an archive copied by hand, offline).
+    """
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_suffix(".part")
+    local = _local_path(url)
+    if local is not None:
+        return _copy_local(local, tmp, dest)
+    import httpx
+
     try:
         with httpx.stream("GET", url, timeout=timeout_s, follow_redirects=True) as response:
             if response.status_code != 200:
@@ -117,5 +123,31 @@ def download(url: str, dest: Path, *, timeout_s: float = 30.0) -> Path:
     if not zipfile.is_zipfile(tmp):
         tmp.unlink(missing_ok=True)
         raise KnowledgeError(f"{url} did not return a zip archive", hint="check the URL")
+    tmp.replace(dest)
+    return dest
+
+
+def _local_path(url: str) -> Path | None:
+    """The file `url` names when it is a path or a file:// URL, else None."""
+    if url.startswith("file://"):
+        from urllib.parse import unquote, urlparse
+
+        return Path(unquote(urlparse(url).path))
+    if "://" in url:
+        return None
+    return Path(url).expanduser()
+
+
+def _copy_local(source: Path, tmp: Path, dest: Path) -> Path:
+    import shutil
+
+    if not source.is_file():
+        raise KnowledgeError(f"{source} does not exist", hint="give the path of a tldr zip archive")
+    if source.stat().st_size > MAX_BYTES:
+        raise KnowledgeError(f"the tldr archive {source} is larger than {MAX_BYTES} bytes")
+    shutil.copyfile(source, tmp)
+    if not zipfile.is_zipfile(tmp):
+        tmp.unlink(missing_ok=True)
+        raise KnowledgeError(f"{source} is not a zip archive", hint="check the path")
     tmp.replace(dest)
     return dest

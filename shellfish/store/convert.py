@@ -66,7 +66,7 @@ def export_python(paths: Paths, environ: dict[str, str], progress: Progress | No
     if python.exists() and marker.exists() and marker.read_text(encoding="utf-8") == wanted:
         return python
     if progress:
-        progress.task("export-env", "create the export environment (one time)", 2)
+        progress.task("export-env", "create the export environment (one time)", 2, unit="steps")
     proc = subprocess.run(
         [sys.executable, "-m", "venv", "--clear", str(venv)],
         stdout=subprocess.PIPE,
@@ -106,7 +106,7 @@ def run_worker(
     """Run convert_worker.py with `args`; map its exit status and stderr to errors."""
     key = f"convert:{label}"
     if progress:
-        progress.task(key, f"convert {label}", len(steps))
+        progress.task(key, f"convert {label}", len(steps), unit="steps")
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
     start = time.monotonic()
     proc = subprocess.Popen(

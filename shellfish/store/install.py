@@ -349,7 +349,7 @@ def quantize_int8(
     with store.lock(new_name), store.staging(new_name) as staging:
         key = "quantize"
         if progress:
-            progress.task(key, f"quantize {model.name} to int8", len(onnx_files))
+            progress.task(key, f"quantize {model.name} to int8", len(onnx_files), unit="files")
         for rel in model.manifest["files"]:
             target = staging.path / rel
             target.parent.mkdir(parents=True, exist_ok=True)

@@ -15,8 +15,10 @@ if TYPE_CHECKING:
 class Progress:
     """No-op base: `task` starts a step, `advance` moves it, `done` ends it."""
 
-    def task(self, key: str, description: str, total: int | None = None) -> None:
-        pass
+    def task(
+        self, key: str, description: str, total: int | None = None, unit: str = "bytes"
+    ) -> None:
+        """Start a step; `unit` is "bytes" (shown as sizes) or a count noun ("steps", "files")."""
 
     def advance(self, key: str, amount: int = 1) -> None:
         pass
@@ -42,7 +44,9 @@ class RecordingProgress(Progress):
         self.totals: dict[str, int | None] = {}
         self.amounts: dict[str, int] = {}
 
-    def task(self, key: str, description: str, total: int | None = None) -> None:
+    def task(
+        self, key: str, description: str, total: int | None = None, unit: str = "bytes"
+    ) -> None:
         self.events.append(("task", key, total))
         self.totals[key] = total
         self.amounts.setdefault(key, 0)
@@ -64,17 +68,33 @@ class RichProgress(Progress):
         from rich.progress import (
             BarColumn,
             DownloadColumn,
+            ProgressColumn,
             TextColumn,
             TimeElapsedColumn,
             TimeRemainingColumn,
         )
         from rich.progress import Progress as _RichProgress
+        from rich.text import Text
+
+        class AmountColumn(ProgressColumn):
+            """Sizes for byte steps, "3/4 steps" for counted ones."""
+
+            def __init__(self) -> None:
+                super().__init__()
+                self._bytes = DownloadColumn()
+
+            def render(self, task: Any) -> Any:
+                unit = task.fields.get("unit", "bytes")
+                if unit == "bytes":
+                    return self._bytes.render(task)
+                total = "?" if task.total is None else f"{task.total:.0f}"
+                return Text(f"{task.completed:.0f}/{total} {unit}", style="progress.download")
 
         self.console = console
         self._bars = _RichProgress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
-            DownloadColumn(),
+            AmountColumn(),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
             console=console,
@@ -83,8 +103,10 @@ class RichProgress(Progress):
         self._ids: dict[str, Any] = {}
         self._bars.start()
 
-    def task(self, key: str, description: str, total: int | None = None) -> None:
-        self._ids[key] = self._bars.add_task(description, total=total)
+    def task(
+        self, key: str, description: str, total: int | None = None, unit: str = "bytes"
+    ) -> None:
+        self._ids[key] = self._bars.add_task(description, total=total, unit=unit)
 
     def advance(self, key: str, amount: int = 1) -> None:
         if key in self._ids:

