@@ -113,12 +113,14 @@ def contexts_rows(result: BenchResult) -> tuple[list[str], list[list[str]]]:
 
 
 def quality_reference(result: BenchResult) -> EngineResult | None:
-    fp32 = [e for e in result.engines if e.ok and e.quality_ids and e.precision == "fp32"]
-    for name in QUALITY_REFERENCES:
-        for e in fp32:
-            if e.engine == name:
-                return e
-    return fp32[0] if fp32 else None
+    """The fp32 engine the others are compared with; without fp32, the best precision there."""
+    ran = [e for e in result.engines if e.ok and e.quality_ids]
+    for precisions in (("fp32",), ("fp16", "int8", "int4")):
+        for name in QUALITY_REFERENCES:
+            for e in ran:
+                if e.engine == name and e.precision in precisions:
+                    return e
+    return ran[0] if ran else None
 
 
 def quality_rows(result: BenchResult) -> tuple[list[str], list[list[str]]]:
@@ -130,7 +132,8 @@ def quality_rows(result: BenchResult) -> tuple[list[str], list[list[str]]]:
     header = [
         "engine",
         "precision",
-        f"greedy agreement with {ref.engine if ref else '-'} fp32 ({n} tok)",
+        f"greedy agreement with {ref.engine if ref else '-'} "
+        f"{ref.precision if ref else ''} ({n} tok)",
     ]
     rows = []
     for e in result.engines:

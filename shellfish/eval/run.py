@@ -37,6 +37,10 @@ class Item:
     template: bool
     seconds: float
     valid: bool | None = None
+    prompt_tokens: int = 0
+    reused_tokens: int = 0  # prompt tokens answered by the prefix cache
+    completion_tokens: int = 0
+    prefill_ms: float = 0.0
 
 
 @dataclass
@@ -130,4 +134,8 @@ def evaluate(
             template=template_match(prediction, reference),
             seconds=seconds,
             valid=valid,
+            prompt_tokens=done.prompt_tokens if done is not None else 0,
+            reused_tokens=int(done.extra.get("prefix_reused_tokens", 0)) if done is not None else 0,
+            completion_tokens=done.completion_tokens if done is not None else 0,
+            prefill_ms=round(done.prefill_ms, 1) if done is not None else 0.0,
         )
