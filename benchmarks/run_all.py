@@ -37,7 +37,7 @@ MODELS = (
     "qwen2.5-coder-0.5b-instruct",
 )
 # Precision variants on top of the default engine set (item 3: fp32 vs int8 vs int4).
-ENGINES = (*DEFAULT_ENGINES, "shellfish-int8", "optimum-int8")
+ENGINES = (*DEFAULT_ENGINES, "shellfish-int8", "shellfish-int4", "ort-genai-int4", "optimum-int8")
 
 
 def main(argv: list[str] | None = None) -> int:

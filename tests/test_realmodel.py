@@ -49,8 +49,8 @@ def installed(name: str) -> Path:
     env = cache_env()
     try:
         model, _ = pull(Store(get_paths(env)), name, environ=env)
-    except Exception as exc:
-        pytest.skip(f"cannot obtain {name}: {exc}")
+    except Exception as exc:  # obtaining the model is part of what these tests prove
+        pytest.fail(f"cannot obtain {name}: {exc}")
     return model.path
 
 
@@ -138,8 +138,6 @@ def test_qwen_suggest_answers_three_requests():
             text=True,
             timeout=300,
         )
-        if proc.returncode == 2 and "invalid choice: 'suggest'" in proc.stderr:
-            pytest.skip("`shellfish suggest` is not wired yet")
         assert proc.returncode == 0, proc.stderr
         result = json.loads(proc.stdout)
         assert result["model"] == "qwen2.5-coder-0.5b-instruct"

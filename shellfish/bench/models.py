@@ -86,9 +86,11 @@ def find_model(
 
 def _complete(path: Path) -> bool:
     """A make_models.py sub-directory counts only once its build finished."""
-    return path.is_dir() and (
-        (path / ".complete").is_file() or not (path.parent / "bench-model.json").is_file()
-    )
+    if not path.is_dir():
+        return False
+    if not (path.parent / "bench-model.json").is_file():
+        return True
+    return (path / ".complete").is_file() or (path.parent / f".{path.name}.complete").is_file()
 
 
 def _read_json(path: Path) -> dict[str, Any]:

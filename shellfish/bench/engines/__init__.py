@@ -17,6 +17,8 @@ BUILTIN: dict[str, str] = {
     "shellfish-int8": "shellfish.bench.engines.shellfish_engine:ShellfishInt8Engine",
     "shellfish-int4": "shellfish.bench.engines.shellfish_engine:ShellfishInt4Engine",
     "ort-genai": "shellfish.bench.engines.ort_genai:OrtGenaiEngine",
+    "ort-genai-int8": "shellfish.bench.engines.ort_genai:OrtGenaiInt8Engine",
+    "ort-genai-int4": "shellfish.bench.engines.ort_genai:OrtGenaiInt4Engine",
     "transformers": "shellfish.bench.engines.transformers_pt:TransformersEngine",
     "optimum": "shellfish.bench.engines.optimum_ort:OptimumEngine",
     "optimum-int8": "shellfish.bench.engines.optimum_ort:OptimumInt8Engine",
