@@ -108,8 +108,31 @@ def extract_command(text: str) -> str:
             line = line[1 : line.index("`", 1)].strip()
         if not line or line.startswith("#"):
             continue
-        return line.rstrip(";").strip()
+        return _strip_trailing_semicolons(line)
     return ""
+
+
+def _strip_trailing_semicolons(line: str) -> str:
+    # A trailing `;` is noise, but `\;` ends a `find -exec` and must stay.
+    line = line.strip()
+    while line.endswith(";") and not line.endswith("\\;"):
+        line = line[:-1].rstrip()
+    return line
+
+
+_PRIVILEGE_WORDS = re.compile(r"\b(sudo|root|superuser|admin\w*|privilege\w*|as another user)\b", re.I)
+# Small models copy `sudo` from retrieved examples into answers that do not need it.
+DROP_UNREQUESTED_SUDO = True
+
+
+def drop_unrequested_sudo(command: str, request_text: str) -> str:
+    """`command` without a leading plain `sudo` unless the request asks for privileges."""
+    if not command.startswith("sudo ") or _PRIVILEGE_WORDS.search(request_text):
+        return command
+    rest = command[len("sudo ") :].lstrip()
+    if not rest or rest.startswith("-"):  # `sudo -u x ...`: an explicit choice, keep it
+        return command
+    return rest
 
 
 # ---------------------------------------------------------------------------------------------
@@ -257,8 +280,11 @@ def run_suggest(
     if done is None:  # a runner that ended without Done: treat as cancelled
         yield Done(texts=[], finish_reason="cancelled", extra={"candidates": []})
         return
+    commands = [extract_command(t) for t in texts]
+    if DROP_UNREQUESTED_SUDO and request.task != "fix":
+        commands = [drop_unrequested_sudo(c, request.text) for c in commands]
     candidates = [
-        Candidate(command=extract_command(t), source="model", rank=i) for i, t in enumerate(texts)
+        Candidate(command=c, source="model", rank=i) for i, c in enumerate(commands)
     ]
     if mode == "full":
         candidates += [
