@@ -113,3 +113,10 @@ def test_prompt_longer_than_the_context_is_refused(tiny: Path, make_env) -> None
     assert status == ExitStatus.USAGE
     assert "Traceback" not in env.stderr.getvalue()
     assert "prompt" in env.stderr.getvalue().lower()
+
+
+def test_verbose_after_the_command_names_the_model_on_stderr(tiny: Path, make_env) -> None:
+    env = make_env()
+    assert main(["prompt", "-v", "--model", NAME, "--max-tokens", "3", "hello there"], env) == 0
+    assert f"model: {NAME} (local)" in env.stderr.getvalue()
+    assert "model:" not in env.stdout.getvalue()

@@ -129,6 +129,13 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         help="run in this process even if the daemon runs",
     )
     g.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,  # keep `shellfish -v suggest` working too
+        help="say which model and backend answered, and timings",
+    )
+    g.add_argument(
         "--json",
         action="store_true",
         help="print one JSON object with the answer, model and timings",
