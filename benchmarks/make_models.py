@@ -339,6 +339,10 @@ def build_real(name: str, out: Path, force: bool) -> None:
 
     def hf(target: Path) -> None:
         shutil.copytree(work / "hf", target)
+        # optimum's ORTModel needs the transformers config beside the genai-built graph.
+        for extra in ("config.json", "generation_config.json"):
+            if (target / extra).is_file() and (root / "onnx").is_dir():
+                shutil.copy2(target / extra, root / "onnx" / extra)
 
     def int4(target: Path) -> None:
         if (INSTALLED / name / "model.onnx").is_file():

@@ -21,7 +21,13 @@ from shellfish.bench.engines.base import BenchEngine, EngineUnavailable
 from shellfish.bench.harness import run_bench, run_engine
 from shellfish.bench.inputs import input_ids
 from shellfish.bench.models import BenchModel, describe, find_model
-from shellfish.bench.results import BenchResult, EngineResult, agreement, load_result
+from shellfish.bench.results import (
+    BenchResult,
+    EngineResult,
+    agreement,
+    load_result,
+    mean_agreement,
+)
 from shellfish.bench.spec import Plan, Point, parse_int_list
 from shellfish.cli import main
 from shellfish.errors import ModelNotFound, UsageError
@@ -29,7 +35,13 @@ from shellfish.errors import ModelNotFound, UsageError
 HERE = Path(__file__).resolve().parent
 GPT2_TOKENIZER = HERE.parent.parent / "shared" / "tokenizers" / "gpt2" / "tokenizer.json"
 TINY_PLAN = Plan(
-    lengths=(1, 4), contexts=(8,), repeats=2, warmup=1, timeout_s=120, quality_tokens=6
+    lengths=(1, 4),
+    contexts=(8,),
+    repeats=2,
+    warmup=1,
+    timeout_s=120,
+    quality_tokens=6,
+    quality_prompts=2,
 )
 
 
@@ -116,6 +128,8 @@ def test_agreement_counts_up_to_the_first_divergence() -> None:
     assert agreement([1, 2, 3, 4], [1, 2, 3, 4]) == 1.0
     assert agreement([1, 2, 3, 4], [1, 9, 3, 4]) == 0.25
     assert agreement([1, 2], None) is None
+    assert mean_agreement([[1, 2], [3, 4]], [[1, 2], [5, 4]]) == (0.5, 0.5)
+    assert mean_agreement([[1, 2]], [[1, 2], [3]]) is None
 
 
 def test_result_json_round_trip(tmp_path: Path) -> None:
@@ -177,7 +191,7 @@ def test_chatty_engine_output_does_not_corrupt_results(tmp_path: Path) -> None:
     )
     assert result.ok, result.reason
     assert set(result.points) == {"c8-n1", "c8-n4"}
-    assert result.quality_ids == list(range(6))
+    assert result.quality_ids == [list(range(6)), list(range(6))]
     assert result.load_ms is not None and result.peak_rss_mb and result.peak_rss_mb > 1
 
 
@@ -221,7 +235,8 @@ def test_shellfish_engine_on_a_tiny_model(tiny_bench_model: BenchModel) -> None:
     assert set(ours.points) == {"c8-n1", "c8-n4"}
     assert all(len(p["times_ms"]) == 2 for p in ours.points.values())
     assert ours.decode_ms_per_token(8, 4) is not None
-    assert ours.quality_ids is not None and len(ours.quality_ids) == 6
+    assert ours.quality_ids is not None and [len(q) for q in ours.quality_ids] == [6, 6]
+    assert ours.quality_ids[0] != ours.quality_ids[1]  # two different fixed prompts
     assert ct2.status == "unavailable"  # no CT2 conversion of the tiny model: reported
     text = report.markdown(result)
     assert "| shellfish | fp32 |" in text and "ct2-int8 | unavailable" in text
@@ -325,3 +340,20 @@ class ChattyEngine(_Counting):
 class HangingEngine(_Counting):
     def load(self) -> None:
         time.sleep(600)
+
+
+def test_cold_warm_builds_the_daemon_latency_command(tmp_path: Path) -> None:
+    from shellfish.bench import coldwarm
+
+    model = BenchModel(
+        name="m", family="causal", root=str(tmp_path), vocab_size=10, int4=str(tmp_path)
+    )
+    if coldwarm.daemon_latency_script() is None:
+        with pytest.raises(UsageError, match="daemon_latency"):
+            coldwarm.cold_warm_command(model, runs=2)
+        return
+    command = coldwarm.cold_warm_command(model, runs=2)
+    assert command[1].endswith("daemon_latency.py")
+    assert command[2:] == ["--model-dir", str(tmp_path), "--runs", "2", "--max-tokens", "16"]
+    with pytest.raises(UsageError):
+        coldwarm.cold_warm_command(BenchModel(name="x", family="causal", root="/", vocab_size=1), 2)

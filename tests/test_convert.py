@@ -265,3 +265,178 @@ def test_quantize_failure_installs_nothing(tmp_path):
     with pytest.raises(ModelError, match=r"cannot quantise"):
         quantize_int8(store, "broken")
     assert [m.name for m in store.installed()] == ["broken"]
+
+
+# -- builder options (issues 3 and 8: smaller, faster converted models) ---------------------
+WORKER_DIR = Path(__file__).resolve().parents[1] / "shellfish" / "store"
+
+
+def load_worker():
+    """convert_worker.py is a script for the export environment; import it as a module."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "sf_convert_worker", WORKER_DIR / "convert_worker.py"
+    )
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+FAKE_BUILDER = """
+import json, sys
+from pathlib import Path
+args = sys.argv[1:]
+out = Path(args[args.index("-o") + 1])
+out.mkdir(parents=True, exist_ok=True)
+(out / "argv.json").write_text(json.dumps(args))
+(out / "genai_config.json").write_text("{}")
+"""
+
+
+def fake_builder(root: Path) -> Path:
+    """A stand-in `onnxruntime_genai.models.builder` that records its command line."""
+    pkg = root / "onnxruntime_genai" / "models"
+    pkg.mkdir(parents=True)
+    (root / "onnxruntime_genai" / "__init__.py").write_text("")
+    (pkg / "__init__.py").write_text("")
+    (pkg / "builder.py").write_text(FAKE_BUILDER)
+    return root
+
+
+def test_builder_options_reach_the_builder_command_line(tmp_path, monkeypatch):
+    from shellfish.store.convert import convert_hf
+
+    monkeypatch.setenv("PYTHONPATH", str(fake_builder(tmp_path / "fake")))
+    hf = tmp_path / "hf"
+    hf.mkdir()
+    (hf / "config.json").write_text(json.dumps({"architectures": ["Qwen2ForCausalLM"]}))
+    out = tmp_path / "out"
+    result = convert_hf(
+        Path(sys.executable),
+        hf,
+        out,
+        tmp_path / "work",
+        builder_options=("prune_lm_head=true", "block_size=64"),
+    )
+    assert result.architecture == "Qwen2ForCausalLM"
+    argv = json.loads((out / "argv.json").read_text())
+    assert argv[argv.index("-p") + 1] == "int4" and argv[argv.index("-e") + 1] == "cpu"
+    extra = argv[argv.index("--extra_options") + 1 :]
+    assert extra == ["prune_lm_head=true", "block_size=64"]
+    # no options: no --extra_options at all (the builder's defaults)
+    out2 = tmp_path / "out2"
+    convert_hf(Path(sys.executable), hf, out2, tmp_path / "work2")
+    assert "--extra_options" not in json.loads((out2 / "argv.json").read_text())
+
+
+def test_worker_args_and_builder_command():
+    from shellfish.store.convert import worker_args
+
+    args = worker_args(
+        "gguf",
+        Path("m.gguf"),
+        Path("out"),
+        Path("work"),
+        builder_options=["prune_lm_head=true"],
+        tie_embeddings=True,
+    )
+    assert args[args.index("--builder-option") + 1] == "prune_lm_head=true"
+    assert args[-1] == "--tie-embeddings"
+    with pytest.raises(ModelError, match=r"GGUF sources only"):
+        worker_args("hf", Path("d"), Path("o"), Path("w"), tie_embeddings=True)
+    worker = load_worker()
+    cmd = worker.builder_command(Path("hf"), Path("o"), Path("c"), "int4", ["a=1", "b=2"])
+    assert cmd[1:3] == ["-m", "onnxruntime_genai.models.builder"]
+    assert cmd[-3:] == ["--extra_options", "a=1", "b=2"]
+    assert "--extra_options" not in worker.builder_command(
+        Path("h"), Path("o"), Path("c"), "int4", []
+    )
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["prune_lm_head"], r"is not a builder option"),
+        (["prune_lm_head=true maybe"], r"is not a builder option"),
+        (["Prune=1"], r"is not a builder option"),
+        (["exclude_lm_head=true"], r"exclude_lm_head changes the model's inputs or outputs"),
+        (["use_paged_attention=1"], r"use_paged_attention changes"),
+        (["block_size=32", "block_size=64"], r"block_size is given twice"),
+    ],
+)
+def test_bad_builder_options_are_refused(options, message):
+    from shellfish.store.convert import check_builder_options
+
+    with pytest.raises(ModelError, match=message):
+        check_builder_options(options)
+
+
+def test_descriptor_builder_options_are_parsed_and_checked(tmp_path):
+    from shellfish.store.catalog import load_descriptor
+
+    base = pypi_descriptor("opt", [("x==1", "x/y.bin")], 1, "0" * 64)
+    good = tmp_path / "good.toml"
+    good.write_text(base + 'builder_options = ["prune_lm_head=true"]\ntie_embeddings = true\n')
+    src = load_descriptor(good).sources[0]
+    assert src.builder_options == ("prune_lm_head=true",) and src.tie_embeddings is True
+    plain = tmp_path / "plain.toml"
+    plain.write_text(base)
+    src = load_descriptor(plain).sources[0]
+    assert src.builder_options == () and src.tie_embeddings is False
+    for extra, message in [
+        ('builder_options = "prune_lm_head=true"\n', r"builder_options must be a list"),
+        (
+            'builder_options = ["exclude_embeds=1"]\n',
+            r"bad\.toml: sources\[0\]: builder_options: exclude_embeds changes",
+        ),
+        ('tie_embeddings = "yes"\n', r"tie_embeddings must be true or false"),
+    ]:
+        bad = tmp_path / "bad.toml"
+        bad.write_text(base + extra)
+        with pytest.raises(ModelError, match=message):
+            load_descriptor(bad)
+
+
+def test_catalog_models_carry_their_conversion_options():
+    from shellfish.store.catalog import load_descriptor
+
+    models = Path(__file__).resolve().parents[1] / "models"
+    qwen = load_descriptor(models / "qwen2.5-coder-0.5b-instruct.toml").sources[0]
+    assert qwen.tie_embeddings is True
+    assert "prune_lm_head=true" in qwen.builder_options
+    smol = load_descriptor(models / "smollm2-135m-instruct.toml").sources[0]
+    assert "prune_lm_head=true" in smol.builder_options
+
+
+def test_tie_embeddings_keeps_the_lm_head_and_refuses_separate_matrices():
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    worker = load_worker()
+
+    def tiny(seed: int):
+        torch.manual_seed(seed)
+        config = transformers.LlamaConfig(
+            vocab_size=32,
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            tie_word_embeddings=False,
+        )
+        return transformers.LlamaForCausalLM(config)
+
+    model = tiny(0)
+    head = model.get_output_embeddings().weight.detach().clone()
+    with torch.no_grad():  # a second, slightly different quantisation of one matrix
+        model.get_input_embeddings().weight.copy_(head + 0.01 * head.abs().mean())
+    rel = worker.tie_embeddings(model)
+    assert 0 < rel < worker.TIE_TOLERANCE
+    assert model.config.tie_word_embeddings is True
+    embed = model.get_input_embeddings().weight
+    assert embed.data_ptr() == model.get_output_embeddings().weight.data_ptr()
+    assert torch.equal(embed.detach(), head)
+    with pytest.raises(worker.NotTied, match=r"separate matrices"):
+        worker.tie_embeddings(tiny(1))  # independent random init: ~140% apart

@@ -107,3 +107,74 @@ def test_load_pairs_errors(tmp_path: Path) -> None:
         load_pairs(tmp_path / "missing.nl", cm)
     cm.write_text("ls\npwd\n")
     assert load_pairs(nl, cm, limit=1) == [("a", "ls")]
+
+
+class _Runner:
+    """Answers every request with the next scripted text; reports a cached prefix."""
+
+    def __init__(self, answers: list[str]) -> None:
+        from shellfish.engine.base import ModelInfo
+
+        self.info = ModelInfo(
+            name="scripted", family="causal", layout="test", path="", context_length=512
+        )
+        self.answers = answers
+
+    def generate(self, prompt, config, *, cancel=None):  # type: ignore[no-untyped-def]
+        from shellfish.events import Done
+
+        text = self.answers.pop(0)
+        yield Done(
+            texts=[text],
+            prompt_tokens=40,
+            completion_tokens=3,
+            prefill_ms=12.5,
+            extra={"prefix_reused_tokens": 30},
+        )
+
+
+def test_evaluate_scores_each_pair_through_run_suggest(tmp_path: Path) -> None:
+    from shellfish.config import Settings
+    from shellfish.eval.run import Report, evaluate
+    from shellfish.paths import get_paths
+
+    pairs = [("list files", "ls -l"), ("show disk use", "du -sh ."), ("count lines", "wc -l f")]
+    runner = _Runner(["```bash\nls -l\n```", "$ df -h", "sudo wc -l f"])
+    ticks = iter(range(100))
+    items = list(
+        evaluate(
+            pairs,
+            runner,  # type: ignore[arg-type]
+            settings=Settings(),
+            paths=get_paths({"SHELLFISH_HOME": str(tmp_path)}),
+            config="zero-shot",
+            clock=lambda: float(next(ticks)),
+        )
+    )
+    assert [i.prediction for i in items] == ["ls -l", "df -h", "wc -l f"]
+    assert [i.score for i in items] == [1.0, -1.0, 1.0]
+    assert items[0].exact and not items[1].template
+    assert all(i.seconds == 1.0 for i in items)
+    assert (items[0].prompt_tokens, items[0].reused_tokens, items[0].prefill_ms) == (40, 30, 12.5)
+    report = Report(config="zero-shot", model="scripted", items=items)
+    summary = report.summary()
+    assert summary["n"] == 3 and summary["nlc2cmd"] == round(1 / 3, 4)
+    assert summary["median_s"] == 1.0
+
+
+def test_eval_cli_bad_inputs(make_env, tmp_path: Path) -> None:
+    from shellfish.cli import main
+    from shellfish.errors import ExitStatus
+
+    nl, cm = tmp_path / "x.nl", tmp_path / "x.cm"
+    nl.write_text("a\nb\n")
+    cm.write_text("ls\n")
+    env = make_env()
+    assert main(["eval", "--nl", str(nl), "--cm", str(cm)], env) == ExitStatus.USAGE
+    assert "aligned" in env.stderr.getvalue()
+    env = make_env()
+    assert main(["eval", "--nl", str(nl), "--limit", "0"], env) == ExitStatus.USAGE
+    assert "--limit" in env.stderr.getvalue()
+    env = make_env()
+    assert main(["eval", "--nl", str(tmp_path / "none.nl")], env) == ExitStatus.USAGE
+    assert "cannot read" in env.stderr.getvalue()

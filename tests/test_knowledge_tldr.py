@@ -112,3 +112,25 @@ def test_pull_the_shared_tldr_archive(served: tuple[str, Path], tmp_path: Path, 
     examples = read_archive(Path(env.paths.knowledge / "tldr.zip"))
     assert len(examples) > 10000
     assert any(e.program == "tar" for e in examples)
+
+
+def test_pull_from_a_local_file_or_file_url(make_env, shellfish_home: Path, tmp_path: Path) -> None:
+    archive = tmp_path / "tldr-pages.zip"
+    archive.write_bytes(_small_zip())
+    saved = shellfish_home / "data" / "knowledge" / "tldr.zip"
+    for source in (str(archive), archive.as_uri()):
+        saved.unlink(missing_ok=True)
+        env = make_env()
+        status = main(["knowledge", "pull", "tldr", "--no-build", "--url", source], env)
+        assert status == ExitStatus.OK, env.stderr.getvalue()
+        assert saved.read_bytes() == archive.read_bytes()
+    (tmp_path / "notzip.zip").write_bytes(b"plain text")
+    for bad, message in (
+        (tmp_path / "missing.zip", "does not exist"),
+        (tmp_path / "notzip.zip", "not a zip"),
+    ):
+        env = make_env()
+        status = main(["knowledge", "pull", "tldr", "--no-build", "--url", str(bad)], env)
+        assert status == ExitStatus.ERROR
+        assert message in env.stderr.getvalue()
+        assert saved.read_bytes() == archive.read_bytes()  # the good copy survives

@@ -142,3 +142,37 @@ def test_qwen_suggest_answers_three_requests():
         result = json.loads(proc.stdout)
         assert result["model"] == "qwen2.5-coder-0.5b-instruct"
         assert _shape_ok(request, result["text"]), (request, result["text"])
+
+
+def test_qwen_conversion_ties_embeddings_and_matches_genai_generator():
+    """The catalog's conversion options (tie_embeddings, prune_lm_head) give a small model whose
+    greedy output through shellfish's runner equals onnxruntime-genai's own generator."""
+    onnx = pytest.importorskip("onnx")
+    from shellfish.engine.base import GenerationConfig, ModelInfo
+    from shellfish.engine.causal import load
+
+    path = installed("qwen2.5-coder-0.5b-instruct")
+    source = json.loads((path / "shellfish-model.json").read_text())["source"]
+    assert source["tie_embeddings"] is True and "prune_lm_head=true" in source["builder_options"]
+    # one shared int4 matrix: no fp32 copy of the 151936 x 896 embedding (545 MB) is left
+    assert (path / "model.onnx.data").stat().st_size < 400_000_000
+    graph = onnx.load(str(path / "model.onnx"), load_external_data=False).graph
+    ops = {node.op_type for node in graph.node}
+    assert "GatherBlockQuantized" in ops
+    assert not any(t.name == "model.embed_tokens.weight" for t in graph.initializer)
+    info = ModelInfo(
+        name="qwen2.5-coder-0.5b-instruct",
+        family="causal",
+        layout="genai",
+        path=str(path),
+        context_length=4096,
+    )
+    runner = load(path, info, providers=["CPUExecutionProvider"], threads=0)
+    for prompt in PROMPTS[2:]:
+        ids = list(runner.tokenizer.encode(chatml(prompt)))
+        ours = runner.generate_ids(ids, GenerationConfig(max_new_tokens=16)).ids[0]
+        reference = genai_greedy(path, ids, 16)
+        n = min(len(ours), len(reference))
+        assert n > 0
+        assert ours[:n] == reference[:n], prompt
+    runner.close()

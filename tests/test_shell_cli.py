@@ -24,7 +24,7 @@ from shellfish.shell.context import (
     read_context_file,
     unescape,
 )
-from shellfish.shell.init import SHELLS, render
+from shellfish.shell.init import SHELLS, render, script_path
 from shellfish.tasks.request import TaskRequest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -98,12 +98,11 @@ def test_context_keys_are_the_same_in_python_and_zsh(tmp_path: Path) -> None:
         assert "widget" in SCRIPTS[shell] and "--context-extra" in SCRIPTS[shell]
 
 
-def test_packaged_scripts_match_the_repository() -> None:
+def test_packaged_scripts_are_the_repository_scripts() -> None:
     packaged = REPO / "shellfish" / "data" / "shell-hooks"
-    for name in SHELLS.values():
-        assert (packaged / name).read_text() == (REPO / "shell-hooks" / name).read_text(), (
-            f"copy shell-hooks/{name} to shellfish/data/shell-hooks/"
-        )
+    assert packaged.resolve() == (REPO / "shell-hooks").resolve()
+    for shell in SHELLS:
+        assert script_path(shell).read_text() == SCRIPTS[shell]
 
 
 def test_both_scripts_share_one_redaction_rule_table() -> None:

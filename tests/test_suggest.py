@@ -20,7 +20,7 @@ from shellfish.events import Done, Event, Status, Token
 from shellfish.knowledge.index import BuildOptions, build_index
 from shellfish.paths import get_paths
 from shellfish.tasks.request import TaskRequest
-from shellfish.tasks.suggest import extract_command, run_suggest
+from shellfish.tasks.suggest import drop_unrequested_sudo, extract_command, run_suggest
 
 FROB_HELP = "Usage: frob [OPTION]... FILE\n  -a, --all     frobnicate hidden files too\n"
 
@@ -102,6 +102,9 @@ def _run(
         ("Command: `grep -r foo .`", "grep -r foo ."),
         ("`find . -name x`", "find . -name x"),
         ("# a comment\nwc -l file", "wc -l file"),
+        ("ls -la;", "ls -la"),
+        ("find . -type d -exec chmod 777 {} \\;", "find . -type d -exec chmod 777 {} \\;"),
+        ("```bash\nfind . -exec rm {} \\;\n```", "find . -exec rm {} \\;"),
         ("", ""),
     ],
 )
@@ -123,11 +126,62 @@ def test_zero_shot_streams_and_returns_the_command(tmp_path: Path) -> None:
 
 def test_retrieval_puts_examples_and_options_in_the_prompt(world) -> None:
     runner = ScriptedRunner(["frob -a ."])
-    _events, done = _run(runner, world, mode="retrieval")
+    _events, done = _run(runner, world, mode="retrieval", options={"option_lines": 4})
     prompt = runner.prompts[0]
     assert "frobnicate all hidden files here" in prompt and "frob -a ." in prompt
     assert "frob -a, --all  frobnicate hidden files too" in prompt
     assert done.extra["retrieved"] == ["pair:0"]
+
+
+def test_default_prompt_has_examples_but_no_option_lines(world) -> None:
+    runner = ScriptedRunner(["frob -a ."])
+    _run(runner, world, mode="retrieval")
+    prompt = runner.prompts[0]
+    assert "frobnicate all hidden files here" in prompt
+    assert "frobnicate hidden files too" not in prompt
+
+
+def test_fixed_instruction_comes_first_for_the_prefix_cache(world) -> None:
+    runner = ScriptedRunner(["frob -a ."])
+    _run(runner, world, "frobnicate hidden files", mode="retrieval")
+    _run(runner, world, "list the frob things", mode="retrieval")
+    first, second = runner.prompts
+    system_turn = first[: first.index("<|im_end|>") + len("<|im_end|>")]
+    # the whole system turn (instruction, OS, shell) is shared, whatever the request
+    assert "You translate a request" in system_turn
+    assert second.startswith(system_turn)
+    assert "frobnicate hidden files" not in system_turn
+
+
+def test_bad_example_counts_are_refused(world) -> None:
+    for bad in (-1, "3", True, 100):
+        with pytest.raises(UsageError, match="examples"):
+            _run(ScriptedRunner(["ls"]), world, mode="retrieval", options={"examples": bad})
+
+
+@pytest.mark.parametrize(
+    ("command", "request_text", "expected"),
+    [
+        ("sudo chmod +x run.sh", "make run.sh executable", "chmod +x run.sh"),
+        ("sudo chmod +x run.sh", "make run.sh executable as root", "sudo chmod +x run.sh"),
+        ("sudo apt install jq", "install jq with sudo", "sudo apt install jq"),
+        ("sudo -u bob ls", "list bob's files", "sudo -u bob ls"),
+        ("sudo", "do it", "sudo"),
+        ("ls -l", "list files", "ls -l"),
+    ],
+)
+def test_drop_unrequested_sudo(command: str, request_text: str, expected: str) -> None:
+    assert drop_unrequested_sudo(command, request_text) == expected
+
+
+def test_model_sudo_is_dropped_but_not_for_fix(tmp_path: Path) -> None:
+    paths = get_paths({"SHELLFISH_HOME": str(tmp_path)})
+    _events, done = _run(ScriptedRunner(["sudo ls /var/log"]), paths, "list logs", mode="zero-shot")
+    assert done.texts == ["ls /var/log"]
+    _events, done = _run(
+        ScriptedRunner(["sudo ls /var/log"]), paths, "ls /var/log", mode="zero-shot", task="fix"
+    )
+    assert done.texts == ["sudo ls /var/log"]
 
 
 def test_validation_rejects_missing_program_and_unknown_flag(world) -> None:
@@ -184,3 +238,26 @@ def test_flan_template_gets_a_flat_prompt(tmp_path: Path) -> None:
     paths = get_paths({"SHELLFISH_HOME": str(tmp_path)})
     _run(runner, paths, "list files", mode="zero-shot")
     assert runner.prompts[0].endswith("Request: list files\nCommand:")
+
+
+def test_rank_candidates_weighs_problems() -> None:
+    from shellfish.tasks.suggest import Candidate, problem_penalty, rank_candidates
+
+    assert problem_penalty([]) == 0.0
+    assert problem_penalty(["does not parse in zsh: parse error near `|'"]) == 2.0
+    missing = problem_penalty(["rsync: command not found on this machine"])
+    flag = problem_penalty(["frob: unknown flag --x (not in the local man page / --help)"])
+    assert 0 < flag < missing < 2.0
+
+    def ranked(model_problems: list[str]) -> list[str]:
+        model = Candidate("mdl x", "model", 0, valid=not model_problems, problems=model_problems)
+        retrieved = Candidate("ret x", "retrieved", 0)
+        cands = [model, retrieved]
+        rank_candidates(cands, [])
+        return [c.command for c in cands]
+
+    assert ranked([]) == ["mdl x", "ret x"]  # the model's clean answer first
+    assert ranked(["mdl: command not found on this machine"]) == ["ret x", "mdl x"]
+    assert ranked(["does not parse in zsh: x"]) == ["ret x", "mdl x"]
+    # an undocumented flag alone does not hand the answer to a retrieved neighbour
+    assert ranked(["mdl: unknown flag -q (not in the local man page / --help)"])[0] == "mdl x"

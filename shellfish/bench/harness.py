@@ -167,7 +167,7 @@ def _apply(result: EngineResult, event: dict[str, Any], progress: Progress | Non
                 f"{event['median_ms']:.1f} ms"
             )
     elif kind == "quality":
-        result.quality_ids = [int(i) for i in event["ids"]]
+        result.quality_ids = [[int(i) for i in run] for run in event["ids"]]
     elif kind == "unavailable":
         result.status, result.reason = "unavailable", str(event.get("reason", ""))
     elif kind == "error":

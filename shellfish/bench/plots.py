@@ -65,9 +65,16 @@ def plot_result(
         ylabel="time to first token (ms)",
         title=f"{name}: prefill vs context",
     )
-    for ax in (left, right):
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    ticks = ([n for n in result.lengths(c0) if n > 1], contexts)
+    for ax, values in zip((left, right), ticks, strict=True):
         ax.grid(True, alpha=0.3)
         ax.set_ylim(bottom=0)
+        if values:  # label the measured sizes themselves, not powers of ten
+            ax.set_xticks(values)
+            ax.xaxis.set_major_formatter(ScalarFormatter())
+            ax.xaxis.set_minor_formatter(NullFormatter())
     left.legend(fontsize=8)
     fig.tight_layout()
     paths = []

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from shellfish.bench.results import REFERENCE_ENGINE, BenchResult, EngineResult, agreement
+from shellfish.bench.results import REFERENCE_ENGINE, BenchResult, EngineResult, mean_agreement
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -124,26 +124,31 @@ def quality_reference(result: BenchResult) -> EngineResult | None:
 
 
 def quality_rows(result: BenchResult) -> tuple[list[str], list[list[str]]]:
-    """Greedy-token agreement of every engine with the fp32 reference (precision cost)."""
+    """Greedy-token agreement of every engine with the reference (the precision cost)."""
     ref = quality_reference(result)
-    n = len(ref.quality_ids or []) if ref else 0
+    prompts = len(ref.quality_ids or []) if ref else 0
+    tokens = len((ref.quality_ids or [[]])[0]) if ref else 0
     # A reference that repeats one token (random T5 weights do) cannot tell precisions apart.
-    constant = bool(ref and ref.quality_ids and len(set(ref.quality_ids)) == 1)
+    constant = bool(ref and ref.quality_ids and len({t for r in ref.quality_ids for t in r}) == 1)
+    against = f"{ref.engine} {ref.precision}" if ref else "-"
     header = [
         "engine",
         "precision",
-        f"greedy agreement with {ref.engine if ref else '-'} "
-        f"{ref.precision if ref else ''} ({n} tok)",
+        f"agreement with {against} ({prompts} prompts x {tokens} tok)",
+        "same first token",
     ]
     rows = []
     for e in result.engines:
         if not e.ok or e.quality_ids is None:
             continue
-        share = agreement(ref.quality_ids, e.quality_ids) if ref else None
-        cell = "-" if share is None else f"{share:.0%}"
-        if constant and share is not None:
+        scores = mean_agreement(ref.quality_ids, e.quality_ids) if ref else None
+        if scores is None:
+            rows.append([e.engine, e.precision, "-", "-"])
+            continue
+        cell = f"{scores[0]:.0%}"
+        if constant:
             cell += " (reference repeats one token: uninformative)"
-        rows.append([e.engine, e.precision, cell])
+        rows.append([e.engine, e.precision, cell, f"{scores[1]:.0%}"])
     return header, rows
 
 

@@ -32,7 +32,7 @@ class EngineResult:
     peak_rss_mb: float | None = None
     wall_s: float = 0.0
     points: dict[str, dict[str, Any]] = field(default_factory=dict)  # "c16-n64" -> record
-    quality_ids: list[int] | None = None
+    quality_ids: list[list[int]] | None = None  # greedy ids per fixed quality prompt
 
     def median(self, context: int, new_tokens: int) -> float | None:
         rec = self.points.get(f"c{context}-n{new_tokens}")
@@ -131,11 +131,10 @@ def load_result(path: Path) -> BenchResult:
 
 
 def agreement(reference: list[int] | None, other: list[int] | None) -> float | None:
-    """Share of positions where greedy tokens agree, up to the first divergence counted whole.
+    """Share of the reference produced identically before the first differing token.
 
-    Returns the fraction of the reference length produced identically before the first
-    differing token (after a divergence greedy decoding follows a different prefix, so later
-    positions say nothing about precision).
+    After a divergence greedy decoding follows a different prefix, so later positions say
+    nothing about precision; the prefix up to the first difference is what counts.
     """
     if not reference or other is None:
         return None
@@ -145,6 +144,17 @@ def agreement(reference: list[int] | None, other: list[int] | None) -> float | N
             break
         same += 1
     return same / len(reference)
+
+
+def mean_agreement(
+    reference: list[list[int]] | None, other: list[list[int]] | None
+) -> tuple[float, float] | None:
+    """(mean prefix agreement, share of prompts whose first token agrees) over the prompts."""
+    if not reference or other is None or len(reference) != len(other):
+        return None
+    shares = [agreement(r, o) or 0.0 for r, o in zip(reference, other, strict=True)]
+    first = [bool(r) and bool(o) and r[0] == o[0] for r, o in zip(reference, other, strict=True)]
+    return sum(shares) / len(shares), sum(first) / len(first)
 
 
 def machine_info() -> dict[str, Any]:

@@ -43,7 +43,9 @@ class Plan:
     timeout_s: float = 900.0  # per engine worker
     # Long generations are costly: lengths above this are timed once (after the warm-up).
     long_length: int = 256
-    quality_tokens: int = 32  # greedy tokens returned for the precision agreement check
+    # The precision check: greedy tokens from a few fixed prompts, compared across engines.
+    quality_prompts: int = 4
+    quality_tokens: int = 16
 
     def validate(self) -> None:
         if not self.lengths or any(n < 1 for n in self.lengths):

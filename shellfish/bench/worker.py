@@ -98,16 +98,16 @@ def run_job(job: Job, emit: Emit, clock: Callable[[], float] = time.perf_counter
         stage = "quality"
         context = min(plan.contexts)
         if model.max_positions is None or context + plan.quality_tokens <= model.max_positions:
-            ids = input_ids(
-                context, vocab_size=model.vocab_size, seed=plan.seed, tokenizer=model.tokenizer
-            )
-            emit(
-                {
-                    "type": "quality",
-                    "context": context,
-                    "ids": engine.generate(ids, plan.quality_tokens),
-                }
-            )
+            runs = []
+            for k in range(plan.quality_prompts):  # different fixed prompts, same every run
+                ids = input_ids(
+                    context,
+                    vocab_size=model.vocab_size,
+                    seed=plan.seed + 1 + 7 * k,
+                    tokenizer=model.tokenizer,
+                )
+                runs.append(engine.generate(ids, plan.quality_tokens))
+            emit({"type": "quality", "context": context, "ids": runs})
         engine.close()
     except EngineUnavailable as exc:
         emit({"type": "unavailable", "reason": str(exc)})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,7 @@ def _eval(args: argparse.Namespace, env: Environment) -> int:
     pairs = load_pairs(nl, cm, args.limit)
     runner, name = _runner(args.model, env)
     report = Report(config=args.config, model=name)
+    load_before = _load_average()
     out = args.output.open("w", encoding="utf-8") if args.output else None
     context: dict[str, Any] = {"shell": "bash"}
     if args.os_name:
@@ -94,6 +96,8 @@ def _eval(args: argparse.Namespace, env: Environment) -> int:
     if env.stderr_isatty:
         env.stderr.write("\n")
     summary = report.summary()
+    # Timings depend on what else the machine runs: keep the load next to them.
+    summary["load_avg_1m"] = [load_before, _load_average()]
     if args.json:
         env.stdout.write(json.dumps(summary) + "\n")
     else:
@@ -103,8 +107,17 @@ def _eval(args: argparse.Namespace, env: Environment) -> int:
             f"exact match     {summary['exact_match']:.3f}\n"
             f"template match  {summary['template_match']:.3f}\n"
             f"time/request    median {summary['median_s']:.2f} s, p90 {summary['p90_s']:.2f} s\n"
+            f"load average    {load_before:.2f} at start, {summary['load_avg_1m'][1]:.2f} at end"
+            f" ({os.cpu_count()} CPUs)\n"
         )
     return ExitStatus.OK
+
+
+def _load_average() -> float:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:  # not available on this platform
+        return 0.0
 
 
 def _runner(model: str | None, env: Environment) -> tuple[Any, str]:

@@ -1,9 +1,9 @@
 """Locate and render the shell integration scripts (`shellfish init zsh|bash`).
 
-The scripts live in `shell-hooks/` in the repository and ship inside the package as
-`shellfish/data/shell-hooks/`. The rendered script is the file plus a short header that tells
-it where this installation keeps its runtime directory and how to run the CLI, so the script
-itself never has to start Python.
+The scripts live in `shell-hooks/` in the repository; `shellfish/data/shell-hooks` is a symlink
+to it, so a wheel ships exactly those files. The rendered script is the file plus a short
+header that tells it where this installation keeps its runtime directory and how to run the
+CLI, so the script itself never has to start Python.
 """
 
 from __future__ import annotations
@@ -20,17 +20,15 @@ if TYPE_CHECKING:
 
 SHELLS = {"zsh": "shellfish.zsh", "bash": "shellfish.bash"}
 _PACKAGE_DIR = Path(__file__).resolve().parents[1] / "data" / "shell-hooks"
-_REPO_DIR = Path(__file__).resolve().parents[2] / "shell-hooks"
 
 
 def script_path(shell: str) -> Path:
-    """The integration script for `shell` (the repository copy wins in a source checkout)."""
+    """The integration script for `shell`."""
     name = SHELLS.get(shell)
     if name is None:
         raise UsageError(f"unsupported shell {shell!r}", hint=f"use one of: {', '.join(SHELLS)}")
-    for directory in (_REPO_DIR, _PACKAGE_DIR):
-        if (directory / name).is_file():
-            return directory / name
+    if (_PACKAGE_DIR / name).is_file():
+        return _PACKAGE_DIR / name
     raise UsageError(
         f"the {shell} integration script is missing from this installation",
         hint="reinstall shellfish (`pip install --force-reinstall shellfish`)",

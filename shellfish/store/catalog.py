@@ -58,6 +58,10 @@ class Source:
     size: int = 0
     sha256: str = ""
     precision: str = "int4"
+    # conversion: onnxruntime-genai builder --extra_options (KEY=VALUE), and whether to tie a
+    # GGUF's separately stored token embedding and LM head (see store/convert_worker.py)
+    builder_options: tuple[str, ...] = ()
+    tie_embeddings: bool = False
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,20 @@ def _str_tuple(value: Any, where: str, key: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ModelError(f"{where}: {key} must be a list of strings")
     return tuple(value)
+
+
+def _builder_options(raw: dict[str, Any], where: str) -> tuple[str, ...]:
+    from shellfish.store.convert import check_builder_options
+
+    options = _str_tuple(raw.get("builder_options", []), where, "builder_options")
+    return tuple(check_builder_options(options, f"{where}: builder_options"))
+
+
+def _bool(raw: dict[str, Any], key: str, where: str) -> bool:
+    value = raw.get(key, False)
+    if not isinstance(value, bool):
+        raise ModelError(f"{where}: {key} must be true or false, not {value!r}")
+    return value
 
 
 def parse_descriptor(data: dict[str, Any], where: str) -> Descriptor:
@@ -153,6 +171,8 @@ def parse_descriptor(data: dict[str, Any], where: str) -> Descriptor:
                     size=int(raw["size"]),
                     sha256=str(raw["sha256"]).lower(),
                     precision=str(raw.get("precision", "int4")),
+                    builder_options=_builder_options(raw, swhere),
+                    tie_embeddings=_bool(raw, "tie_embeddings", swhere),
                 )
             )
     return Descriptor(

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +37,21 @@ EXPORT_REQUIREMENTS = (
 EXPORT_MARKER = ".shellfish-export-ready"
 GGUF_STEPS = ("read-gguf", "load-gguf", "save-hf", "build-onnx")
 HF_STEPS = ("build-onnx",)
+# Builder options that change the graph's inputs or outputs so shellfish's causal runner (token
+# ids in, logits out, one KV cache per layer) could not run the result.
+INCOMPATIBLE_BUILDER_OPTIONS = frozenset(
+    {
+        "exclude_embeds",
+        "exclude_lm_head",
+        "include_hidden_states",
+        "use_paged_attention",
+        "config_only",
+        "filename",
+        "hf_token",
+        "hf_remote",
+    }
+)
+_OPTION = re.compile(r"^([a-z][a-z0-9_]*)=(\S+)$")
 
 
 class UnsupportedModel(ModelError):
@@ -45,6 +62,68 @@ class UnsupportedModel(ModelError):
 class ConversionResult:
     architecture: str
     seconds: float
+
+
+def check_builder_options(options: Sequence[str], where: str = "builder_options") -> list[str]:
+    """Validate onnxruntime-genai builder `--extra_options` (KEY=VALUE strings).
+
+    Returns them as a list; raises ModelError for a malformed entry, a repeated key or an
+    option that would produce a model shellfish cannot run.
+    """
+    seen: set[str] = set()
+    out: list[str] = []
+    for option in options:
+        match = _OPTION.match(option) if isinstance(option, str) else None
+        if match is None:
+            raise ModelError(
+                f"{where}: {option!r} is not a builder option",
+                hint='write each one as KEY=VALUE, e.g. "prune_lm_head=true"',
+            )
+        key = match.group(1)
+        if key in INCOMPATIBLE_BUILDER_OPTIONS:
+            raise ModelError(
+                f"{where}: {key} changes the model's inputs or outputs; shellfish could not run it",
+                hint=f"remove {key}={match.group(2)}",
+            )
+        if key in seen:
+            raise ModelError(f"{where}: {key} is given twice", hint="keep one value")
+        seen.add(key)
+        out.append(option)
+    return out
+
+
+def worker_args(
+    mode: str,
+    source: Path,
+    out: Path,
+    work: Path,
+    *,
+    precision: str = "int4",
+    builder_options: Sequence[str] = (),
+    tie_embeddings: bool = False,
+) -> list[str]:
+    """The command-line arguments for convert_worker.py (after the script path)."""
+    args = [
+        mode,
+        "--input",
+        str(source),
+        "--out",
+        str(out),
+        "--work",
+        str(work),
+        "--precision",
+        precision,
+    ]
+    for option in check_builder_options(builder_options):
+        args += ["--builder-option", option]
+    if tie_embeddings:
+        if mode != "gguf":
+            raise ModelError(
+                "tie_embeddings applies to GGUF sources only",
+                hint="remove tie_embeddings from the descriptor",
+            )
+        args.append("--tie-embeddings")
+    return args
 
 
 def export_python(paths: Paths, environ: dict[str, str], progress: Progress | None = None) -> Path:
@@ -154,19 +233,19 @@ def convert_gguf(
     work: Path,
     *,
     precision: str = "int4",
+    builder_options: Sequence[str] = (),
+    tie_embeddings: bool = False,
     progress: Progress | None = None,
 ) -> ConversionResult:
-    args = [
+    args = worker_args(
         "gguf",
-        "--input",
-        str(gguf),
-        "--out",
-        str(out),
-        "--work",
-        str(work),
-        "--precision",
-        precision,
-    ]
+        gguf,
+        out,
+        work,
+        precision=precision,
+        builder_options=builder_options,
+        tie_embeddings=tie_embeddings,
+    )
     return run_worker(python, args, GGUF_STEPS, gguf.name, progress)
 
 
@@ -177,17 +256,10 @@ def convert_hf(
     work: Path,
     *,
     precision: str = "int4",
+    builder_options: Sequence[str] = (),
     progress: Progress | None = None,
 ) -> ConversionResult:
-    args = [
-        "hf",
-        "--input",
-        str(hf_dir),
-        "--out",
-        str(out),
-        "--work",
-        str(work),
-        "--precision",
-        precision,
-    ]
+    args = worker_args(
+        "hf", hf_dir, out, work, precision=precision, builder_options=builder_options
+    )
     return run_worker(python, args, HF_STEPS, hf_dir.name, progress)

@@ -6,8 +6,15 @@ onnxruntime-genai but not necessarily shellfish. So it imports nothing from shel
 talks to its parent through its exit status, stderr lines and one JSON line on stdout:
 
     python convert_worker.py gguf   --input FILE.gguf --out DIR --work DIR [--precision int4]
+                                    [--tie-embeddings] [--builder-option KEY=VALUE ...]
     python convert_worker.py hf     --input HF_DIR    --out DIR --work DIR [--precision int4]
+                                    [--builder-option KEY=VALUE ...]
     python convert_worker.py arch   --input FILE.gguf
+
+`--builder-option` values go to the builder's `--extra_options` unchanged (e.g.
+`prune_lm_head=true`). `--tie-embeddings` makes the checkpoint tie its token embedding and LM
+head (one matrix, the LM head's values) before the build, for GGUFs of tied models that store
+the two as separately quantised copies (see `tie_embeddings`).
 
 Progress lines on stderr look like `@@step <name>` so the parent can show a progress bar.
 Exit status 3 with `@@unsupported <message>` on stderr means the model cannot be converted
@@ -22,6 +29,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 # Architectures both transformers' GGUF loader and the onnxruntime-genai builder handle.
 # llama (SmolLM2) and qwen2 (Qwen2.5-Coder) are exercised by shellfish's tests; the rest are
@@ -38,6 +46,10 @@ SUPPORTED_ARCHS = {
 }
 HF_ARCHS = set(SUPPORTED_ARCHS.values())
 EXIT_UNSUPPORTED = 3
+# Largest relative difference (Frobenius) between a GGUF's token embedding and output matrix
+# that still counts as "two quantisations of one tied matrix": Q5_0 vs Q8_0 copies of
+# Qwen2.5-Coder-0.5B's tied embedding differ by 4.4%; genuinely untied matrices differ by ~100%+.
+TIE_TOLERANCE = 0.15
 
 
 def step(name: str) -> None:
@@ -63,7 +75,43 @@ def gguf_architecture(path: Path) -> str:
     return str(field.contents())
 
 
-def gguf_to_hf(gguf_path: Path, hf_dir: Path) -> None:
+class NotTied(ValueError):
+    """The GGUF's token embedding and LM head are different matrices."""
+
+
+def tie_embeddings(model: Any) -> float:
+    """Tie `model`'s token embedding to its LM head, keeping the LM head's values.
+
+    Some GGUF files of tied models (Qwen2.5 0.5B) store the one matrix twice, quantised
+    differently (token_embd Q5_0, output Q8_0), so transformers loads an untied model and the
+    builder then keeps a full fp32 embedding next to an int4 LM head. Tying them again lets the
+    builder share one int4 matrix for both (`shared_embeddings`). The LM head copy is kept
+    because it is usually the more precisely quantised one (it matters most for quality).
+    Returns the relative difference of the two copies; raises ValueError when they are not
+    copies of one matrix (NotTied).
+    """
+    import torch
+
+    embed = model.get_input_embeddings().weight
+    head = model.get_output_embeddings().weight
+    if embed.shape != head.shape:
+        raise NotTied(f"embedding {tuple(embed.shape)} and LM head {tuple(head.shape)} differ")
+    if embed.data_ptr() == head.data_ptr():
+        return 0.0
+    with torch.no_grad():
+        rel = float((embed - head).norm() / head.norm().clamp_min(1e-12))
+        if rel > TIE_TOLERANCE:
+            raise NotTied(
+                f"the token embedding and LM head differ by {rel:.0%}: they are separate "
+                "matrices, so they cannot be tied (remove tie_embeddings from the descriptor)"
+            )
+        embed.copy_(head)
+    model.config.tie_word_embeddings = True
+    model.get_output_embeddings().weight = model.get_input_embeddings().weight
+    return rel
+
+
+def gguf_to_hf(gguf_path: Path, hf_dir: Path, *, tie: bool = False) -> None:
     """Dequantise a GGUF into a plain transformers checkpoint (fp32 safetensors + tokenizer)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -76,6 +124,13 @@ def gguf_to_hf(gguf_path: Path, hf_dir: Path) -> None:
     # The loaded weights are already dequantised; dropping the quantizer lets save_pretrained
     # write an ordinary checkpoint instead of refusing / re-recording the GGUF quantisation.
     model.hf_quantizer = None  # type: ignore[assignment]
+    if tie:
+        rel = tie_embeddings(model)
+        print(
+            f"tied the token embedding to the LM head (copies differed by {rel:.2%})",
+            file=sys.stderr,
+            flush=True,
+        )
     step("save-hf")
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
@@ -84,7 +139,11 @@ def gguf_to_hf(gguf_path: Path, hf_dir: Path) -> None:
     # The builder refuses any checkpoint whose config still records a quantisation.
     config_path = hf_dir / "config.json"
     config = json.loads(config_path.read_text(encoding="utf-8"))
-    if config.pop("quantization_config", None) is not None:
+    changed = config.pop("quantization_config", None) is not None
+    if tie and config.get("tie_word_embeddings") is not True:
+        config["tie_word_embeddings"] = True
+        changed = True
+    if changed:
         config_path.write_text(json.dumps(config, indent=2), encoding="utf-8")
 
 
@@ -94,11 +153,10 @@ def hf_architecture(hf_dir: Path) -> str:
     return str(archs[0]) if archs else str(config.get("model_type", "?"))
 
 
-def build_onnx(hf_dir: Path, out: Path, work: Path, precision: str) -> None:
-    """Run the onnxruntime-genai model builder (its `--help` crashes; the command works)."""
-    step("build-onnx")
-    cache = work / "builder-cache"
-    cache.mkdir(parents=True, exist_ok=True)
+def builder_command(
+    hf_dir: Path, out: Path, cache: Path, precision: str, options: list[str]
+) -> list[str]:
+    """The onnxruntime-genai builder's command line; `options` are its KEY=VALUE extras."""
     cmd = [
         sys.executable,
         "-m",
@@ -114,6 +172,20 @@ def build_onnx(hf_dir: Path, out: Path, work: Path, precision: str) -> None:
         "-c",
         str(cache),
     ]
+    if options:
+        cmd += ["--extra_options", *options]
+    return cmd
+
+
+def build_onnx(
+    hf_dir: Path, out: Path, work: Path, precision: str, options: list[str] | None = None
+) -> None:
+    """Run the onnxruntime-genai model builder (its `--help` crashes; the command works)."""
+    step("build-onnx")
+    cache = work / "builder-cache"
+    cache.mkdir(parents=True, exist_ok=True)
+    cmd = builder_command(hf_dir, out, cache, precision, list(options or []))
+    print("@@builder " + " ".join(cmd[3:]), file=sys.stderr, flush=True)
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if proc.returncode != 0:
         tail = "\n".join(proc.stdout.splitlines()[-15:])
@@ -129,7 +201,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path)
     parser.add_argument("--work", type=Path)
     parser.add_argument("--precision", default="int4", choices=["int4", "fp32", "fp16"])
+    parser.add_argument("--builder-option", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--tie-embeddings", action="store_true")
     args = parser.parse_args(argv)
+    for option in args.builder_option:
+        if "=" not in option or not option.split("=", 1)[0]:
+            parser.error(f"--builder-option must be KEY=VALUE, not {option!r}")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     # Never reach for the network: everything we need is local.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -154,7 +231,10 @@ def main(argv: list[str] | None = None) -> int:
     args.work.mkdir(parents=True, exist_ok=True)
     if args.mode == "gguf":
         hf_dir = args.work / "hf"
-        gguf_to_hf(args.input, hf_dir)
+        try:
+            gguf_to_hf(args.input, hf_dir, tie=args.tie_embeddings)
+        except NotTied as exc:
+            return unsupported(str(exc))
     else:
         hf_dir = args.input
         arch = hf_architecture(hf_dir)
@@ -163,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"transformers architecture {arch!r} cannot be converted by the genai builder "
                 f"(supported: {', '.join(sorted(HF_ARCHS))})"
             )
-    build_onnx(hf_dir, args.out, args.work, args.precision)
+    build_onnx(hf_dir, args.out, args.work, args.precision, args.builder_option)
     print(json.dumps({"architecture": arch, "out": str(args.out)}))
     return 0
 

