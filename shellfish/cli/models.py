@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -65,20 +67,23 @@ def make_store(env: Environment) -> Store:
     return Store(env.paths)
 
 
-def make_progress(env: Environment) -> Progress:
+@contextlib.contextmanager
+def progress_bars(env: Environment) -> Iterator[Progress]:
+    """Rich bars on stderr for the long steps (none with SHELLFISH_NO_PROGRESS), always closed."""
     from shellfish.store.progress import Progress, RichProgress
 
-    if env.environ.get("SHELLFISH_NO_PROGRESS"):
-        return Progress()
-    return RichProgress(env.err_console)
+    progress = (
+        Progress() if env.environ.get("SHELLFISH_NO_PROGRESS") else RichProgress(env.err_console)
+    )
+    try:
+        yield progress
+    finally:
+        progress.close()
 
 
 def loader_validator() -> Any:
-    """A smoke load through the engine's loader, when the engine has one."""
-    try:
-        from shellfish.engine.loader import load_model
-    except ImportError:
-        return None
+    """A smoke load through the engine's loader: a model that does not load is not installed."""
+    from shellfish.engine.loader import load_model
 
     def validate(path: Path, name: str) -> list[str]:
         runner, warnings = load_model(path, name=name)
@@ -222,8 +227,7 @@ def cmd_pull(args: argparse.Namespace, env: Environment) -> int:
 
     store = make_store(env)
     store.catalog.get(args.name)  # unknown name: fail before any progress bar
-    progress = make_progress(env)
-    try:
+    with progress_bars(env) as progress:
         model, changed = pull(
             store,
             args.name,
@@ -232,8 +236,6 @@ def cmd_pull(args: argparse.Namespace, env: Environment) -> int:
             progress=progress,
             validator=loader_validator(),
         )
-    finally:
-        progress.close()
     verb = "installed" if changed else "already installed"
     env.info(f"{model.name} {verb} at {model.path}")
     return 0
@@ -243,8 +245,7 @@ def cmd_import(args: argparse.Namespace, env: Environment) -> int:
     from shellfish.store.install import import_path
 
     store = make_store(env)
-    progress = make_progress(env)
-    try:
+    with progress_bars(env) as progress:
         model = import_path(
             store,
             args.path,
@@ -254,8 +255,6 @@ def cmd_import(args: argparse.Namespace, env: Environment) -> int:
             progress=progress,
             validator=loader_validator(),
         )
-    finally:
-        progress.close()
     env.info(f"{model.name} installed at {model.path} ({model.family}, {model.layout})")
     return 0
 
@@ -264,13 +263,10 @@ def cmd_quantize(args: argparse.Namespace, env: Environment) -> int:
     from shellfish.store.install import quantize_int8
 
     store = make_store(env)
-    progress = make_progress(env)
-    try:
+    with progress_bars(env) as progress:
         model = quantize_int8(
             store, args.name, force=args.force, progress=progress, validator=loader_validator()
         )
-    finally:
-        progress.close()
     env.info(f"{model.name} installed at {model.path}")
     return 0
 

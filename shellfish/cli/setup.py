@@ -25,7 +25,7 @@ def register(subparsers: Any) -> None:
 
 
 def cmd_setup(args: argparse.Namespace, env: Environment) -> int:
-    from shellfish.cli.models import loader_validator, make_progress, make_store
+    from shellfish.cli.models import loader_validator, make_store, progress_bars
     from shellfish.store.install import pull
 
     store = make_store(env)
@@ -36,8 +36,7 @@ def cmd_setup(args: argparse.Namespace, env: Environment) -> int:
         env.info(f"model {desc.name}: already installed at {existing.path} (nothing to do)")
     else:
         env.info(f"model {desc.name}: installing into {store.root}")
-        progress = make_progress(env)
-        try:
+        with progress_bars(env) as progress:
             model, _ = pull(
                 store,
                 desc.name,
@@ -46,8 +45,6 @@ def cmd_setup(args: argparse.Namespace, env: Environment) -> int:
                 progress=progress,
                 validator=loader_validator(),
             )
-        finally:
-            progress.close()
         env.info(f"model {model.name}: installed at {model.path}")
     env.info("to enable the zsh widget, add this line to ~/.zshrc:")
     env.stdout.write(ZSHRC_LINE + "\n")
