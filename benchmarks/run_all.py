@@ -52,7 +52,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smoke run: 2 models, short")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     parser.add_argument("--docs", type=Path, default=REPO / "docs" / "bench")
+    parser.add_argument(
+        "--render",
+        action="store_true",
+        help="measure nothing: rebuild tables and plots from --out/*.json",
+    )
     args = parser.parse_args(argv)
+    if args.render:
+        return _render(args.out, args.docs)
 
     lengths = parse_int_list(args.lengths, "--lengths")
     contexts = parse_int_list(args.contexts, "--contexts")
@@ -88,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         progress("no bench model found: run benchmarks/make_models.py first")
         return 1
     _load_plot(results, args.out)
-    text = _summary(results, skipped, time.monotonic() - started)
+    how = "".join(f" {a}" for a in (sys.argv[1:] if argv is None else argv))
+    text = _summary(results, skipped, time.monotonic() - started, how)
     (args.out / "results.md").write_text(text)
     args.docs.mkdir(parents=True, exist_ok=True)
     (args.docs / "results.md").write_text(text)
@@ -96,6 +104,30 @@ def main(argv: list[str] | None = None) -> int:
         shutil.copy2(svg, args.docs / svg.name)
     print(text)
     progress(f"done in {time.monotonic() - started:.0f}s; full results in {args.out}")
+    return 0
+
+
+def _render(out: Path, docs: Path) -> int:
+    from shellfish.bench.results import load_result
+
+    order = {name: i for i, name in enumerate(MODELS)}
+    files = sorted(out.glob("*.json"), key=lambda p: (order.get(p.stem, len(order)), p.stem))
+    results = [load_result(path) for path in files]
+    if not results:
+        print(f"no results in {out}", file=sys.stderr)
+        return 1
+    for result in results:
+        name = result.model.get("name", "model")
+        (out / f"{name}.md").write_text(report.markdown(result))
+        _plots(result, out)
+    _load_plot(results, out)
+    text = _summary(results, [], None, " (tables re-rendered from the saved JSON)")
+    (out / "results.md").write_text(text)
+    docs.mkdir(parents=True, exist_ok=True)
+    (docs / "results.md").write_text(text)
+    for svg in out.glob("*.svg"):
+        shutil.copy2(svg, docs / svg.name)
+    print(text)
     return 0
 
 
@@ -117,12 +149,15 @@ def _load_plot(results: list[BenchResult], out: Path) -> None:
         print(f"no plots: {exc}", file=sys.stderr)
 
 
-def _summary(results: list[BenchResult], skipped: list[str], seconds: float) -> str:
+def _summary(
+    results: list[BenchResult], skipped: list[str], seconds: float | None, how: str = ""
+) -> str:
+    took = f" in {seconds / 60:.1f} min" if seconds is not None else ""
     lines = [
         "## Speed: shellfish vs the peers",
         "",
         f"Machine: {report.machine_line(results[0])}. Produced by "
-        f"`python benchmarks/run_all.py` in {seconds / 60:.1f} min.",
+        f"`python benchmarks/run_all.py{how}`{took}.",
         "",
         "Random-weight models have the real architectures (speed does not depend on weight "
         "values); greedy agreement on random weights is only a rough precision signal.",

@@ -404,39 +404,80 @@ def test_catalog_models_carry_their_conversion_options():
 
     models = Path(__file__).resolve().parents[1] / "models"
     qwen = load_descriptor(models / "qwen2.5-coder-0.5b-instruct.toml").sources[0]
-    assert qwen.tie_embeddings is True
+    assert "op_types_to_quantize=MatMul/Gather" in qwen.builder_options  # int4 embedding
     assert "prune_lm_head=true" in qwen.builder_options
     smol = load_descriptor(models / "smollm2-135m-instruct.toml").sources[0]
     assert "prune_lm_head=true" in smol.builder_options
 
 
+def _tiny_lm(torch, seed: int):
+    """The interface tie_embeddings uses: input/output embeddings and a config."""
+
+    class Config:
+        tie_word_embeddings = False
+
+    class TinyLM(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(seed)
+            self.config = Config()
+            self.embed = torch.nn.Embedding(32, 16)
+            self.head = torch.nn.Linear(16, 32, bias=False)
+
+        def get_input_embeddings(self):
+            return self.embed
+
+        def get_output_embeddings(self):
+            return self.head
+
+    return TinyLM()
+
+
 def test_tie_embeddings_keeps_the_lm_head_and_refuses_separate_matrices():
     torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
     worker = load_worker()
-
-    def tiny(seed: int):
-        torch.manual_seed(seed)
-        config = transformers.LlamaConfig(
-            vocab_size=32,
-            hidden_size=16,
-            intermediate_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            num_key_value_heads=1,
-            tie_word_embeddings=False,
-        )
-        return transformers.LlamaForCausalLM(config)
-
-    model = tiny(0)
-    head = model.get_output_embeddings().weight.detach().clone()
+    model = _tiny_lm(torch, 0)
+    head = model.head.weight.detach().clone()
     with torch.no_grad():  # a second, slightly different quantisation of one matrix
-        model.get_input_embeddings().weight.copy_(head + 0.01 * head.abs().mean())
+        model.embed.weight.copy_(head + 0.01 * head.abs().mean())
     rel = worker.tie_embeddings(model)
     assert 0 < rel < worker.TIE_TOLERANCE
     assert model.config.tie_word_embeddings is True
-    embed = model.get_input_embeddings().weight
-    assert embed.data_ptr() == model.get_output_embeddings().weight.data_ptr()
-    assert torch.equal(embed.detach(), head)
+    assert model.embed.weight.data_ptr() == model.head.weight.data_ptr()
+    assert torch.equal(model.embed.weight.detach(), head)
     with pytest.raises(worker.NotTied, match=r"separate matrices"):
-        worker.tie_embeddings(tiny(1))  # independent random init: ~140% apart
+        worker.tie_embeddings(_tiny_lm(torch, 1))  # independent random init: ~140% apart
+
+
+@pytest.mark.slow
+def test_tied_transformers_checkpoint_saves_one_matrix(tmp_path):
+    """On a real (tiny) transformers model: the saved checkpoint is tied and has no lm_head."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    from safetensors import safe_open
+
+    worker = load_worker()
+    torch.manual_seed(0)
+    config = transformers.LlamaConfig(
+        vocab_size=32,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        tie_word_embeddings=False,
+    )
+    model = transformers.LlamaForCausalLM(config)
+    head = model.lm_head.weight.detach().clone()
+    with torch.no_grad():
+        model.model.embed_tokens.weight.copy_(head * 1.01)
+    worker.tie_embeddings(model)
+    model.save_pretrained(str(tmp_path))
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["tie_word_embeddings"] is True
+    with safe_open(str(tmp_path / "model.safetensors"), "pt") as f:
+        keys = set(f.keys())
+        assert "lm_head.weight" not in keys
+        assert torch.equal(f.get_tensor("model.embed_tokens.weight"), head)
+    reloaded = transformers.LlamaForCausalLM.from_pretrained(str(tmp_path))
+    assert torch.equal(reloaded.lm_head.weight, reloaded.model.embed_tokens.weight)

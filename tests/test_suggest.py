@@ -261,3 +261,36 @@ def test_rank_candidates_weighs_problems() -> None:
     assert ranked(["does not parse in zsh: x"]) == ["ret x", "mdl x"]
     # an undocumented flag alone does not hand the answer to a retrieved neighbour
     assert ranked(["mdl: unknown flag -q (not in the local man page / --help)"])[0] == "mdl x"
+
+
+def test_request_similarity() -> None:
+    from shellfish.tasks.suggest import request_similarity
+
+    assert request_similarity("Find all PHP files here", "find all php files here") == 1.0
+    assert request_similarity("list files", "") == 0.0
+    assert 0.0 < request_similarity("find php files", "find python files") < 0.6
+
+
+def test_near_duplicate_example_outranks_a_model_answer_with_other_programs() -> None:
+    from shellfish.tasks.suggest import Candidate, rank_candidates
+
+    def ranked(retrieved: str, similarity: float) -> list[str]:
+        cands = [
+            Candidate("ls -a", "model", 0),
+            Candidate(retrieved, "retrieved", 0, similarity=similarity),
+        ]
+        rank_candidates(cands, [])
+        return [c.command for c in cands]
+
+    assert ranked("frob -a .", 0.7) == ["frob -a .", "ls -a"]  # near-duplicate, other program
+    assert ranked("frob -a .", 0.5) == ["ls -a", "frob -a ."]  # a loose match
+    assert ranked("ls -la /etc", 0.9) == ["ls -a", "ls -la /etc"]  # same program: model's args
+
+
+def test_near_duplicate_in_the_index_end_to_end(world) -> None:
+    # the indexed pair is "frobnicate all hidden files here" -> "frob -a ."
+    runner = ScriptedRunner(["frob ~"])
+    _events, done = _run(runner, world, text="frobnicate all the hidden files here")
+    assert done.texts == ["frob ~", "frob -a ."]  # same program: the model's own arguments
+    retrieved = done.extra["candidates"][1]
+    assert retrieved["source"] == "retrieved" and retrieved["similarity"] >= 0.6

@@ -42,8 +42,13 @@ class ShellfishEngine(BenchEngine):
 
         self._runner: Any
         self._runner, _warnings = load_model(Path(self._dir()), threads=self.threads)
-        # Equal work for every engine: never stop at end-of-sequence.
+        # Equal work for every engine: never stop at end-of-sequence, and never pick it either
+        # (the peers' min_new_tokens / min_length mask the EOS logits, so must we, or greedy
+        # tokens differ whenever EOS is the top choice).
+        eos = sorted(self._runner.eos_ids)
         self._runner.eos_ids = set()
+        if eos:
+            _mask_eos(self._runner, eos)
 
     def generate(self, ids: list[int], new_tokens: int) -> list[int]:
         from shellfish.engine.base import GenerationConfig
@@ -57,6 +62,25 @@ class ShellfishEngine(BenchEngine):
 
     def close(self) -> None:
         self._runner.close()
+
+
+def _mask_eos(runner: Any, eos: list[int]) -> None:
+    """Wrap the runner's logits producers so EOS logits are -inf (bench-only instrumentation)."""
+    import numpy as np
+
+    def masked(inner: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            logits, rest = inner(*args, **kwargs)
+            logits[..., eos] = -np.inf
+            return logits, rest
+
+        return call
+
+    if hasattr(runner, "decoder"):  # causal: Decoder.forward -> (logits, state)
+        runner.decoder.forward = masked(runner.decoder.forward)
+    elif hasattr(runner, "sessions"):  # seq2seq: run_first / run_next -> (logits, caches)
+        runner.sessions.run_first = masked(runner.sessions.run_first)
+        runner.sessions.run_next = masked(runner.sessions.run_next)
 
 
 class ShellfishInt8Engine(ShellfishEngine):
