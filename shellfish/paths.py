@@ -65,9 +65,15 @@ def get_paths(environ: dict[str, str] | None = None) -> Paths:
             cache=root / "cache",
             runtime=root / "run",
         )
+    import warnings
+
     import platformdirs
 
-    runtime = Path(platformdirs.user_runtime_dir(APP))
+    with warnings.catch_warnings():
+        # Without XDG_RUNTIME_DIR platformdirs warns and falls back to /tmp/runtime-$UID, which
+        # is what we want; the warning would be chatter on every command.
+        warnings.simplefilter("ignore")
+        runtime = Path(platformdirs.user_runtime_dir(APP))
     return Paths(
         data=Path(platformdirs.user_data_dir(APP)),
         config=Path(platformdirs.user_config_dir(APP)),
