@@ -422,24 +422,3 @@ def test_end_to_end_through_the_real_daemon(tmp_path, home, shells) -> None:
         assert sh.buffer() == "list files"
     finally:
         _daemon(home, "stop")
-
-
-@pytest.mark.realmodel
-def test_end_to_end_with_a_real_model(tmp_path, shells) -> None:
-    """Set SHELLFISH_E2E_HOME to a SHELLFISH_HOME with an installed suggest model."""
-    real_home = os.environ.get("SHELLFISH_E2E_HOME")
-    if not real_home:
-        pytest.skip("SHELLFISH_E2E_HOME (a SHELLFISH_HOME with an installed model) is not set")
-    home = Path(real_home)
-    started = _daemon(home, "start")
-    assert started.returncode == 0, started.stderr
-    try:
-        sh = zsh(tmp_path, home, shells, SHELLFISH_CLI="false")
-        sh.send("list all files including hidden ones")
-        sh.send(SUGGEST_BYTES)
-        sh.wait_for(
-            lambda: sh.buffer() != "list all files including hidden ones", 300, "a suggestion"
-        )
-        assert sh.buffer().split()[0] in {"ls", "find", "tree"}
-    finally:
-        _daemon(home, "stop")

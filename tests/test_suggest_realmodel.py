@@ -7,17 +7,15 @@ instruction at the head of the prompt is answered by the prefix cache on the sec
 
 The model comes from the realmodel cache `$SHELLFISH_TEST_CACHE` (default
 `~/.cache/shellfish-tests`, see tests/test_realmodel.py); it is pulled there when missing and
-the test skips, saying why, when that is not possible (offline, no export environment).
+the test fails, saying why, when that is not possible (obtaining it is part of the proof).
 """
 
 from __future__ import annotations
 
-import os
 import shutil
-import sys
-from pathlib import Path
 
 import pytest
+from test_realmodel import cache_env
 
 from shellfish.config import Settings
 from shellfish.events import Done, Event
@@ -41,26 +39,17 @@ PAIRS = [
 PROGRAMS = ("ls", "find", "wc", "rm", "chmod", "grep", "tar", "du", "sort")
 
 
-def _cache_env() -> dict[str, str]:
-    cache = Path(os.environ.get("SHELLFISH_TEST_CACHE", "~/.cache/shellfish-tests")).expanduser()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SHELLFISH_")}
-    env["SHELLFISH_HOME"] = str(cache / "home")
-    env["SHELLFISH_EXPORT_PYTHON"] = os.environ.get("SHELLFISH_EXPORT_PYTHON", sys.executable)
-    env["SHELLFISH_NO_PROGRESS"] = "1"
-    return env
-
-
 @pytest.fixture(scope="module")
 def model_paths() -> Paths:
     from shellfish.store.install import pull
     from shellfish.store.store import Store
 
-    env = _cache_env()
+    env = cache_env()
     paths = get_paths(env)
     try:
         pull(Store(paths), MODEL, environ=env)
     except Exception as exc:
-        pytest.skip(f"cannot obtain {MODEL} in {env['SHELLFISH_HOME']}: {exc}")
+        pytest.fail(f"cannot obtain {MODEL} in {env['SHELLFISH_HOME']}: {exc}")
     return paths
 
 
