@@ -12,16 +12,17 @@ if TYPE_CHECKING:
     from shellfish.cli.environment import Environment
     from shellfish.tasks.pool import ModelPool
 
-_POOLS: dict[int, ModelPool] = {}
-
-
 def get_pool(env: Environment) -> ModelPool:
-    """One pool per Environment, so a REPL keeps its model warm between questions."""
+    """One pool per Environment, so a REPL keeps its model warm between questions.
+
+    Kept on the Environment itself: a table keyed by id(env) would hand a new Environment
+    the pool (and paths) of a dead one that happened to have the same id.
+    """
     from shellfish.tasks.pool import ModelPool
 
-    pool = _POOLS.get(id(env))
+    pool: ModelPool | None = env.__dict__.get("_model_pool")
     if pool is None:
-        pool = _POOLS[id(env)] = ModelPool(env.paths, env.settings)
+        pool = env.__dict__["_model_pool"] = ModelPool(env.paths, env.settings)
     return pool
 
 
