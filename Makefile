@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# torch==2.13.0 first: this exact version is a CPU wheel (a looser pin pulls a CUDA build).
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev,export]'
+	$(PY) -m pip install -q -e '.[dev,export,bench]'
 	touch $(STAMP)
 
 test: $(STAMP)
