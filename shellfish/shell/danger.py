@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from shellfish.shell.words import program_of, split_commands
+from shellfish.shell.words import INTERPRETERS, program_of, split_commands
 
 
 @dataclass(frozen=True)
@@ -24,21 +24,6 @@ class Danger:
     message: str  # one line for the user
 
 
-_SHELLS = {
-    "sh",
-    "bash",
-    "zsh",
-    "dash",
-    "ksh",
-    "fish",
-    "csh",
-    "tcsh",
-    "python",
-    "python3",
-    "perl",
-    "ruby",
-    "node",
-}
 _DOWNLOADERS = {"curl", "wget", "fetch", "http", "https", "aria2c"}
 _SYSTEM_DIRS = {
     "/",
@@ -205,7 +190,7 @@ def dangers(line: str) -> list[Danger]:
         # curl ... | sh
         if prog in _DOWNLOADERS and sep in {"|", "|&"} and index + 1 < len(commands):
             nxt = program_of(commands[index + 1][0])[0].rsplit("/", 1)[-1]
-            if nxt in _SHELLS:
+            if nxt in INTERPRETERS:
                 add("pipe-to-shell", f"pipes a download from {prog} straight into {nxt}")
     return found
 

@@ -26,6 +26,11 @@ WRAPPERS = frozenset(
         "ionice",
     }
 )
+# Programs that run whatever code they are given (piped into, or as an argument).
+INTERPRETERS = frozenset(
+    {"sh", "bash", "zsh", "dash", "ksh", "fish", "csh", "tcsh"}
+    | {"python", "python3", "perl", "ruby", "node"}
+)
 # Words that open or continue compound commands: the program is the word after them.
 KEYWORDS = frozenset(
     {
