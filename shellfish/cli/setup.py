@@ -26,13 +26,19 @@ def register(subparsers: Any) -> None:
 
 def cmd_setup(args: argparse.Namespace, env: Environment) -> int:
     from shellfish.cli.models import loader_validator, make_store, progress_bars
-    from shellfish.store.install import pull
+    from shellfish.store.install import built_as_described, pull
 
     store = make_store(env)
     name = args.model or env.settings.models.default
     desc = store.catalog.get(name)
     existing = store.get(desc.name)
-    if existing is not None and not args.force and not existing.missing_files():
+    current = (
+        existing is not None
+        and not existing.missing_files()
+        and bool(desc.sources)
+        and built_as_described(existing.manifest, desc.sources[0])
+    )
+    if existing is not None and current and not args.force:
         env.info(f"model {desc.name}: already installed at {existing.path} (nothing to do)")
     else:
         env.info(f"model {desc.name}: installing into {store.root}")

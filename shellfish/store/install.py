@@ -42,6 +42,23 @@ def _manifest(desc: Descriptor, source: Source, extra_source: dict[str, Any]) ->
     }
 
 
+def built_as_described(manifest: dict[str, Any], source: Source) -> bool:
+    """Whether an installed model came from this catalog source as it reads now.
+
+    A GGUF model converted from another file, or with other builder options (an upgrade that
+    changed its descriptor), is out of date: pull converts it again. Hub models are checked
+    file by file when they are pulled, so an intact install of one is current.
+    """
+    if source.kind != "pypi-gguf":
+        return True
+    built = manifest.get("source") or {}
+    return (
+        built.get("sha256") == source.sha256
+        and list(built.get("builder_options") or []) == list(source.builder_options)
+        and bool(built.get("tie_embeddings", False)) == source.tie_embeddings
+    )
+
+
 def _work_dir(store: Store, name: str) -> Path:
     store.root.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix=f".work-{name}-", dir=store.root))
@@ -61,12 +78,17 @@ def pull(
     """Install catalog model `name` (or alias). Returns (model, changed); changed is False when
     it was already installed and intact (and not forced)."""
     desc = store.catalog.get(name)
-    existing = store.get(desc.name)
-    if existing is not None and not force and not existing.missing_files():
-        return existing, False
     if not desc.sources:
         raise ModelError(f"model {desc.name!r} has no source to pull from")
     source = desc.sources[0]
+    existing = store.get(desc.name)
+    if (
+        existing is not None
+        and not force
+        and not existing.missing_files()
+        and built_as_described(existing.manifest, source)
+    ):
+        return existing, False
     with store.lock(desc.name), store.staging(desc.name) as staging:
         if source.kind == "hf":
             src_info = _pull_hf(
