@@ -148,7 +148,19 @@ def test_context_shows_what_is_attached(tmp_path):
     assert "usage: /context [on|off]" in out
 
 
-def test_ctrl_c_mid_stream_stops_the_answer_and_keeps_the_session(tmp_path):
+@pytest.fixture
+def foreground_sigint():
+    """SIGINT raising KeyboardInterrupt, as in a REPL run in the foreground.
+
+    A process that a non-interactive shell starts in the background inherits SIGINT ignored,
+    and Python then leaves it ignored; the test must not depend on how pytest was started.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_mid_stream_stops_the_answer_and_keeps_the_session(tmp_path, foreground_sigint):
     env = make_env(tmp_path)
     stream = FakeStream({"long story": "SIGINT"})
     status, out, stream, repl = run_repl(env, "long story\rafter\r\x04", stream)
