@@ -437,3 +437,14 @@ def test_reply_from_a_newer_daemon_is_a_protocol_error() -> None:
         protocol.decode_reply(line)
     with pytest.raises(ProtocolError):
         protocol.decode_reply(b"not json")
+
+
+def test_error_codes_round_trip_to_the_same_exception_class() -> None:
+    from shellfish.daemon import protocol
+    from shellfish.errors import ConfigError, ModelError, ModelNotFound, PromptTooLong, UsageError
+
+    for cls in (ModelNotFound, ModelError, UsageError, PromptTooLong, ConfigError):
+        event = protocol.error_event(cls("boom", hint="do this"))
+        back = protocol.exception_for(event)
+        assert type(back) is cls and back.hint == "do this"
+    assert protocol.error_event(RuntimeError("x")).code == "internal"

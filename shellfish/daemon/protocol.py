@@ -212,22 +212,23 @@ def lines_for_final(event: Event) -> bytes:
 
 # -- errors as data, both ways ------------------------------------------------------------------
 
+# Error codes for library errors, both ways; the most specific class first (the code of an
+# exception is that of the first class it is an instance of).
+_ERROR_CODES: tuple[tuple[type[ShellfishError], str], ...] = (
+    (ModelNotFound, "model_not_found"),
+    (ModelError, "model_error"),
+    (Cancelled, "cancelled"),
+    (UsageError, "bad_request"),
+    (PromptTooLong, "prompt_too_long"),
+    (ConfigError, "config"),
+)
+
+
 def error_code_for(exc: BaseException) -> str:
-    if isinstance(exc, ModelNotFound):
-        return "model_not_found"
-    if isinstance(exc, ModelError):
-        return "model_error"
-    if isinstance(exc, Cancelled):
-        return "cancelled"
-    if isinstance(exc, UsageError):
-        return "bad_request"
-    if isinstance(exc, PromptTooLong):
-        return "prompt_too_long"
-    if isinstance(exc, ConfigError):
-        return "config"
-    if isinstance(exc, ShellfishError):
-        return "error"
-    return "internal"
+    for cls, code in _ERROR_CODES:
+        if isinstance(exc, cls):
+            return code
+    return "error" if isinstance(exc, ShellfishError) else "internal"
 
 
 def error_event(exc: BaseException) -> Error:
@@ -239,17 +240,13 @@ def error_event(exc: BaseException) -> Error:
 
 def exception_for(event: Error) -> ShellfishError:
     """The ShellfishError a client raises for an error reply."""
-    cls: type[ShellfishError] = {
+    classes: dict[str, type[ShellfishError]] = {
         "version": ProtocolError,
         "bad_json": ProtocolError,
         "too_large": ProtocolError,
-        "bad_request": UsageError,
-        "model_not_found": ModelNotFound,
-        "model_error": ModelError,
-        "cancelled": Cancelled,
-        "prompt_too_long": PromptTooLong,
-        "config": ConfigError,
-    }.get(event.code, DaemonError)
+        **{code: known for known, code in _ERROR_CODES},
+    }
+    cls = classes.get(event.code, DaemonError)
     hint = event.hint
     if event.code == "version" and not hint:
         hint = RESTART_HINT
