@@ -76,14 +76,7 @@ def plot_result(
             ax.xaxis.set_major_formatter(ScalarFormatter())
             ax.xaxis.set_minor_formatter(NullFormatter())
     left.legend(fontsize=8)
-    fig.tight_layout()
-    paths = []
-    for fmt in formats:
-        path = out_dir / f"{name}.{fmt}"
-        fig.savefig(path, dpi=110)
-        paths.append(path)
-    plt.close(fig)
-    return paths
+    return _save(plt, fig, out_dir, name, formats)
 
 
 def plot_load_times(
@@ -109,10 +102,15 @@ def plot_load_times(
     ax.set_xticklabels([r.model.get("name", "?") for r in results])
     ax.set(ylabel="load ms", title="model load time per engine")
     ax.legend(fontsize=8)
+    return _save(plt, fig, out_dir, "load-times", formats)
+
+
+def _save(plt: Any, fig: Any, out_dir: Path, stem: str, formats: tuple[str, ...]) -> list[Path]:
+    """Write the figure once per format, then free it."""
     fig.tight_layout()
     paths = []
     for fmt in formats:
-        path = out_dir / f"load-times.{fmt}"
+        path = out_dir / f"{stem}.{fmt}"
         fig.savefig(path, dpi=110)
         paths.append(path)
     plt.close(fig)
