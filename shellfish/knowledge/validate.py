@@ -45,18 +45,12 @@ def validate_one(
     command: str, shell: str, index: KnowledgeIndex | None, cwd: str | None = None
 ) -> Any:
     """A `shellfish.shell.validate.Validation` for `command`, with the flag check plugged in."""
-    import shutil
-
     from shellfish.shell.validate import validate_command
 
     checks = []
     if index is not None:
         checks.append(lambda cmd: flag_problems(cmd, index.known_flags))
-    # Parse with zsh where it is installed: `bash -n --norc` (as validate_command runs it) is
-    # rejected by bash itself, which puts long options first; zsh -n accepts every bash line
-    # a suggestion realistically holds.
-    parse_shell = "zsh" if shell == "zsh" or shutil.which("zsh") else "bash"
-    return validate_command(command, parse_shell, checks=checks, cwd=cwd)
+    return validate_command(command, shell, checks=checks, cwd=cwd)
 
 
 def validate_candidates(
