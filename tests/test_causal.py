@@ -241,6 +241,27 @@ def test_stream_events_text_and_done(causal_models: Path) -> None:
     assert done.extra["prefill_tokens"] + done.extra["prefix_reused_tokens"] == len(ids)
 
 
+def test_done_reports_the_mean_log_probability_of_each_sample(causal_models: Path) -> None:
+    runner = runner_for(causal_models, "gpt2")
+    ids = runner.tokenizer.encode(PROMPT)
+    ref = runner.generate_ids(ids, greedy(12), use_prefix_cache=False, keep_logits=True)
+    want = np.mean(
+        [
+            step[tok] - np.log(np.exp(step - step.max()).sum()) - step.max()
+            for step, tok in zip(ref.step_logits, ref.ids[0], strict=True)
+        ]
+    )
+    done = list(runner.generate(PROMPT, greedy(12)))[-1]
+    assert isinstance(done, Done)
+    assert done.extra["mean_logprobs"][0] == pytest.approx(want, abs=1e-3)
+    assert done.extra["mean_logprobs"][0] < 0
+    # sampled rows are judged by the untempered model, one value per sample
+    sampled = list(runner.generate(PROMPT, greedy(6, n=3, temperature=1.5, seed=1)))[-1]
+    assert isinstance(sampled, Done)
+    assert len(sampled.extra["mean_logprobs"]) == 3
+    assert all(v is not None and v < 0 for v in sampled.extra["mean_logprobs"])
+
+
 def test_stop_sequence_cuts_text(causal_models: Path) -> None:
     runner = runner_for(causal_models, "gpt2")
     full = list(runner.generate(PROMPT, greedy(16)))[-1].texts[0]

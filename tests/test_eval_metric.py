@@ -160,6 +160,24 @@ def test_evaluate_scores_each_pair_through_run_suggest(tmp_path: Path) -> None:
     summary = report.summary()
     assert summary["n"] == 3 and summary["nlc2cmd"] == round(1 / 3, 4)
     assert summary["median_s"] == 1.0
+    # no log-probabilities from this runner: full confidence, so the protocols agree
+    assert summary["nlc2cmd_competition"] == summary["nlc2cmd"]
+
+
+def test_competition_score_weighs_by_confidence_and_takes_the_best() -> None:
+    from shellfish.eval.run import competition_score
+
+    def cand(command: str, confidence: float) -> dict[str, object]:
+        return {"command": command, "confidence": confidence}
+
+    # a wrong first answer at low confidence costs little; a right alternative scores
+    assert competition_score([cand("cat f", 0.2), cand("ls -l", 0.5)], "ls -l") == 0.5
+    # all wrong: the mean of the confidence-weighted scores
+    assert competition_score([cand("cat f", 0.2), cand("du", 0.6)], "ls -l") == -0.4
+    # only the first five count
+    six = [cand("cat f", 1.0)] * 5 + [cand("ls -l", 1.0)]
+    assert competition_score(six, "ls -l") == -1.0
+    assert competition_score([], "ls -l") == -1.0
 
 
 def test_eval_cli_bad_inputs(make_env, tmp_path: Path) -> None:

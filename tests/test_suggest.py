@@ -198,7 +198,8 @@ def test_validation_rejects_missing_program_and_unknown_flag(world) -> None:
     assert by_command["frob -a x"]["valid"]
     assert done.texts[0] in ("frob -a x", "frob -a .")  # a valid one ranks first
     assert set(done.texts[-2:]) == {"nosuchprog_zz -a x", "frob --bogus x"}
-    assert done.extra["warnings"] == []
+    # the best one is clean: at most a note that the vote behind it was not unanimous
+    assert all(w.startswith("low confidence") for w in done.extra["warnings"])
 
 
 def test_danger_is_reported_for_the_best(world) -> None:
@@ -249,18 +250,20 @@ def test_rank_candidates_weighs_problems() -> None:
     flag = problem_penalty(["frob: unknown flag --x (not in the local man page / --help)"])
     assert 0 < flag < missing < 2.0
 
-    def ranked(model_problems: list[str]) -> list[str]:
+    def ranked(model_problems: list[str], weight: float = 1.0) -> list[str]:
         model = Candidate("mdl x", "model", 0, valid=not model_problems, problems=model_problems)
-        retrieved = Candidate("ret x", "retrieved", 0)
+        retrieved = Candidate("ret x", "retrieved", 0, weight=weight)
         cands = [model, retrieved]
-        rank_candidates(cands, [])
+        rank_candidates(cands)
         return [c.command for c in cands]
 
-    assert ranked([]) == ["mdl x", "ret x"]  # the model's clean answer first
+    assert ranked([]) == ["mdl x", "ret x"]  # a tie goes to the model's clean answer
     assert ranked(["mdl: command not found on this machine"]) == ["ret x", "mdl x"]
     assert ranked(["does not parse in zsh: x"]) == ["ret x", "mdl x"]
-    # an undocumented flag alone does not hand the answer to a retrieved neighbour
-    assert ranked(["mdl: unknown flag -q (not in the local man page / --help)"])[0] == "mdl x"
+    # an undocumented flag is weak evidence: it decides a tie, not against a weaker neighbour
+    unknown_flag = ["mdl: unknown flag -q (not in the local man page / --help)"]
+    assert ranked(unknown_flag)[0] == "ret x"
+    assert ranked(unknown_flag, weight=0.7)[0] == "mdl x"
 
 
 def test_request_similarity() -> None:
@@ -271,23 +274,58 @@ def test_request_similarity() -> None:
     assert 0.0 < request_similarity("find php files", "find python files") < 0.6
 
 
-def test_near_duplicate_example_outranks_a_model_answer_with_other_programs() -> None:
+def test_programs_with_more_votes_win_and_the_model_leads_its_group() -> None:
     from shellfish.tasks.suggest import Candidate, rank_candidates
 
-    def ranked(retrieved: str, similarity: float) -> list[str]:
-        cands = [
-            Candidate("ls -a", "model", 0),
-            Candidate(retrieved, "retrieved", 0, similarity=similarity),
+    def ranked(model: str, *retrieved: tuple[str, float]) -> list[Candidate]:
+        cands = [Candidate(model, "model", 0, certainty=0.9)] + [
+            Candidate(cmd, "retrieved", i, weight=w) for i, (cmd, w) in enumerate(retrieved)
         ]
-        rank_candidates(cands, [])
-        return [c.command for c in cands]
+        rank_candidates(cands)
+        return cands
 
-    assert ranked("frob -a .", 0.7) == ["frob -a .", "ls -a"]  # near-duplicate, other program
-    assert ranked("frob -a .", 0.5) == ["ls -a", "frob -a ."]  # a loose match
-    assert ranked("ls -la /etc", 0.9) == ["ls -a", "ls -la /etc"]  # same program: model's args
+    # two neighbours agree on `find | xargs rm` against the model's lone `rm`
+    out = ranked(
+        "rm *.tmp", ("find . -name '*.tmp' | xargs rm", 1.0), ("find -name x | xargs rm -f", 0.5)
+    )
+    assert out[0].command == "find . -name '*.tmp' | xargs rm"
+    assert out[0].confidence == pytest.approx(1.5 / 2.5)  # its share of the vote
+    # the model agrees with the best-supported programs: its own arguments win the group
+    out = ranked("find /tmp -name '*.o' | xargs rm", ("find . -name '*.tmp' | xargs rm", 1.0))
+    assert out[0].source == "model"
+    assert out[0].confidence == pytest.approx((1.0 + 0.9) / 2)  # share and certainty
+    # a weak neighbour does not outvote the model
+    assert ranked("ls -a", ("frob -a .", 0.3))[0].command == "ls -a"
 
 
-def test_near_duplicate_in_the_index_end_to_end(world) -> None:
+def test_duplicate_candidates_pool_their_votes() -> None:
+    from shellfish.tasks.suggest import Candidate, _dedupe, rank_candidates
+
+    cands = _dedupe(
+        [
+            Candidate("ls -a", "model", 0),
+            Candidate("du -sh .", "retrieved", 0, weight=0.8),
+            Candidate("du  -sh .", "retrieved", 1, weight=0.4),
+        ]
+    )
+    assert [c.command for c in cands] == ["ls -a", "du -sh ."]
+    rank_candidates(cands)
+    assert cands[0].command == "du -sh ."
+
+
+def test_split_vote_warns_of_low_confidence(world) -> None:
+    text = "frobnicate all the hidden files here"
+    # the model and the indexed neighbour ("frob -a .") agree on the program: confident
+    _events, done = _run(ScriptedRunner(["frob ~"]), world, text=text)
+    assert done.extra["candidates"][0]["confidence"] == 1.0
+    assert not any(w.startswith("low confidence") for w in done.extra["warnings"])
+    # they disagree: half the vote each, and the answer says so
+    _events, done = _run(ScriptedRunner(["ls ~"]), world, text=text)
+    assert done.extra["candidates"][0]["confidence"] < 0.7
+    assert any(w.startswith("low confidence") for w in done.extra["warnings"])
+
+
+def test_model_answer_leads_a_neighbour_with_the_same_program(world) -> None:
     # the indexed pair is "frobnicate all hidden files here" -> "frob -a ."
     runner = ScriptedRunner(["frob ~"])
     _events, done = _run(runner, world, text="frobnicate all the hidden files here")

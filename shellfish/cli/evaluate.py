@@ -20,8 +20,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="score command suggestions (NLC2CMD, exact and template match, time)",
         description=(
             "Run (request, command) pairs through the suggestion path and print the NLC2CMD score "
-            "(-1..1, utilities and flags), exact match, template match (arguments normalised) and "
-            "the median / p90 time per request. Tune on a dev split, never on a test split."
+            "(-1..1, utilities and flags) of the first command, the same under the NLC2CMD "
+            "competition's protocol (top 5, each weighted by its confidence), exact match, "
+            "template match (arguments normalised) and the median / p90 time per request. "
+            "Tune on a dev split, never on a test split."
         ),
     )
     p.add_argument(
@@ -40,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--config",
         choices=("zero-shot", "retrieval", "full"),
         default="full",
-        help="zero-shot prompt, + retrieved examples, + candidates/validation/reranking",
+        help="zero-shot prompt, + retrieved examples, + candidates/validation/vote (default)",
     )
     p.add_argument(
         "--os", dest="os_name", help="pretend the requests come from this OS (Linux, Darwin)"
@@ -103,7 +105,8 @@ def _eval(args: argparse.Namespace, env: Environment) -> int:
     else:
         env.stdout.write(
             f"model {summary['model']}  config {summary['config']}  n={summary['n']}\n"
-            f"NLC2CMD score   {summary['nlc2cmd']:+.3f}\n"
+            f"NLC2CMD score   {summary['nlc2cmd']:+.3f}  (first command, full confidence)\n"
+            f"  competition   {summary['nlc2cmd_competition']:+.3f}  (top 5, confidence-weighted)\n"
             f"exact match     {summary['exact_match']:.3f}\n"
             f"template match  {summary['template_match']:.3f}\n"
             f"time/request    median {summary['median_s']:.2f} s, p90 {summary['p90_s']:.2f} s\n"

@@ -411,6 +411,8 @@ class _Run:
     first_token_ms: float = 0.0
     cancelled: bool = False
     finish: list[str] = field(default_factory=list)
+    # Per sample: the model's log-probability (untempered) of each token it produced.
+    logprobs: list[list[float]] = field(default_factory=list)
 
 
 class CausalRunner:
@@ -504,6 +506,10 @@ class CausalRunner:
                 "prefix_reused_tokens": run.reused,
                 "finish_reasons": list(run.finish),
                 "decode_tokens_per_s": round(max(completion - n, 0) / decode_s, 2),
+                # mean log-probability per generated token of each sample: a confidence signal
+                "mean_logprobs": [
+                    round(sum(lp) / len(lp), 4) if lp else None for lp in run.logprobs
+                ],
                 "layout": self.info.layout,
             },
         )
@@ -639,6 +645,7 @@ class CausalRunner:
         n = config.n
         run.prompt_tokens = len(ids)
         run.finish = ["length"] * n
+        run.logprobs = [[] for _ in range(n)]
         max_new = min(config.max_new_tokens, self.context_length - len(ids))
         capacity = len(ids) + max_new
         use_cache = use_cache and self.decoder.has_cache
@@ -693,6 +700,7 @@ class CausalRunner:
                     )
                 active = alive.copy()
                 tokens = np.where(active, tokens, filler)
+                _record_logprobs(np, logits, tokens, active, run.logprobs)
                 history[:, length] = tokens
                 length += 1
                 if step == 0:
@@ -728,6 +736,21 @@ class CausalRunner:
                     np.array(logits[0], dtype=np.float32),
                     self.decoder.nbytes(kept),
                 )
+
+
+def _record_logprobs(
+    np: Any, logits: Any, tokens: Any, active: Any, sink: list[list[float]]
+) -> None:
+    """Append log p(token) of each active row (from the raw logits, before any sampling)."""
+    rows = np.flatnonzero(active)
+    if not len(rows):
+        return
+    picked = logits[rows]
+    top = picked.max(axis=-1)
+    log_z = top + np.log(np.exp(picked - top[:, None]).sum(axis=-1))
+    chosen = picked[np.arange(len(rows)), tokens[rows]]
+    for row, value in zip(rows, chosen - log_z, strict=True):
+        sink[int(row)].append(float(value))
 
 
 # --------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shellfish.errors import UsageError
-from shellfish.eval.metric import exact_match, nlc2cmd_score, template_match
+from shellfish.eval.metric import aggregate_top_k, exact_match, nlc2cmd_score, template_match
 from shellfish.events import Done
 
 if TYPE_CHECKING:
@@ -25,6 +25,9 @@ if TYPE_CHECKING:
     from shellfish.paths import Paths
 
 CONFIGS = ("zero-shot", "retrieval", "full")
+# The competition's protocol scores up to this many ranked predictions, each weighted by the
+# confidence the system gives it (`competition_score`).
+TOP_K = 5
 
 
 @dataclass
@@ -32,7 +35,7 @@ class Item:
     request: str
     reference: str
     prediction: str
-    score: float
+    score: float  # NLC2CMD of the first command alone, at full confidence: what a user gets
     exact: bool
     template: bool
     seconds: float
@@ -41,6 +44,8 @@ class Item:
     reused_tokens: int = 0  # prompt tokens answered by the prefix cache
     completion_tokens: int = 0
     prefill_ms: float = 0.0
+    candidates: list[dict[str, Any]] = field(default_factory=list)  # ranked, as run_suggest gave
+    competition: float = 0.0  # the competition's protocol: top-5, confidence-weighted
 
 
 @dataclass
@@ -61,6 +66,7 @@ class Report:
             "model": self.model,
             "n": self.n,
             "nlc2cmd": round(sum(i.score for i in self.items) / n, 4),
+            "nlc2cmd_competition": round(sum(i.competition for i in self.items) / n, 4),
             "exact_match": round(sum(i.exact for i in self.items) / n, 4),
             "template_match": round(sum(i.template for i in self.items) / n, 4),
             "median_s": round(statistics.median(times), 3) if times else 0.0,
@@ -123,8 +129,9 @@ def evaluate(
         seconds = clock() - started
         prediction = done.texts[0] if done is not None and done.texts else ""
         valid = None
-        if done is not None and done.extra.get("candidates"):
-            valid = bool(done.extra["candidates"][0].get("valid"))
+        candidates = list(done.extra.get("candidates") or []) if done is not None else []
+        if candidates:
+            valid = bool(candidates[0].get("valid"))
         yield Item(
             request=text,
             reference=reference,
@@ -138,4 +145,22 @@ def evaluate(
             reused_tokens=int(done.extra.get("prefix_reused_tokens", 0)) if done is not None else 0,
             completion_tokens=done.completion_tokens if done is not None else 0,
             prefill_ms=round(done.prefill_ms, 1) if done is not None else 0.0,
+            candidates=candidates,
+            competition=competition_score(candidates, reference),
         )
+
+
+def competition_score(candidates: list[dict[str, Any]], reference: str) -> float:
+    """The NLC2CMD competition's score of one answer: its first `TOP_K` ranked commands, each
+    scored at the confidence shellfish gives it (0..1), best if any is positive, else the mean.
+
+    A confident right answer scores as in the strict score; an unconfident wrong one costs
+    less. It rewards calibrated confidence, which is why the competition used it and why we
+    report it next to (never instead of) the strict first-command score.
+    """
+    scores = [
+        nlc2cmd_score(str(c["command"]), reference, float(c.get("confidence", 1.0)))
+        for c in candidates[:TOP_K]
+        if c.get("command")
+    ]
+    return aggregate_top_k(scores) if scores else -1.0
