@@ -332,3 +332,34 @@ def test_model_answer_leads_a_neighbour_with_the_same_program(world) -> None:
     assert done.texts == ["frob ~", "frob -a ."]  # same program: the model's own arguments
     retrieved = done.extra["candidates"][1]
     assert retrieved["source"] == "retrieved" and retrieved["similarity"] >= 0.6
+
+
+class CallScriptedRunner(ScriptedRunner):
+    """One scripted answer per `generate` call (the first call gets texts[0], and so on)."""
+
+    def generate(
+        self, prompt: str, config: GenerationConfig, *, cancel: threading.Event | None = None
+    ) -> Iterator[Event]:
+        self.prompts.append(prompt)
+        self.configs.append(config)
+        text = self.texts[len(self.prompts) - 1]
+        yield Token(text, index=0)
+        yield Done(texts=[text], model="scripted", completion_tokens=5)
+
+
+def test_a_winning_retrieved_command_is_rewritten_with_this_requests_arguments(world) -> None:
+    # the model's own program is missing here, so the indexed "frob -a ." wins the vote;
+    # the model is then asked again, its answer starting with `frob`
+    runner = CallScriptedRunner(["nosuchprog_zz -a", " -a ~/notes"])
+    _events, done = _run(runner, world, text="frobnicate the hidden files in notes")
+    assert runner.prompts[1] == runner.prompts[0] + "frob"
+    assert done.texts[0] == "frob -a ~/notes"
+    assert "frob -a ." in done.texts and done.texts[-1] == "nosuchprog_zz -a"
+    assert done.extra["candidates"][0]["source"] == "model"
+
+
+def test_a_rewrite_with_other_programs_is_dropped(world) -> None:
+    runner = CallScriptedRunner(["nosuchprog_zz -a", " -a . | wc -l"])
+    _events, done = _run(runner, world, text="frobnicate the hidden files in notes")
+    assert len(runner.prompts) == 2
+    assert done.texts == ["frob -a .", "nosuchprog_zz -a"]

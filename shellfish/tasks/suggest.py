@@ -56,6 +56,9 @@ MAX_NEW_TOKENS = 48
 # candidates in `full` mode, and vote on the programs (see `rank_candidates`). Chosen on NL2Bash
 # dev items 100-399; 3, 5 and 8 were within 0.005 of each other there.
 VOTING_NEIGHBOURS = 5
+# When a retrieved command wins the vote, ask the model for the same programs with this
+# request's own arguments (`_adapt`).
+ADAPT_RETRIEVED = True
 # Below this confidence the answer carries a warning ("check it before running it"): on NL2Bash
 # dev, answers under 0.7 scored below zero on average, answers from 0.8 up clearly above.
 LOW_CONFIDENCE = 0.7
@@ -339,6 +342,12 @@ def run_suggest(
 
         validate_candidates(candidates, request, paths, index)
         rank_candidates(candidates)
+        if ADAPT_RETRIEVED and candidates and candidates[0].source == "retrieved":
+            adapted = _adapt(candidates, runner, prompt, config, request, cancel)
+            if adapted is not None:
+                validate_candidates([adapted], request, paths, index)
+                candidates.append(adapted)
+                rank_candidates(candidates)
     else:
         for c in candidates:
             c.score = 1.0 / (1 + c.rank)
@@ -367,6 +376,54 @@ def run_suggest(
         total_ms=(time.perf_counter() - started) * 1000,
         finish_reason=done.finish_reason,
         extra={**done.extra, **extra},
+    )
+
+
+def _adapt(
+    candidates: list[Candidate],
+    runner: Runner,
+    prompt: str,
+    config: GenerationConfig,
+    request: TaskRequest,
+    cancel: threading.Event | None,
+) -> Candidate | None:
+    """The model's answer again, made to start with the voted program (None if no help).
+
+    A retrieved command that wins the vote carries another request's arguments. Starting the
+    answer with its first program and letting the model write the rest gives this request's
+    own arguments; the prefix cache holds the prompt already, so this costs the decoding only.
+    The adapted answer joins the vote (with the winner's weight) only if it uses the same
+    programs as the winner; otherwise the retrieved command stands.
+    """
+    from shellfish.eval.metric import command_structure
+
+    best = candidates[0]
+    programs = [u for u, _f in command_structure(best.command)]
+    first = best.command.split(maxsplit=1)[0] if best.command.split() else ""
+    if not programs or first != programs[0]:
+        return None  # starts with an assignment, a keyword or a path: no clean first word
+    text = ""
+    done: Done | None = None
+    for event in runner.generate(prompt + first, config.merged(n=1), cancel=cancel):
+        if isinstance(event, Done):
+            done = event
+            text = event.texts[0] if event.texts else ""
+    if done is None or done.finish_reason == "cancelled":
+        return None
+    command = extract_command(first + text)
+    if DROP_UNREQUESTED_SUDO and request.task != "fix":
+        command = drop_unrequested_sudo(command, request.text)
+    if [u for u, _f in command_structure(command)] != programs:
+        return None
+    if any(" ".join(command.split()) == " ".join(c.command.split()) for c in candidates):
+        return None
+    logprobs = list(done.extra.get("mean_logprobs") or [])
+    return Candidate(
+        command=command,
+        source="model",
+        rank=1,
+        certainty=_certainty(logprobs[0] if logprobs else None),
+        weight=0.0,  # it adds no evidence of its own: it leads the winner's group
     )
 
 
