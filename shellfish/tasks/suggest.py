@@ -18,6 +18,7 @@ Events: `Token` events of the first candidate as it streams (or `Status` events)
 
 from __future__ import annotations
 
+import math
 import platform
 import re
 import threading
@@ -309,9 +310,7 @@ def run_suggest(
     if done is None:  # a runner that ended without Done: treat as cancelled
         yield Done(texts=[], finish_reason="cancelled", extra={"candidates": []})
         return
-    commands = [extract_command(t) for t in texts]
-    if DROP_UNREQUESTED_SUDO and request.task != "fix":
-        commands = [drop_unrequested_sudo(c, request.text) for c in commands]
+    commands = [_clean(t, request) for t in texts]
     mean_logprobs = list(done.extra.get("mean_logprobs") or [])
     candidates = [
         Candidate(
@@ -392,14 +391,13 @@ def _adapt(
     A retrieved command that wins the vote carries another request's arguments. Starting the
     answer with its first program and letting the model write the rest gives this request's
     own arguments; the prefix cache holds the prompt already, so this costs the decoding only.
-    The adapted answer joins the vote (with the winner's weight) only if it uses the same
-    programs as the winner; otherwise the retrieved command stands.
+    The adapted answer is kept only if it uses the same programs as the winner; it brings no
+    vote of its own, and as a model answer it then leads the winner's group. Otherwise the
+    retrieved command stands.
     """
-    from shellfish.eval.metric import command_structure
-
     best = candidates[0]
-    programs = [u for u, _f in command_structure(best.command)]
-    first = best.command.split(maxsplit=1)[0] if best.command.split() else ""
+    programs = _programs(best.command)
+    first = (best.command.split() or [""])[0]
     if not programs or first != programs[0]:
         return None  # starts with an assignment, a keyword or a path: no clean first word
     text = ""
@@ -410,12 +408,10 @@ def _adapt(
             text = event.texts[0] if event.texts else ""
     if done is None or done.finish_reason == "cancelled":
         return None
-    command = extract_command(first + text)
-    if DROP_UNREQUESTED_SUDO and request.task != "fix":
-        command = drop_unrequested_sudo(command, request.text)
-    if [u for u, _f in command_structure(command)] != programs:
+    command = _clean(first + text, request)
+    if _programs(command) != programs:
         return None
-    if any(" ".join(command.split()) == " ".join(c.command.split()) for c in candidates):
+    if any(_command_key(command) == _command_key(c.command) for c in candidates):
         return None
     logprobs = list(done.extra.get("mean_logprobs") or [])
     return Candidate(
@@ -427,11 +423,29 @@ def _adapt(
     )
 
 
+def _clean(text: str, request: TaskRequest) -> str:
+    """One model answer as a command line: extracted, and an unrequested `sudo` dropped."""
+    command = extract_command(text)
+    if DROP_UNREQUESTED_SUDO and request.task != "fix":
+        command = drop_unrequested_sudo(command, request.text)
+    return command
+
+
+def _programs(command: str) -> tuple[str, ...]:
+    """The programs of `command` in order (``find | xargs chmod`` -> find, xargs, chmod)."""
+    from shellfish.eval.metric import command_structure
+
+    return tuple(u for u, _f in command_structure(command))
+
+
+def _command_key(command: str) -> str:
+    """`command` with its whitespace collapsed: two lines that differ only there are one."""
+    return " ".join(command.split())
+
+
 def _certainty(mean_logprob: Any) -> float | None:
     if not isinstance(mean_logprob, (int, float)):
         return None
-    import math
-
     return math.exp(min(0.0, float(mean_logprob)))
 
 
@@ -461,7 +475,7 @@ def _dedupe(candidates: list[Candidate]) -> list[Candidate]:
     """The first of each distinct command line; a dropped duplicate's vote goes to it."""
     kept: dict[str, Candidate] = {}
     for c in candidates:
-        key = " ".join(c.command.split())
+        key = _command_key(c.command)
         if key in kept:
             kept[key].weight += c.weight
         else:
@@ -480,18 +494,14 @@ def rank_candidates(candidates: list[Candidate]) -> None:
     dev (docs/quality.md), the vote beats both the model alone and the nearest neighbour alone:
     a 0.5B model and BM25 are wrong in different places.
     """
-    from shellfish.eval.metric import command_structure
-
-    groups = [tuple(u for u, _f in command_structure(c.command)) for c in candidates]
+    groups = [_programs(c.command) for c in candidates]
     votes: dict[tuple[str, ...], float] = {}
+    certainty: dict[tuple[str, ...], float] = {}  # of the group's first model answer
     for c, group in zip(candidates, groups, strict=True):
         votes[group] = votes.get(group, 0.0) + c.weight
+        if c.source == "model" and c.certainty is not None:
+            certainty.setdefault(group, c.certainty)
     total = sum(votes.values()) or 1.0
-    certainty = {
-        g: c.certainty
-        for c, g in zip(reversed(candidates), reversed(groups), strict=True)
-        if c.source == "model" and c.certainty is not None
-    }
     for c, group in zip(candidates, groups, strict=True):
         share = votes[group] / total
         penalty = problem_penalty(c.problems)
