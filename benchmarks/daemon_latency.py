@@ -27,9 +27,14 @@ import tempfile
 import time
 from pathlib import Path
 
-REQUESTS = ["list all files in the current directory", "show disk usage of this folder",
-            "find files larger than 100 MB", "count lines in every python file",
-            "compress the logs folder into a tarball", "show the 10 newest files"]
+REQUESTS = [
+    "list all files in the current directory",
+    "show disk usage of this folder",
+    "find files larger than 100 MB",
+    "count lines in every python file",
+    "compress the logs folder into a tarball",
+    "show the 10 newest files",
+]
 
 
 def median(values: list[float]) -> float:
@@ -51,8 +56,9 @@ def install(model_dir: Path, home: Path) -> str:
 
 def cli(args: list[str], env: dict[str, str]) -> float:
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "shellfish", *args], env=env,
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "shellfish", *args], env=env, capture_output=True, text=True
+    )
     elapsed = (time.perf_counter() - started) * 1000
     if done.returncode != 0:
         raise SystemExit(f"shellfish {' '.join(args)} failed: {done.stderr.strip()}")
@@ -94,23 +100,29 @@ def main() -> int:
     rows: list[tuple[str, str]] = []
     try:
         lifecycle.stop(paths)
-        cold = [cli(["suggest", *flags, "--no-daemon", REQUESTS[i % len(REQUESTS)]], env)
-                for i in range(args.runs)]
+        cold = [
+            cli(["suggest", *flags, "--no-daemon", REQUESTS[i % len(REQUESTS)]], env)
+            for i in range(args.runs)
+        ]
         rows.append(("cold CLI, no daemon (process wall)", f"{median(cold):.0f} ms"))
 
         lifecycle.start(paths, settings, environ=env)
         client = DaemonClient(paths)
         client.load(name)
         list(client.stream(TaskRequest("suggest", "warm up", model=name, generation=gen)))
-        warm_cli = [cli(["suggest", *flags, REQUESTS[i % len(REQUESTS)]], env)
-                    for i in range(args.runs)]
+        warm_cli = [
+            cli(["suggest", *flags, REQUESTS[i % len(REQUESTS)]], env) for i in range(args.runs)
+        ]
         rows.append(("warm daemon via CLI (process wall)", f"{median(warm_cli):.0f} ms"))
 
         walls, daemon_ms, model_ms, reused, prompt = [], [], [], [], []
         for i in range(args.runs * 2):
             started = time.perf_counter()
-            events = list(client.stream(TaskRequest("suggest", REQUESTS[i % len(REQUESTS)],
-                                                    model=name, generation=gen)))
+            events = list(
+                client.stream(
+                    TaskRequest("suggest", REQUESTS[i % len(REQUESTS)], model=name, generation=gen)
+                )
+            )
             walls.append((time.perf_counter() - started) * 1000)
             done = events[-1]
             assert isinstance(done, Done)
@@ -124,10 +136,14 @@ def main() -> int:
             ("  daemon time for the request (daemon_ms)", f"{median(daemon_ms):.1f} ms"),
             ("  model time (Done.total_ms)", f"{median(model_ms):.1f} ms"),
             ("  round-trip overhead (wall - daemon_ms)", f"{median(overhead):.2f} ms"),
-            ("  overhead over model time (wall - total_ms)",
-             f"{median([w - m for w, m in zip(walls, model_ms, strict=True)]):.1f} ms"),
-            ("  prompt tokens / reused from prefix cache",
-             f"{median(prompt):.0f} / {median(reused):.0f}"),
+            (
+                "  overhead over model time (wall - total_ms)",
+                f"{median([w - m for w, m in zip(walls, model_ms, strict=True)]):.1f} ms",
+            ),
+            (
+                "  prompt tokens / reused from prefix cache",
+                f"{median(prompt):.0f} / {median(reused):.0f}",
+            ),
         ]
         lifecycle.stop(paths)
 
@@ -137,16 +153,24 @@ def main() -> int:
         cache = getattr(runner, "prefix_cache", None)
         cold_prefill, warm_prefill, warm_reused = [], [], []
         for i in range(args.runs * 2):
-            request = TaskRequest("suggest", REQUESTS[i % len(REQUESTS)], model=name,
-                                  generation=gen)
+            request = TaskRequest(
+                "suggest", REQUESTS[i % len(REQUESTS)], model=name, generation=gen
+            )
             if cache is not None:
                 cache.clear()
             done = list(run_task(request, pool, settings, paths))[-1]
             assert isinstance(done, Done)
             cold_prefill.append(done.prefill_ms)
-            done = list(run_task(TaskRequest("suggest", REQUESTS[(i + 1) % len(REQUESTS)],
-                                             model=name, generation=gen),
-                                 pool, settings, paths))[-1]
+            done = list(
+                run_task(
+                    TaskRequest(
+                        "suggest", REQUESTS[(i + 1) % len(REQUESTS)], model=name, generation=gen
+                    ),
+                    pool,
+                    settings,
+                    paths,
+                )
+            )[-1]
             assert isinstance(done, Done)
             warm_prefill.append(done.prefill_ms)
             warm_reused.append(float(done.extra.get("prefix_reused_tokens", 0)))

@@ -51,9 +51,13 @@ class Daemon:
         self.info: dict[str, object] = {}
 
     def start(self, extra: list[str] | None = None) -> dict[str, object]:
-        self.info = lifecycle.start(self.paths, self.settings, environ=self.environ,
-                                    extra_args=[*self.loader_args, *(extra or [])],
-                                    timeout_s=30)
+        self.info = lifecycle.start(
+            self.paths,
+            self.settings,
+            environ=self.environ,
+            extra_args=[*self.loader_args, *(extra or [])],
+            timeout_s=30,
+        )
         return self.info
 
     def raw(self) -> socket.socket:
@@ -117,6 +121,7 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
 
 # -- lifecycle ----------------------------------------------------------------------------------
 
+
 def test_start_writes_private_state_and_status(make_daemon: Callable[..., Daemon]) -> None:
     daemon = make_daemon()
     paths = daemon.paths
@@ -137,8 +142,11 @@ def test_start_writes_private_state_and_status(make_daemon: Callable[..., Daemon
     assert [m["name"] for m in status["models"]] == ["echo"]
     assert status["models"][0]["requests"] == 1
     assert isinstance(events[-1], Done)
-    assert wait_for(lambda: [m["name"] for m in json.loads(paths.daemon_state.read_text())
-                             ["models"]] == ["echo"])
+    assert wait_for(
+        lambda: (
+            [m["name"] for m in json.loads(paths.daemon_state.read_text())["models"]] == ["echo"]
+        )
+    )
 
     assert lifecycle.stop(paths) is True
     assert not paths.socket.exists() and not paths.daemon_state.exists()
@@ -149,13 +157,19 @@ def test_start_writes_private_state_and_status(make_daemon: Callable[..., Daemon
 def test_start_failure_names_the_log(make_daemon: Callable[..., Daemon]) -> None:
     daemon = make_daemon(start=False)
     with pytest.raises(DaemonError) as info:
-        lifecycle.start(daemon.paths, daemon.settings, environ=daemon.environ,
-                        extra_args=["--loader", "no_such_module_xyz:factory"], timeout_s=30)
+        lifecycle.start(
+            daemon.paths,
+            daemon.settings,
+            environ=daemon.environ,
+            extra_args=["--loader", "no_such_module_xyz:factory"],
+            timeout_s=30,
+        )
     assert str(daemon.paths.daemon_log) in str(info.value)
     assert "no_such_module_xyz" in str(info.value)
 
 
 # -- streaming, concurrency, cancellation -------------------------------------------------------
+
 
 def test_stream_tokens_then_done(make_daemon: Callable[..., Daemon]) -> None:
     daemon = make_daemon()
@@ -170,8 +184,10 @@ def test_stream_tokens_then_done(make_daemon: Callable[..., Daemon]) -> None:
 
 def test_two_concurrent_clients_get_their_own_streams(make_daemon: Callable[..., Daemon]) -> None:
     daemon = make_daemon(SHELLFISH_TEST_DELAY="0.01")
-    prompts = {"echo": " ".join(f"a{i}" for i in range(30)),
-               "echo2": " ".join(f"b{i}" for i in range(30))}
+    prompts = {
+        "echo": " ".join(f"a{i}" for i in range(30)),
+        "echo2": " ".join(f"b{i}" for i in range(30)),
+    }
     results: dict[str, str] = {}
     errors: list[BaseException] = []
 
@@ -196,8 +212,9 @@ def test_two_concurrent_clients_get_their_own_streams(make_daemon: Callable[...,
 
 def test_closing_the_stream_cancels_within_one_step(make_daemon: Callable[..., Daemon]) -> None:
     daemon = make_daemon(SHELLFISH_TEST_DELAY="0.1", SHELLFISH_TEST_TOKENS="200")
-    stream = daemon.client.stream(TaskRequest("prompt", "x", model="echo",
-                                              generation={"max_new_tokens": 200}))
+    stream = daemon.client.stream(
+        TaskRequest("prompt", "x", model="echo", generation={"max_new_tokens": 200})
+    )
     got = 0
     for event in stream:
         if isinstance(event, Token):
@@ -217,8 +234,18 @@ def test_closing_the_stream_cancels_within_one_step(make_daemon: Callable[..., D
 def test_cancel_command_ends_the_stream(make_daemon: Callable[..., Daemon]) -> None:
     daemon = make_daemon(SHELLFISH_TEST_DELAY="0.05", SHELLFISH_TEST_TOKENS="200")
     sock = daemon.raw()
-    sock.sendall(protocol.make_request("generate", request_id="g1", request={
-        "task": "prompt", "text": "x", "model": "echo", "generation": {"max_new_tokens": 200}}))
+    sock.sendall(
+        protocol.make_request(
+            "generate",
+            request_id="g1",
+            request={
+                "task": "prompt",
+                "text": "x",
+                "model": "echo",
+                "generation": {"max_new_tokens": 200},
+            },
+        )
+    )
     first = b""
     while first.count(b"\n") < 3:
         first += sock.recv(4096)
@@ -234,9 +261,18 @@ def test_slow_reader_does_not_block_others(make_daemon: Callable[..., Daemon]) -
     daemon = make_daemon()
     words = " ".join(f"word{i}" for i in range(40000))  # ~2 MB of replies: more than buffers hold
     slow = daemon.raw()
-    slow.sendall(protocol.make_request("generate", request_id="slow", request={
-        "task": "prompt", "text": words, "model": "echo",
-        "generation": {"max_new_tokens": 40000}}))
+    slow.sendall(
+        protocol.make_request(
+            "generate",
+            request_id="slow",
+            request={
+                "task": "prompt",
+                "text": words,
+                "model": "echo",
+                "generation": {"max_new_tokens": 40000},
+            },
+        )
+    )
     time.sleep(0.5)  # the slow client reads nothing meanwhile
     started = time.monotonic()
     events = list(daemon.client.stream(TaskRequest("prompt", "quick reply", model="echo")))
@@ -250,6 +286,7 @@ def test_slow_reader_does_not_block_others(make_daemon: Callable[..., Daemon]) -
 
 
 # -- crashes and stale files --------------------------------------------------------------------
+
 
 def test_kill_9_leaves_stale_files_that_the_next_client_cleans(
     make_daemon: Callable[..., Daemon],
@@ -281,6 +318,7 @@ def test_idle_unload_and_idle_exit(make_daemon: Callable[..., Daemon]) -> None:
 
 
 # -- bad input ---------------------------------------------------------------------------------
+
 
 def test_protocol_version_mismatch(make_daemon: Callable[..., Daemon]) -> None:
     daemon = make_daemon()
@@ -327,8 +365,9 @@ def test_malformed_json_and_oversized_lines_keep_the_connection(
 def test_model_not_installed(make_daemon: Callable[..., Daemon]) -> None:
     daemon = make_daemon()
     known_but_absent = daemon.settings.models.default  # in the catalog, not installed here
-    with pytest.raises(ModelNotFound, match=f"not installed - run `shellfish models pull "
-                                            f"{known_but_absent}`"):
+    with pytest.raises(
+        ModelNotFound, match=f"not installed - run `shellfish models pull {known_but_absent}`"
+    ):
         list(daemon.client.stream(TaskRequest("prompt", "hi", model=known_but_absent)))
     with pytest.raises(ModelNotFound, match="unknown model 'no-such-model'"):
         list(daemon.client.stream(TaskRequest("prompt", "hi", model="no-such-model")))
@@ -364,17 +403,26 @@ def test_lines_reply_format_for_widgets(make_daemon: Callable[..., Daemon]) -> N
         raw += chunk
     sock.close()
     lines = raw.decode().splitlines()
-    cmds = [protocol.unescape_payload(x.split("\t", 1)[1]) for x in lines
-            if x.startswith("SHELLFISH_CMD\t")]
-    warns = [protocol.unescape_payload(x.split("\t", 1)[1]) for x in lines
-             if x.startswith("SHELLFISH_WARN\t")]
+    cmds = [
+        protocol.unescape_payload(x.split("\t", 1)[1])
+        for x in lines
+        if x.startswith("SHELLFISH_CMD\t")
+    ]
+    warns = [
+        protocol.unescape_payload(x.split("\t", 1)[1])
+        for x in lines
+        if x.startswith("SHELLFISH_WARN\t")
+    ]
     assert lines[-1] == "SHELLFISH_END"
     assert cmds == done["texts"] and cmds
     assert warns == done["extra"].get("warnings", [])  # type: ignore[union-attr]
     # errors in lines format
     sock = daemon.raw()
-    sock.sendall(protocol.make_request("suggest", request={"text": "x", "model": "nope"},
-                                       reply_format="lines"))
+    sock.sendall(
+        protocol.make_request(
+            "suggest", request={"text": "x", "model": "nope"}, reply_format="lines"
+        )
+    )
     raw = b""
     while not raw.endswith(b"SHELLFISH_END\n"):
         raw += sock.recv(65536)
@@ -383,8 +431,9 @@ def test_lines_reply_format_for_widgets(make_daemon: Callable[..., Daemon]) -> N
 
 
 def test_client_without_daemon_is_unavailable(tmp_path: Path) -> None:
-    paths = Paths(data=tmp_path / "d", config=tmp_path / "c", cache=tmp_path / "k",
-                  runtime=tmp_path / "r")
+    paths = Paths(
+        data=tmp_path / "d", config=tmp_path / "c", cache=tmp_path / "k", runtime=tmp_path / "r"
+    )
     client = DaemonClient(paths)
     assert client.is_running() is False
     with pytest.raises(DaemonUnavailable, match="shellfish daemon start"):
@@ -403,7 +452,8 @@ def test_cli_status_without_daemon_says_what_to_do(make_env) -> None:  # type: i
 
 
 def test_cli_status_of_a_running_daemon(  # type: ignore[no-untyped-def]
-    make_daemon: Callable[..., Daemon], make_env,
+    make_daemon: Callable[..., Daemon],
+    make_env,
 ) -> None:
     from shellfish.cli import main
 
@@ -423,8 +473,12 @@ def test_marker_lines_escape_and_round_trip() -> None:
     command = "printf 'a\\tb\\n' \\\n  | cat"
     out = protocol.lines_for_final(Done(texts=[command, "ls"], extra={"warnings": ["rm: danger"]}))
     lines = out.decode().split("\n")
-    assert lines[:4] == ["SHELLFISH_CMD\t" + protocol.escape_payload(command), "SHELLFISH_CMD\tls",
-                         "SHELLFISH_WARN\trm: danger", "SHELLFISH_END"]
+    assert lines[:4] == [
+        "SHELLFISH_CMD\t" + protocol.escape_payload(command),
+        "SHELLFISH_CMD\tls",
+        "SHELLFISH_WARN\trm: danger",
+        "SHELLFISH_END",
+    ]
     assert "\t" not in lines[0].split("\t", 1)[1] and "\n" not in lines[0]
     assert protocol.unescape_payload(lines[0].split("\t", 1)[1]) == command
     err = protocol.lines_for_final(protocol.error_event(ModelNotFound("gone", hint="pull it")))

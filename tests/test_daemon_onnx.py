@@ -24,25 +24,40 @@ NAME = "tiny-gpt2"
 def install_tiny_gpt2(fixtures: Path, home: Path) -> Path:
     dest = home / "data" / "models" / NAME
     shutil.copytree(fixtures / "gpt2", dest)
-    (dest / "shellfish-model.json").write_text(json.dumps({
-        "name": NAME, "family": "causal", "template": "plain",
-        "tasks": ["prompt", "suggest", "explain", "ask", "translate"], "files": {},
-    }), encoding="utf-8")
+    (dest / "shellfish-model.json").write_text(
+        json.dumps(
+            {
+                "name": NAME,
+                "family": "causal",
+                "template": "plain",
+                "tasks": ["prompt", "suggest", "explain", "ask", "translate"],
+                "files": {},
+            }
+        ),
+        encoding="utf-8",
+    )
     return dest
 
 
 def test_daemon_streams_a_real_onnx_model(
-    causal_models: Path, make_daemon: Callable[..., Daemon],  # noqa: F811
+    causal_models: Path,
+    make_daemon: Callable[..., Daemon],  # noqa: F811
 ) -> None:
     daemon = make_daemon(start=False, fake=False)
     path = install_tiny_gpt2(causal_models, daemon.home)
     daemon.start()
     prefix = "list all files in the current directory, find large files, count lines. "
     generation = {"max_new_tokens": 8, "temperature": 0.0}
-    first = list(daemon.client.stream(TaskRequest("prompt", prefix + "show disk usage",
-                                                  model=NAME, generation=generation)))
-    second = list(daemon.client.stream(TaskRequest("prompt", prefix + "compress a folder",
-                                                   model=NAME, generation=generation)))
+    first = list(
+        daemon.client.stream(
+            TaskRequest("prompt", prefix + "show disk usage", model=NAME, generation=generation)
+        )
+    )
+    second = list(
+        daemon.client.stream(
+            TaskRequest("prompt", prefix + "compress a folder", model=NAME, generation=generation)
+        )
+    )
     for events in (first, second):
         done = events[-1]
         assert isinstance(done, Done) and done.backend == "daemon" and done.completion_tokens > 0
@@ -52,8 +67,11 @@ def test_daemon_streams_a_real_onnx_model(
     from shellfish.engine.loader import load_model
 
     runner, _ = load_model(path, name=NAME)
-    local = list(runner.generate(prefix + "show disk usage",
-                                 GenerationConfig(max_new_tokens=8, temperature=0.0)))
+    local = list(
+        runner.generate(
+            prefix + "show disk usage", GenerationConfig(max_new_tokens=8, temperature=0.0)
+        )
+    )
     assert isinstance(local[-1], Done) and local[-1].text == first[-1].text  # type: ignore[union-attr]
 
     # the warm daemon reused the shared prefix's KV state for the second request

@@ -32,9 +32,15 @@ TASKS = ["suggest", "explain", "ask", "translate", "prompt"]
 
 class EchoRunner:
     def __init__(self, name: str, delay: float = 0.0, *, tokens: int | None = None) -> None:
-        self.info = ModelInfo(name=name, family="causal", layout="test-double", path="",
-                              context_length=4096, template="plain",
-                              defaults=GenerationConfig(max_new_tokens=64))
+        self.info = ModelInfo(
+            name=name,
+            family="causal",
+            layout="test-double",
+            path="",
+            context_length=4096,
+            template="plain",
+            defaults=GenerationConfig(max_new_tokens=64),
+        )
         self.delay = delay
         self.tokens = tokens  # emit this many tokens ("w0 w1 ...") instead of echoing
         self.closed = False
@@ -46,8 +52,9 @@ class EchoRunner:
     def close(self) -> None:
         self.closed = True
 
-    def generate(self, prompt: str, config: GenerationConfig, *,
-                 cancel: threading.Event | None = None) -> Iterator[Event]:
+    def generate(
+        self, prompt: str, config: GenerationConfig, *, cancel: threading.Event | None = None
+    ) -> Iterator[Event]:
         self.calls += 1
         started = time.perf_counter()
         words = [f"w{i}" for i in range(self.tokens)] if self.tokens else prompt.split()
@@ -67,8 +74,14 @@ class EchoRunner:
         if finish == "stop" and len(words) == config.max_new_tokens and self.tokens:
             finish = "length"
         total = (time.perf_counter() - started) * 1000
-        yield Done(texts=["".join(out)], model=self.info.name, prompt_tokens=len(prompt.split()),
-                   completion_tokens=len(out), total_ms=total, finish_reason=finish)
+        yield Done(
+            texts=["".join(out)],
+            model=self.info.name,
+            prompt_tokens=len(prompt.split()),
+            completion_tokens=len(out),
+            total_ms=total,
+            finish_reason=finish,
+        )
 
 
 def loader_factory(paths: Any, settings: Any) -> Any:
@@ -78,8 +91,9 @@ def loader_factory(paths: Any, settings: Any) -> Any:
 
     def load(name: str) -> tuple[EchoRunner, list[str]]:
         if name not in ECHO_MODELS:
-            raise ModelNotFound(f"model '{name}' is not installed",
-                                hint=f"run `shellfish models pull {name}`")
+            raise ModelNotFound(
+                f"model '{name}' is not installed", hint=f"run `shellfish models pull {name}`"
+            )
         return EchoRunner(name, delay, tokens=tokens), [f"{name} is a test double"]
 
     return load
@@ -90,7 +104,15 @@ def install_fake_models(home: Path, names: tuple[str, ...] = ECHO_MODELS) -> Non
     for name in names:
         root = home / "data" / "models" / name
         root.mkdir(parents=True, exist_ok=True)
-        (root / MANIFEST).write_text(json.dumps({
-            "name": name, "family": "causal", "layout": "test-double", "tasks": TASKS,
-            "files": {},
-        }), encoding="utf-8")
+        (root / MANIFEST).write_text(
+            json.dumps(
+                {
+                    "name": name,
+                    "family": "causal",
+                    "layout": "test-double",
+                    "tasks": TASKS,
+                    "files": {},
+                }
+            ),
+            encoding="utf-8",
+        )

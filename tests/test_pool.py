@@ -154,8 +154,11 @@ def test_budget_with_real_memory(tmp_path: Path) -> None:
 
     base = psutil.Process().memory_info().rss
     settings = Settings(daemon=DaemonSettings(memory_budget_mb=int(base / MB) + 200))
-    pool = ModelPool(get_paths({"SHELLFISH_HOME": str(tmp_path)}), settings,
-                     loader=lambda name: (Heavy(name), []))
+    pool = ModelPool(
+        get_paths({"SHELLFISH_HOME": str(tmp_path)}),
+        settings,
+        loader=lambda name: (Heavy(name), []),
+    )
     for name in ("echo", "echo2", "echo3", "echo4"):
         pool.get(name)
     assert len(pool.evicted) >= 1 and pool.evicted[0] == "echo"

@@ -52,7 +52,8 @@ def test_models_lists_installed(server: RunningServer) -> None:
 
 def test_chat_completion_non_stream(server: RunningServer) -> None:
     reply = client(server).chat.completions.create(
-        model="echo", messages=[{"role": "user", "content": "list the files here"}])
+        model="echo", messages=[{"role": "user", "content": "list the files here"}]
+    )
     assert reply.choices[0].message.role == "assistant"
     assert reply.choices[0].message.content == "list the files here"
     assert reply.choices[0].finish_reason == "stop"
@@ -62,9 +63,14 @@ def test_chat_completion_non_stream(server: RunningServer) -> None:
 
 def test_chat_completion_stream(server: RunningServer) -> None:
     stream = client(server).chat.completions.create(
-        model="echo", stream=True, stream_options={"include_usage": True},
-        messages=[{"role": "system", "content": "be brief"},
-                  {"role": "user", "content": "count words please"}])
+        model="echo",
+        stream=True,
+        stream_options={"include_usage": True},
+        messages=[
+            {"role": "system", "content": "be brief"},
+            {"role": "user", "content": "count words please"},
+        ],
+    )
     pieces, finish, usage = [], None, None
     for chunk in stream:
         if chunk.usage is not None:
@@ -102,17 +108,19 @@ def test_bad_requests_get_openai_style_errors(server: RunningServer) -> None:
 
     api = client(server)
     with pytest.raises(openai.NotFoundError, match=r"not installed|unknown model"):
-        api.chat.completions.create(model="no-such-model",
-                                    messages=[{"role": "user", "content": "hi"}])
+        api.chat.completions.create(
+            model="no-such-model", messages=[{"role": "user", "content": "hi"}]
+        )
     with pytest.raises(openai.BadRequestError, match="temperature"):
-        api.chat.completions.create(model="echo", temperature=5,
-                                    messages=[{"role": "user", "content": "hi"}])
+        api.chat.completions.create(
+            model="echo", temperature=5, messages=[{"role": "user", "content": "hi"}]
+        )
     headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
-    response = httpx.post(server.base_url + "/chat/completions", content=b"{nope",
-                          headers=headers)
+    response = httpx.post(server.base_url + "/chat/completions", content=b"{nope", headers=headers)
     assert response.status_code == 400 and "not valid JSON" in response.json()["error"]["message"]
-    response = httpx.post(server.base_url + "/chat/completions", json={"model": "echo"},
-                          headers=headers)
+    response = httpx.post(
+        server.base_url + "/chat/completions", json={"model": "echo"}, headers=headers
+    )
     assert response.status_code == 400 and "messages" in response.json()["error"]["message"]
 
 

@@ -16,8 +16,13 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=cmd_status, json=False)
 
     p = sub.add_parser("start", help="start the daemon (no-op when it runs)")
-    p.add_argument("--preload", action="append", default=[], metavar="MODEL",
-                   help="load MODEL right after start (repeatable)")
+    p.add_argument(
+        "--preload",
+        action="append",
+        default=[],
+        metavar="MODEL",
+        help="load MODEL right after start (repeatable)",
+    )
     p.set_defaults(func=cmd_start)
     p = sub.add_parser("stop", help="stop the daemon")
     p.set_defaults(func=cmd_stop)
@@ -58,16 +63,18 @@ def cmd_start(args: Any, env: Environment) -> int:
 def cmd_stop(args: Any, env: Environment) -> int:
     from shellfish.daemon import lifecycle
 
-    env.info("shellfish daemon stopped" if lifecycle.stop(env.paths)
-             else "shellfish daemon was not running")
+    env.info(
+        "shellfish daemon stopped"
+        if lifecycle.stop(env.paths)
+        else "shellfish daemon was not running"
+    )
     return 0
 
 
 def cmd_restart(args: Any, env: Environment) -> int:
     from shellfish.daemon import lifecycle
 
-    info = lifecycle.restart(env.paths, env.settings, environ=env.environ,
-                             extra_args=_extra(args))
+    info = lifecycle.restart(env.paths, env.settings, environ=env.environ, extra_args=_extra(args))
     env.info(f"shellfish daemon restarted (pid {info.get('pid')})")
     return 0
 
@@ -80,22 +87,29 @@ def cmd_status(args: Any, env: Environment) -> int:
         env.stdout.write(json.dumps(status, indent=2, sort_keys=True) + "\n")
         return 0
     out = env.stdout
-    out.write(f"running     pid {status['pid']}, protocol {status['protocol']}, "
-              f"up {_duration(status['uptime_s'])}\n")
+    out.write(
+        f"running     pid {status['pid']}, protocol {status['protocol']}, "
+        f"up {_duration(status['uptime_s'])}\n"
+    )
     out.write(f"socket      {status['socket']}\n")
-    out.write(f"memory      {status['rss_mb']:.0f} MB "
-              f"(budget {status['memory_budget_mb']:.0f} MB)\n")
+    out.write(
+        f"memory      {status['rss_mb']:.0f} MB (budget {status['memory_budget_mb']:.0f} MB)\n"
+    )
     out.write(f"requests    {status['requests']} served, {status['active']} active\n")
-    out.write(f"idle        unload after {_duration(status['idle_unload_s'])}, "
-              f"exit after {_duration(status['idle_exit_s'])}\n")
+    out.write(
+        f"idle        unload after {_duration(status['idle_unload_s'])}, "
+        f"exit after {_duration(status['idle_exit_s'])}\n"
+    )
     models = status.get("models") or []
     if not models:
         out.write("models      none loaded\n")
     for i, model in enumerate(models):
         label = "models" if i == 0 else ""
         idle = _duration(max(0.0, time.time() - model["last_used"]))
-        out.write(f"{label:<12}{model['name']} ({model['family']}, ~{model['rss_mb']:.0f} MB, "
-                  f"{model['requests']} requests, idle {idle})\n")
+        out.write(
+            f"{label:<12}{model['name']} ({model['family']}, ~{model['rss_mb']:.0f} MB, "
+            f"{model['requests']} requests, idle {idle})\n"
+        )
     return 0
 
 
@@ -132,8 +146,11 @@ def cmd_load(args: Any, env: Environment) -> int:
     done = DaemonClient(env.paths).load(args.model)
     for warning in done.extra.get("warnings", []):
         env.warn(str(warning))
-    state = "was already loaded" if done.extra.get("already_loaded") else \
-        f"loaded in {done.load_ms:.0f} ms"
+    state = (
+        "was already loaded"
+        if done.extra.get("already_loaded")
+        else f"loaded in {done.load_ms:.0f} ms"
+    )
     env.info(f"{args.model} {state}")
     return 0
 

@@ -14,16 +14,25 @@ DEFAULT_PORT = 8741
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
-        "serve", help="an OpenAI-compatible HTTP endpoint over your local models",
+        "serve",
+        help="an OpenAI-compatible HTTP endpoint over your local models",
         description="Serve /v1/models, /v1/chat/completions and /v1/completions (streaming "
-        "and not) from the models installed here. Loopback only unless --allow-remote.")
+        "and not) from the models installed here. Loopback only unless --allow-remote.",
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT,
-                   help=f"port (default {DEFAULT_PORT}; 0 picks a free one)")
-    p.add_argument("--token", help="require `Authorization: Bearer TOKEN` (default: "
-                   "$SHELLFISH_SERVE_TOKEN, if set)")
-    p.add_argument("--allow-remote", action="store_true",
-                   help="allow a non-loopback --host (use with --token)")
+    p.add_argument(
+        "--port",
+        type=int,
+        default=DEFAULT_PORT,
+        help=f"port (default {DEFAULT_PORT}; 0 picks a free one)",
+    )
+    p.add_argument(
+        "--token",
+        help="require `Authorization: Bearer TOKEN` (default: $SHELLFISH_SERVE_TOKEN, if set)",
+    )
+    p.add_argument(
+        "--allow-remote", action="store_true", help="allow a non-loopback --host (use with --token)"
+    )
     p.add_argument("--preload", metavar="MODEL", help="load MODEL before accepting requests")
     p.set_defaults(func=cmd_serve)
 
@@ -49,12 +58,15 @@ def cmd_serve(args: Any, env: Environment) -> int:
 
     def ready(host: str, port: int) -> None:
         shown = f"[{host}]" if ":" in host else host
-        env.info(f"shellfish serve: http://{shown}:{port}/v1 (Ctrl-C to stop)"
-                 + (" - bearer token required" if token else ""))
+        env.info(
+            f"shellfish serve: http://{shown}:{port}/v1 (Ctrl-C to stop)"
+            + (" - bearer token required" if token else "")
+        )
 
     try:
-        serve_forever(app, host=args.host, port=args.port, allow_remote=args.allow_remote,
-                      on_ready=ready)
+        serve_forever(
+            app, host=args.host, port=args.port, allow_remote=args.allow_remote, on_ready=ready
+        )
     finally:
         pool.close()
     return 0

@@ -28,8 +28,9 @@ class DaemonClient:
     #: The protocol version this client speaks (a class attribute so tests can model old clients).
     protocol_version = protocol.PROTOCOL_VERSION
 
-    def __init__(self, paths: Paths, *, connect_timeout: float = 2.0,
-                 control_timeout: float = 30.0) -> None:
+    def __init__(
+        self, paths: Paths, *, connect_timeout: float = 2.0, control_timeout: float = 30.0
+    ) -> None:
         self.paths = paths
         self.connect_timeout = connect_timeout
         self.control_timeout = control_timeout
@@ -54,9 +55,15 @@ class DaemonClient:
         sock = self._connect()
         request_id = f"c{os.getpid()}-{next(_ids)}"
         try:
-            self._send(sock, protocol.make_request(
-                "generate", request_id=request_id, version=self.protocol_version,
-                request=request.to_dict()))
+            self._send(
+                sock,
+                protocol.make_request(
+                    "generate",
+                    request_id=request_id,
+                    version=self.protocol_version,
+                    request=request.to_dict(),
+                ),
+            )
         except BaseException:
             sock.close()
             raise
@@ -77,8 +84,11 @@ class DaemonClient:
         finally:
             if not finished:
                 with contextlib.suppress(OSError):
-                    sock.sendall(protocol.make_request("cancel", request_id=request_id,
-                                                       version=self.protocol_version))
+                    sock.sendall(
+                        protocol.make_request(
+                            "cancel", request_id=request_id, version=self.protocol_version
+                        )
+                    )
             sock.close()
 
     def status(self) -> dict[str, Any]:
@@ -102,8 +112,12 @@ class DaemonClient:
         sock = self._connect()
         try:
             sock.settimeout(self.control_timeout if timeout == -1.0 else timeout)
-            self._send(sock, protocol.make_request(cmd, request_id=f"c{next(_ids)}",
-                                                   version=self.protocol_version, **fields))
+            self._send(
+                sock,
+                protocol.make_request(
+                    cmd, request_id=f"c{next(_ids)}", version=self.protocol_version, **fields
+                ),
+            )
             for event, final in self._replies(sock):
                 if not final:
                     continue
@@ -111,8 +125,10 @@ class DaemonClient:
                     raise protocol.exception_for(event)
                 if isinstance(event, Done):
                     return event
-                raise ProtocolError(f"the daemon ended '{cmd}' with a {event.kind} event",
-                                    hint=protocol.RESTART_HINT)
+                raise ProtocolError(
+                    f"the daemon ended '{cmd}' with a {event.kind} event",
+                    hint=protocol.RESTART_HINT,
+                )
         except TimeoutError as exc:
             raise DaemonUnavailable(
                 f"the shellfish daemon did not answer '{cmd}' in time",
@@ -120,8 +136,9 @@ class DaemonClient:
             ) from exc
         finally:
             sock.close()
-        raise DaemonUnavailable(f"the daemon closed the connection during '{cmd}'",
-                                hint="check `shellfish daemon logs`")
+        raise DaemonUnavailable(
+            f"the daemon closed the connection during '{cmd}'", hint="check `shellfish daemon logs`"
+        )
 
     def _connect(self) -> socket.socket:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -132,12 +149,16 @@ class DaemonClient:
             sock.close()
             removed = state.cleanup_stale(self.paths)
             detail = " (removed a stale socket left by a crashed daemon)" if removed else ""
-            raise DaemonUnavailable(f"the shellfish daemon is not running{detail}",
-                                    hint="start it with `shellfish daemon start`") from exc
+            raise DaemonUnavailable(
+                f"the shellfish daemon is not running{detail}",
+                hint="start it with `shellfish daemon start`",
+            ) from exc
         except OSError as exc:
             sock.close()
-            raise DaemonUnavailable(f"cannot reach the shellfish daemon at {self.paths.socket}: "
-                                    f"{exc}", hint="try `shellfish daemon restart`") from exc
+            raise DaemonUnavailable(
+                f"cannot reach the shellfish daemon at {self.paths.socket}: {exc}",
+                hint="try `shellfish daemon restart`",
+            ) from exc
         return sock
 
     @staticmethod
@@ -145,9 +166,10 @@ class DaemonClient:
         try:
             sock.sendall(data)
         except OSError as exc:
-            raise DaemonUnavailable(f"the shellfish daemon went away: {exc}",
-                                    hint="try again; `shellfish daemon restart` if it persists"
-                                    ) from exc
+            raise DaemonUnavailable(
+                f"the shellfish daemon went away: {exc}",
+                hint="try again; `shellfish daemon restart` if it persists",
+            ) from exc
 
     def _replies(self, sock: socket.socket) -> Iterator[tuple[Event, bool]]:
         """Decode reply lines until the final one; a dropped connection is DaemonUnavailable."""
@@ -155,7 +177,7 @@ class DaemonClient:
         while True:
             newline = buffer.find(b"\n")
             if newline >= 0:
-                line, buffer = buffer[:newline], buffer[newline + 1:]
+                line, buffer = buffer[:newline], buffer[newline + 1 :]
                 if not line.strip():
                     continue
                 event, final = protocol.decode_reply(line)

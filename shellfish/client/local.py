@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from shellfish.cli.environment import Environment
     from shellfish.tasks.pool import ModelPool
 
+
 def get_pool(env: Environment) -> ModelPool:
     """One pool per Environment, so a REPL keeps its model warm between questions.
 

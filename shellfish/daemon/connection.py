@@ -41,8 +41,9 @@ class _Item:
 class Outbox:
     """A never-blocking, bounded queue of reply events for one connection."""
 
-    def __init__(self, max_events: int = MAX_PENDING_EVENTS,
-                 max_chars: int = MAX_PENDING_CHARS) -> None:
+    def __init__(
+        self, max_events: int = MAX_PENDING_EVENTS, max_chars: int = MAX_PENDING_CHARS
+    ) -> None:
         self._items: collections.deque[_Item] = collections.deque()
         self._cond = threading.Condition()
         self._closed = False
@@ -58,10 +59,15 @@ class Outbox:
                 return False
             size = len(item.event.text) if isinstance(item.event, Token) else 0
             last = self._items[-1] if self._items else None
-            if (len(self._items) >= self.max_events and last is not None
-                    and isinstance(last.event, Token) and isinstance(item.event, Token)
-                    and last.event.index == item.event.index and not last.final
-                    and last.request_id == item.request_id):
+            if (
+                len(self._items) >= self.max_events
+                and last is not None
+                and isinstance(last.event, Token)
+                and isinstance(item.event, Token)
+                and last.event.index == item.event.index
+                and not last.final
+                and last.request_id == item.request_id
+            ):
                 last.event = dataclasses.replace(last.event, text=last.event.text + item.event.text)
             else:
                 self._items.append(item)
@@ -100,8 +106,9 @@ class Outbox:
 class Connection:
     """Serves one accepted socket until the client leaves or the daemon stops."""
 
-    def __init__(self, sock: socket.socket, dispatch: Callable[[Connection, Request], None],
-                 number: int) -> None:
+    def __init__(
+        self, sock: socket.socket, dispatch: Callable[[Connection, Request], None], number: int
+    ) -> None:
         self.sock = sock
         self.number = number
         self._dispatch = dispatch
@@ -115,8 +122,11 @@ class Connection:
     # -- lifecycle -------------------------------------------------------------------------------
 
     def start(self) -> None:
-        for name, target in (("reader", self._read_loop), ("proc", self._process_loop),
-                             ("writer", self._write_loop)):
+        for name, target in (
+            ("reader", self._read_loop),
+            ("proc", self._process_loop),
+            ("writer", self._write_loop),
+        ):
             thread = threading.Thread(target=target, name=f"conn{self.number}-{name}", daemon=True)
             self._threads.append(thread)
             thread.start()
@@ -188,14 +198,17 @@ class Connection:
                     newline = buffer.find(b"\n")
                     if newline < 0:
                         if not discarding and len(buffer) > protocol.MAX_LINE_BYTES:
-                            self._reject(BadRequest(
-                                f"request line is larger than {protocol.MAX_LINE_BYTES} bytes",
-                                "too_large"))
+                            self._reject(
+                                BadRequest(
+                                    f"request line is larger than {protocol.MAX_LINE_BYTES} bytes",
+                                    "too_large",
+                                )
+                            )
                             discarding = True
                         if discarding:
                             buffer = b""
                         break
-                    line, buffer = buffer[:newline], buffer[newline + 1:]
+                    line, buffer = buffer[:newline], buffer[newline + 1 :]
                     if discarding:
                         discarding = False
                         continue
@@ -238,8 +251,9 @@ class Connection:
                 if item.reply_format == "lines":
                     data = protocol.lines_for_final(item.event) if item.final else b""
                 else:
-                    data = protocol.encode_event(item.event, final=item.final,
-                                                 request_id=item.request_id)
+                    data = protocol.encode_event(
+                        item.event, final=item.final, request_id=item.request_id
+                    )
                 try:
                     self.sock.sendall(data)
                 except OSError:  # the client went away: stop its generation

@@ -25,8 +25,14 @@ if TYPE_CHECKING:
 LOG_ROTATE_BYTES = 5 * 1024 * 1024
 
 
-def start(paths: Paths, settings: Settings, *, environ: Mapping[str, str] | None = None,
-          extra_args: Sequence[str] = (), timeout_s: float | None = None) -> dict[str, Any]:
+def start(
+    paths: Paths,
+    settings: Settings,
+    *,
+    environ: Mapping[str, str] | None = None,
+    extra_args: Sequence[str] = (),
+    timeout_s: float | None = None,
+) -> dict[str, Any]:
     """Start the daemon unless one runs; return its ping reply (pid, protocol).
 
     Raises DaemonError with the log path when it does not become ready in time or exits.
@@ -66,15 +72,22 @@ def start(paths: Paths, settings: Settings, *, environ: Mapping[str, str] | None
         time.sleep(0.02)
 
 
-def _spawn(paths: Paths, environ: Mapping[str, str] | None,
-           extra_args: Sequence[str]) -> subprocess.Popen[bytes]:
+def _spawn(
+    paths: Paths, environ: Mapping[str, str] | None, extra_args: Sequence[str]
+) -> subprocess.Popen[bytes]:
     env = dict(os.environ if environ is None else environ)
     command = [sys.executable, "-m", "shellfish.daemon.server", *extra_args]
     log_fd = os.open(paths.daemon_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
         return subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=log_fd, stderr=log_fd, env=env,
-            start_new_session=True, close_fds=True, cwd="/",
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log_fd,
+            stderr=log_fd,
+            env=env,
+            start_new_session=True,
+            close_fds=True,
+            cwd="/",
         )
     finally:
         os.close(log_fd)
@@ -114,14 +127,20 @@ def stop(paths: Paths, *, timeout_s: float = 10.0) -> bool:
             sent_term = True
         time.sleep(0.05)
     if state.daemon_alive(paths):
-        raise DaemonError(f"the daemon (pid {pid}) did not stop",
-                          hint=f"kill it by hand: kill -9 {pid}")
+        raise DaemonError(
+            f"the daemon (pid {pid}) did not stop", hint=f"kill it by hand: kill -9 {pid}"
+        )
     state.cleanup_stale(paths)
     return True
 
 
-def restart(paths: Paths, settings: Settings, *, environ: Mapping[str, str] | None = None,
-            extra_args: Sequence[str] = ()) -> dict[str, Any]:
+def restart(
+    paths: Paths,
+    settings: Settings,
+    *,
+    environ: Mapping[str, str] | None = None,
+    extra_args: Sequence[str] = (),
+) -> dict[str, Any]:
     stop(paths)
     return start(paths, settings, environ=environ, extra_args=extra_args)
 

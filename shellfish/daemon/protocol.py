@@ -46,8 +46,14 @@ RESTART_HINT = "restart the daemon (`shellfish daemon restart`)"
 class BadRequest(ValueError):
     """A request line that cannot be served; `code` is the protocol error code."""
 
-    def __init__(self, message: str, code: str = "bad_request", *, hint: str | None = None,
-                 request_id: Any = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        code: str = "bad_request",
+        *,
+        hint: str | None = None,
+        request_id: Any = None,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.hint = hint
@@ -95,15 +101,19 @@ def _validate(data: dict[str, Any], request_id: Any, reply_format: Any) -> Reque
     if version != PROTOCOL_VERSION:
         raise BadRequest(
             f"daemon speaks protocol {PROTOCOL_VERSION}, client sent {version!r}",
-            "version", hint=RESTART_HINT, request_id=request_id,
+            "version",
+            hint=RESTART_HINT,
+            request_id=request_id,
         )
     cmd = data.get("cmd")
     if cmd not in COMMANDS:
-        raise BadRequest(f"unknown command {cmd!r}; known: {', '.join(COMMANDS)}",
-                         request_id=request_id)
+        raise BadRequest(
+            f"unknown command {cmd!r}; known: {', '.join(COMMANDS)}", request_id=request_id
+        )
     if reply_format not in REPLY_FORMATS:
-        raise BadRequest(f"reply_format must be one of {', '.join(REPLY_FORMATS)}",
-                         request_id=request_id)
+        raise BadRequest(
+            f"reply_format must be one of {', '.join(REPLY_FORMATS)}", request_id=request_id
+        )
     request = Request(cmd=cmd, id=request_id, reply_format=reply_format, raw=data)
     if cmd == "generate" or cmd in TASK_COMMANDS:
         payload = data.get("request")
@@ -111,8 +121,10 @@ def _validate(data: dict[str, Any], request_id: Any, reply_format: Any) -> Reque
             raise BadRequest("'request' must be an object (a TaskRequest)", request_id=request_id)
         if cmd != "generate":
             if payload.get("task", cmd) != cmd:
-                raise BadRequest(f"command {cmd!r} cannot carry task {payload.get('task')!r}",
-                                 request_id=request_id)
+                raise BadRequest(
+                    f"command {cmd!r} cannot carry task {payload.get('task')!r}",
+                    request_id=request_id,
+                )
             payload = {**payload, "task": cmd}
         try:
             request.task = TaskRequest.from_dict(payload)
@@ -128,8 +140,9 @@ def _validate(data: dict[str, Any], request_id: Any, reply_format: Any) -> Reque
     return request
 
 
-def make_request(cmd: str, *, request_id: Any = None, version: int = PROTOCOL_VERSION,
-                 **fields: Any) -> bytes:
+def make_request(
+    cmd: str, *, request_id: Any = None, version: int = PROTOCOL_VERSION, **fields: Any
+) -> bytes:
     """Encode a request line (newline included)."""
     data: dict[str, Any] = {"v": version, "cmd": cmd}
     if request_id is not None:
@@ -234,8 +247,11 @@ def error_code_for(exc: BaseException) -> str:
 def error_event(exc: BaseException) -> Error:
     if isinstance(exc, ShellfishError):
         return Error(message=exc.message, code=error_code_for(exc), hint=exc.hint)
-    return Error(message=f"internal daemon error: {type(exc).__name__}: {exc}", code="internal",
-                 hint="see the log (`shellfish daemon logs`)")
+    return Error(
+        message=f"internal daemon error: {type(exc).__name__}: {exc}",
+        code="internal",
+        hint="see the log (`shellfish daemon logs`)",
+    )
 
 
 def exception_for(event: Error) -> ShellfishError:

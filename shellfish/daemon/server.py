@@ -40,8 +40,14 @@ log = logging.getLogger("shellfish.daemon")
 
 
 class DaemonServer:
-    def __init__(self, paths: Paths, settings: Settings, *, loader: Loader | None = None,
-                 pool: ModelPool | None = None) -> None:
+    def __init__(
+        self,
+        paths: Paths,
+        settings: Settings,
+        *,
+        loader: Loader | None = None,
+        pool: ModelPool | None = None,
+    ) -> None:
         self.paths = paths
         self.settings = settings
         self.pool = pool or ModelPool(paths, settings, loader=loader)
@@ -68,8 +74,10 @@ class DaemonServer:
         deadline = time.monotonic() + 1.0
         while (handle := state.try_lock(self.paths)) is None:
             if time.monotonic() > deadline:
-                raise DaemonError("another shellfish daemon is already running",
-                                  hint="see `shellfish daemon status`")
+                raise DaemonError(
+                    "another shellfish daemon is already running",
+                    hint="see `shellfish daemon status`",
+                )
             time.sleep(0.05)
         self._lock_handle = handle
         # Bind under a temporary name and rename once listening, so a client never sees a
@@ -89,8 +97,13 @@ class DaemonServer:
         self._socket_ino = os.stat(self.paths.socket).st_ino
         self._listener = listener
         self.write_state()
-        log.info("daemon %s (protocol %d) listening on %s, pid %d", __version__,
-                 protocol.PROTOCOL_VERSION, self.paths.socket, os.getpid())
+        log.info(
+            "daemon %s (protocol %d) listening on %s, pid %d",
+            __version__,
+            protocol.PROTOCOL_VERSION,
+            self.paths.socket,
+            os.getpid(),
+        )
 
     def serve_forever(self) -> None:
         if self._listener is None:
@@ -100,8 +113,9 @@ class DaemonServer:
         try:
             while not self._stop.is_set():
                 try:
-                    readable, _, _ = select.select([self._listener.fileno(), self._wake_r], [], [],
-                                                  tick)
+                    readable, _, _ = select.select(
+                        [self._listener.fileno(), self._wake_r], [], [], tick
+                    )
                 except InterruptedError:  # pragma: no cover - PEP 475 retries
                     continue
                 if self._wake_r in readable:
@@ -257,17 +271,19 @@ class DaemonServer:
         was_loaded = self.pool.is_loaded(request.model)
         self.pool.get(request.model)
         self._state_dirty = True
-        return Done(texts=[], model=request.model, backend="daemon",
-                    load_ms=0.0 if was_loaded else (time.perf_counter() - started) * 1000,
-                    extra={"warnings": self.pool.warnings(request.model),
-                           "already_loaded": was_loaded})
+        return Done(
+            texts=[],
+            model=request.model,
+            backend="daemon",
+            load_ms=0.0 if was_loaded else (time.perf_counter() - started) * 1000,
+            extra={"warnings": self.pool.warnings(request.model), "already_loaded": was_loaded},
+        )
 
     def cmd_unload(self, request: Request) -> Done:
         assert request.model is not None
         unloaded = self.pool.unload(request.model)
         self._state_dirty = True
-        return Done(texts=[], model=request.model, backend="daemon",
-                    extra={"unloaded": unloaded})
+        return Done(texts=[], model=request.model, backend="daemon", extra={"unloaded": unloaded})
 
     def cmd_status(self, request: Request) -> Done:
         status = self.status()
@@ -275,8 +291,11 @@ class DaemonServer:
         return Done(texts=[], backend="daemon", extra=status)
 
     def cmd_ping(self, request: Request) -> Done:
-        return Done(texts=[], backend="daemon",
-                    extra={"pid": os.getpid(), "protocol": protocol.PROTOCOL_VERSION})
+        return Done(
+            texts=[],
+            backend="daemon",
+            extra={"pid": os.getpid(), "protocol": protocol.PROTOCOL_VERSION},
+        )
 
     def cmd_shutdown(self, request: Request) -> Done:
         self.request_shutdown()
@@ -300,11 +319,17 @@ def _load_loader(spec: str, paths: Paths, settings: Settings) -> Loader:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m shellfish.daemon.server")
     parser.add_argument("--loader", help="module:factory returning a model loader (for tests)")
-    parser.add_argument("--preload", action="append", default=[], metavar="MODEL",
-                        help="load MODEL right after start")
+    parser.add_argument(
+        "--preload",
+        action="append",
+        default=[],
+        metavar="MODEL",
+        help="load MODEL right after start",
+    )
     args = parser.parse_args(argv)
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
+    )
     from shellfish.config import load_settings
     from shellfish.paths import get_paths
 
@@ -328,8 +353,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _warm_imports() -> None:
-    for module in ("shellfish.tasks", "shellfish.tasks.suggest", "shellfish.tasks.prompts",
-                   "shellfish.store.routing", "shellfish.store.store"):
+    for module in (
+        "shellfish.tasks",
+        "shellfish.tasks.suggest",
+        "shellfish.tasks.prompts",
+        "shellfish.store.routing",
+        "shellfish.store.store",
+    ):
         try:
             importlib.import_module(module)
         except Exception as exc:  # only a warm-up: the request path reports real errors

@@ -61,8 +61,13 @@ class Backend:
             return wanted
         return resolve_model_name(TaskRequest("chat", "", model=wanted), self.settings, self.paths)
 
-    def generate(self, model: str, prompt: str | list[dict[str, str]], overrides: dict[str, Any],
-                 cancel: threading.Event) -> Iterator[Event]:
+    def generate(
+        self,
+        model: str,
+        prompt: str | list[dict[str, str]],
+        overrides: dict[str, Any],
+        cancel: threading.Event,
+    ) -> Iterator[Event]:
         runner = self.pool.get(model)
         if not isinstance(prompt, str):
             prompt = render_messages(runner, prompt)
@@ -81,8 +86,9 @@ def render_messages(runner: Any, messages: list[dict[str, str]]) -> str:
         else:
             tokenizer = getattr(runner, "tokenizer", None)
             return str(render_chat(template, messages, tokenizer=tokenizer))
-    lines = [m["content"] if m["role"] == "user" else f"{m['role']}: {m['content']}"
-             for m in messages]
+    lines = [
+        m["content"] if m["role"] == "user" else f"{m['role']}: {m['content']}" for m in messages
+    ]
     return "\n".join(lines)
 
 
@@ -97,18 +103,35 @@ def _config(base: GenerationConfig, overrides: dict[str, Any]) -> GenerationConf
 
 # -- request parsing ------------------------------------------------------------------------------
 
+
 def _generation_overrides(body: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
     checks: list[tuple[str, Any, Callable[[Any], bool], str]] = [
-        ("max_new_tokens", max_tokens, lambda v: isinstance(v, int) and v >= 1,
-         "max_tokens must be a positive integer"),
-        ("temperature", body.get("temperature"),
-         lambda v: isinstance(v, (int, float)) and 0 <= v <= 2, "temperature must be in [0, 2]"),
-        ("top_p", body.get("top_p"), lambda v: isinstance(v, (int, float)) and 0 < v <= 1,
-         "top_p must be in (0, 1]"),
-        ("n", body.get("n"), lambda v: isinstance(v, int) and 1 <= v <= 8,
-         "n must be an integer from 1 to 8"),
+        (
+            "max_new_tokens",
+            max_tokens,
+            lambda v: isinstance(v, int) and v >= 1,
+            "max_tokens must be a positive integer",
+        ),
+        (
+            "temperature",
+            body.get("temperature"),
+            lambda v: isinstance(v, (int, float)) and 0 <= v <= 2,
+            "temperature must be in [0, 2]",
+        ),
+        (
+            "top_p",
+            body.get("top_p"),
+            lambda v: isinstance(v, (int, float)) and 0 < v <= 1,
+            "top_p must be in (0, 1]",
+        ),
+        (
+            "n",
+            body.get("n"),
+            lambda v: isinstance(v, int) and 1 <= v <= 8,
+            "n must be an integer from 1 to 8",
+        ),
         ("seed", body.get("seed"), lambda v: isinstance(v, int), "seed must be an integer"),
     ]
     for key, value, ok, message in checks:
@@ -134,12 +157,19 @@ def _messages(body: dict[str, Any]) -> list[dict[str, str]]:
     out = []
     for message in messages:
         if not isinstance(message, dict) or message.get("role") not in (
-                "system", "user", "assistant", "developer"):
+            "system",
+            "user",
+            "assistant",
+            "developer",
+        ):
             raise UsageError("each message needs a role: system, user or assistant")
         content = message.get("content")
         if isinstance(content, list):  # content parts: keep the text ones
-            content = "".join(p.get("text", "") for p in content
-                              if isinstance(p, dict) and p.get("type") == "text")
+            content = "".join(
+                p.get("text", "")
+                for p in content
+                if isinstance(p, dict) and p.get("type") == "text"
+            )
         if not isinstance(content, str):
             raise UsageError("message content must be a string")
         role = "system" if message["role"] == "developer" else message["role"]
@@ -149,15 +179,19 @@ def _messages(body: dict[str, Any]) -> list[dict[str, str]]:
 
 # -- the app --------------------------------------------------------------------------------------
 
+
 def create_app(backend: Backend, *, token: str | None = None) -> Starlette:
     from starlette.applications import Starlette
     from starlette.responses import JSONResponse, StreamingResponse
     from starlette.routing import Route
 
-    def error(status: int, message: str, kind: str = "invalid_request_error",
-              code: str | None = None) -> Response:
-        return JSONResponse({"error": {"message": message, "type": kind, "param": None,
-                                       "code": code}}, status_code=status)
+    def error(
+        status: int, message: str, kind: str = "invalid_request_error", code: str | None = None
+    ) -> Response:
+        return JSONResponse(
+            {"error": {"message": message, "type": kind, "param": None, "code": code}},
+            status_code=status,
+        )
 
     def authorized(request: Request) -> bool:
         if not token:
@@ -182,9 +216,15 @@ def create_app(backend: Backend, *, token: str | None = None) -> Starlette:
         if not authorized(request):
             return error(401, "invalid or missing bearer token", "authentication_error")
         names = await asyncio.to_thread(backend.models)
-        return JSONResponse({"object": "list", "data": [
-            {"id": name, "object": "model", "created": 0, "owned_by": "shellfish"}
-            for name in names]})
+        return JSONResponse(
+            {
+                "object": "list",
+                "data": [
+                    {"id": name, "object": "model", "created": 0, "owned_by": "shellfish"}
+                    for name in names
+                ],
+            }
+        )
 
     async def completion(request: Request, chat: bool) -> Response:
         if not authorized(request):
@@ -218,9 +258,11 @@ def create_app(backend: Backend, *, token: str | None = None) -> Starlette:
 
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            return StreamingResponse(reply.sse(_pump(events, cancel), include_usage),
-                                     media_type="text/event-stream",
-                                     headers={"Cache-Control": "no-cache"})
+            return StreamingResponse(
+                reply.sse(_pump(events, cancel), include_usage),
+                media_type="text/event-stream",
+                headers={"Cache-Control": "no-cache"},
+            )
         try:
             done = await asyncio.to_thread(_collect, events)
         except ModelNotFound as exc:
@@ -237,11 +279,13 @@ def create_app(backend: Backend, *, token: str | None = None) -> Starlette:
     async def completions(request: Request) -> Response:
         return await completion(request, chat=False)
 
-    return Starlette(routes=[
-        Route("/v1/models", models, methods=["GET"]),
-        Route("/v1/chat/completions", chat_completions, methods=["POST"]),
-        Route("/v1/completions", completions, methods=["POST"]),
-    ])
+    return Starlette(
+        routes=[
+            Route("/v1/models", models, methods=["GET"]),
+            Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+            Route("/v1/completions", completions, methods=["POST"]),
+        ]
+    )
 
 
 class _HTTPError(Exception):
@@ -260,8 +304,9 @@ def _collect(events: Callable[[], Iterator[Event]]) -> Done:
     raise ShellfishError("the model ended without a result")
 
 
-async def _pump(events: Callable[[], Iterator[Event]],
-                cancel: threading.Event) -> AsyncIterator[Event | BaseException]:
+async def _pump(
+    events: Callable[[], Iterator[Event]], cancel: threading.Event
+) -> AsyncIterator[Event | BaseException]:
     """Run the blocking generation in a thread; a client that goes away cancels it."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[Any] = asyncio.Queue()
@@ -313,45 +358,82 @@ class _Reply:
 
     @staticmethod
     def _usage(done: Done) -> dict[str, int]:
-        return {"prompt_tokens": done.prompt_tokens, "completion_tokens": done.completion_tokens,
-                "total_tokens": done.prompt_tokens + done.completion_tokens}
+        return {
+            "prompt_tokens": done.prompt_tokens,
+            "completion_tokens": done.completion_tokens,
+            "total_tokens": done.prompt_tokens + done.completion_tokens,
+        }
 
     def full(self, done: Done) -> dict[str, Any]:
         finish = self._finish(done)
-        return {"id": self.id, "object": self.object, "created": self.created,
-                "model": self.model,
-                "choices": [self._choice(i, t, finish, delta=False)
-                            for i, t in enumerate(done.texts)],
-                "usage": self._usage(done)}
+        return {
+            "id": self.id,
+            "object": self.object,
+            "created": self.created,
+            "model": self.model,
+            "choices": [self._choice(i, t, finish, delta=False) for i, t in enumerate(done.texts)],
+            "usage": self._usage(done),
+        }
 
     def _chunk(self, choices: list[dict[str, Any]], **extra: Any) -> bytes:
-        data = {"id": self.id, "object": self.object + ("" if not self.chat else ".chunk"),
-                "created": self.created, "model": self.model, "choices": choices, **extra}
+        data = {
+            "id": self.id,
+            "object": self.object + ("" if not self.chat else ".chunk"),
+            "created": self.created,
+            "model": self.model,
+            "choices": choices,
+            **extra,
+        }
         return f"data: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
 
-    async def sse(self, items: AsyncIterator[Event | BaseException],
-                  include_usage: bool) -> AsyncIterator[bytes]:
+    async def sse(
+        self, items: AsyncIterator[Event | BaseException], include_usage: bool
+    ) -> AsyncIterator[bytes]:
         if self.chat:
-            yield self._chunk([{"index": 0, "delta": {"role": "assistant", "content": ""},
-                                "logprobs": None, "finish_reason": None}])
+            yield self._chunk(
+                [
+                    {
+                        "index": 0,
+                        "delta": {"role": "assistant", "content": ""},
+                        "logprobs": None,
+                        "finish_reason": None,
+                    }
+                ]
+            )
         async for item in items:
             if isinstance(item, BaseException):
                 message = str(item) if isinstance(item, ShellfishError) else repr(item)
-                payload = {"error": {"message": message, "type": "server_error",
-                                     "param": None, "code": None}}
+                payload = {
+                    "error": {
+                        "message": message,
+                        "type": "server_error",
+                        "param": None,
+                        "code": None,
+                    }
+                }
                 yield f"data: {json.dumps(payload)}\n\n".encode()
                 break
             if isinstance(item, Token) and item.text:
                 yield self._chunk([self._choice(item.index, item.text, None, delta=True)])
             elif isinstance(item, Error):
-                payload = {"error": {"message": item.message, "type": "server_error",
-                                     "param": None, "code": item.code}}
+                payload = {
+                    "error": {
+                        "message": item.message,
+                        "type": "server_error",
+                        "param": None,
+                        "code": item.code,
+                    }
+                }
                 yield f"data: {json.dumps(payload)}\n\n".encode()
                 break
             elif isinstance(item, Done):
                 finish = self._finish(item)
-                yield self._chunk([self._choice(i, "", finish, delta=True)
-                                   for i in range(max(1, len(item.texts)))])
+                yield self._chunk(
+                    [
+                        self._choice(i, "", finish, delta=True)
+                        for i in range(max(1, len(item.texts)))
+                    ]
+                )
                 if include_usage:
                     yield self._chunk([], usage=self._usage(item))
                 break

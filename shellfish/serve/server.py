@@ -41,8 +41,10 @@ def bind_socket(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise ShellfishError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
-                             hint="pick another --port (0 picks a free one)") from exc
+        raise ShellfishError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+            hint="pick another --port (0 picks a free one)",
+        ) from exc
     sock.listen(128)
     sock.set_inheritable(True)
     return sock
@@ -78,21 +80,35 @@ class RunningServer:
 def _uvicorn_server(app: Any, host: str, port: int) -> Any:
     import uvicorn
 
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
-                            lifespan="off", timeout_graceful_shutdown=2)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=2,
+    )
     return uvicorn.Server(config)
 
 
-def start_in_thread(app: Any, *, host: str = "127.0.0.1", port: int = 0,
-                    allow_remote: bool = False, ready_timeout: float = 10.0) -> RunningServer:
+def start_in_thread(
+    app: Any,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    allow_remote: bool = False,
+    ready_timeout: float = 10.0,
+) -> RunningServer:
     """Serve `app` from a daemon thread; returns once it accepts connections."""
     check_host(host, allow_remote=allow_remote)
     sock = bind_socket(host, port)
     actual_port = sock.getsockname()[1]
     server = _uvicorn_server(app, host, actual_port)
     # uvicorn only installs signal handlers on the main thread, so this is safe in a thread.
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]},
-                              name="shellfish-serve", daemon=True)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name="shellfish-serve", daemon=True
+    )
     thread.start()
     deadline = time.monotonic() + ready_timeout
     while not server.started:
@@ -103,8 +119,9 @@ def start_in_thread(app: Any, *, host: str = "127.0.0.1", port: int = 0,
     return RunningServer(host, actual_port, server, thread)
 
 
-def serve_forever(app: Any, *, host: str, port: int, allow_remote: bool = False,
-                  on_ready: Any = None) -> None:
+def serve_forever(
+    app: Any, *, host: str, port: int, allow_remote: bool = False, on_ready: Any = None
+) -> None:
     """Serve in the foreground until Ctrl-C / SIGTERM."""
     check_host(host, allow_remote=allow_remote)
     sock = bind_socket(host, port)
@@ -115,10 +132,18 @@ def serve_forever(app: Any, *, host: str, port: int, allow_remote: bool = False,
     server.run(sockets=[sock])
 
 
-def start_pool_server(pool: Any, settings: Any, paths: Any, *, host: str = "127.0.0.1",
-                      port: int = 0, token: str | None = None) -> RunningServer:
+def start_pool_server(
+    pool: Any,
+    settings: Any,
+    paths: Any,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    token: str | None = None,
+) -> RunningServer:
     """The endpoint over `pool`, in a thread: what tests (e.g. the remote fallback's) start."""
     from shellfish.serve.app import Backend, create_app
 
-    return start_in_thread(create_app(Backend(pool, settings, paths), token=token),
-                           host=host, port=port)
+    return start_in_thread(
+        create_app(Backend(pool, settings, paths), token=token), host=host, port=port
+    )
