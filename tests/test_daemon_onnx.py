@@ -40,7 +40,7 @@ def install_tiny_gpt2(fixtures: Path, home: Path) -> Path:
 
 
 def test_daemon_streams_a_real_onnx_model(
-    causal_models: Path,
+    causal_models: Path,  # noqa: F811
     make_daemon: Callable[..., Daemon],  # noqa: F811
 ) -> None:
     daemon = make_daemon(start=False, fake=False)

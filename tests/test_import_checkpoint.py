@@ -37,9 +37,9 @@ def test_import_a_transformers_checkpoint(causal_models: Path, make_env) -> None
 
 
 def test_import_of_a_checkpoint_missing_its_weights_installs_nothing(
-    causal_models: Path,
+    causal_models: Path,  # noqa: F811
     make_env,
-    tmp_path: Path,  # noqa: F811
+    tmp_path: Path,
 ) -> None:
     broken = tmp_path / "broken-hf"
     shutil.copytree(causal_models / "qwen-hf", broken)
