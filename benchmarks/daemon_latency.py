@@ -89,8 +89,8 @@ def main() -> int:
     from shellfish.daemon import lifecycle
     from shellfish.events import Done
     from shellfish.paths import get_paths
+    from shellfish.store.pool import ModelPool
     from shellfish.tasks import run_task
-    from shellfish.tasks.pool import ModelPool
     from shellfish.tasks.request import TaskRequest
 
     paths = get_paths(env)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from shellfish.cli.environment import Environment
+from shellfish.environment import Environment
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from shellfish.cli import main
-from shellfish.cli.environment import Environment
 from shellfish.config import Settings, load_settings, set_config_value
+from shellfish.environment import Environment
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -12,7 +12,7 @@ import pytest
 
 from shellfish.cli import main
 from shellfish.cli.doctor import FAIL, OK, WARN, check_zsh, run_checks
-from shellfish.cli.environment import Environment
+from shellfish.environment import Environment
 
 sys.path.insert(0, str(Path(__file__).parent))
 from openai_server import OpenAIServer

@@ -10,7 +10,7 @@ import stat
 import pytest
 
 from shellfish.cli import main
-from shellfish.cli.environment import Environment
+from shellfish.environment import Environment
 from shellfish.events import Done
 from shellfish.history.log import HistoryError, HistoryLog
 from shellfish.history.migrations import LATEST, MIGRATIONS

@@ -14,7 +14,7 @@ from shellfish.engine.base import GenerationConfig
 from shellfish.errors import Cancelled, ModelError, ModelNotFound
 from shellfish.events import Done, Token
 from shellfish.paths import get_paths
-from shellfish.tasks.pool import ModelPool
+from shellfish.store.pool import ModelPool
 
 MB = 1024 * 1024
 

@@ -256,7 +256,7 @@ def test_disk_full_on_a_real_small_tmpfs(tmp_path, mirror):
 
 def test_cli_pull_list_info_rm(tmp_path, mirror, capsys):
     from shellfish.cli import main
-    from shellfish.cli.environment import Environment
+    from shellfish.environment import Environment
 
     env_vars = make_env(tmp_path, mirror)
     env_vars["SHELLFISH_NO_PROGRESS"] = "1"

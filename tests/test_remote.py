@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from shellfish.cli import main
-from shellfish.cli.environment import Environment
 from shellfish.config import RemoteSettings
+from shellfish.environment import Environment
 from shellfish.errors import RemoteError, ShellfishError
 from shellfish.events import Done, Status, Token
 from shellfish.paths import get_paths

@@ -8,7 +8,7 @@ import threading
 import pytest
 from rich.console import Console
 
-from shellfish.cli.environment import Environment
+from shellfish.environment import Environment
 from shellfish.events import Done, Error, Status, Token
 from shellfish.ui.render import StreamFailed, StreamRenderer, _Progress, render_stream
 

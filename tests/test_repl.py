@@ -14,7 +14,7 @@ from prompt_toolkit.output import DummyOutput
 from rich.console import Console
 
 from shellfish.cli import main
-from shellfish.cli.environment import Environment
+from shellfish.environment import Environment
 from shellfish.errors import RemoteError
 from shellfish.events import Done, Status, Token
 from shellfish.ui.repl import Repl, extract_commands

@@ -17,7 +17,7 @@ from shellfish.config import Settings
 from shellfish.errors import ModelNotFound, UsageError
 from shellfish.paths import get_paths
 from shellfish.serve.server import RunningServer, check_host, start_pool_server
-from shellfish.tasks.pool import ModelPool
+from shellfish.store.pool import ModelPool
 
 TOKEN = "s3cret-token"
 

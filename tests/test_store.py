@@ -180,7 +180,7 @@ def test_routing(store):
 
 
 def _env(tmp_path, **extra):
-    from shellfish.cli.environment import Environment
+    from shellfish.environment import Environment
 
     environ = {"SHELLFISH_HOME": str(tmp_path / "home"), "SHELLFISH_NO_PROGRESS": "1", **extra}
     return Environment(stdout=io.StringIO(), stderr=io.StringIO(), environ=environ)

@@ -55,7 +55,7 @@ def model_paths() -> Paths:
 
 @pytest.fixture(scope="module")
 def runner(model_paths: Paths):
-    from shellfish.tasks.pool import ModelPool
+    from shellfish.store.pool import ModelPool
 
     pool = ModelPool(model_paths, Settings())
     yield pool.get(MODEL)

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 
 from shellfish import __version__
-from shellfish.cli.environment import Environment
+from shellfish.environment import Environment
 from shellfish.errors import ExitStatus, ShellfishError
 
 # Order here is the order in `shellfish --help`.

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from shellfish.errors import UsageError
 
 if TYPE_CHECKING:
-    from shellfish.cli.environment import Environment
+    from shellfish.environment import Environment
 
 
 def register(subparsers: Any) -> None:

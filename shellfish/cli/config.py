@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from shellfish.errors import ExitStatus
 
 if TYPE_CHECKING:
-    from shellfish.cli.environment import Environment
+    from shellfish.environment import Environment
 
 
 def register(subparsers: Any) -> None:

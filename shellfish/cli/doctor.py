@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 from shellfish.errors import ExitStatus, ShellfishError
 
 if TYPE_CHECKING:
-    from shellfish.cli.environment import Environment
     from shellfish.config import Settings
+    from shellfish.environment import Environment
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 HOOK_LINE = 'eval "$(shellfish init zsh)"'

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from shellfish.cli.environment import Environment
+from shellfish.environment import Environment
 from shellfish.errors import ExitStatus, UsageError
 
 DEFAULT_NL = "../shared/eval/nl2bash/dev.nl"
@@ -136,8 +136,8 @@ def _runner(model: str | None, env: Environment) -> tuple[Any, str]:
             threads=env.settings.engine.threads,
         )
         return runner, path.name
+    from shellfish.store.pool import ModelPool
     from shellfish.tasks import resolve_model_name
-    from shellfish.tasks.pool import ModelPool
     from shellfish.tasks.request import TaskRequest
 
     name = resolve_model_name(

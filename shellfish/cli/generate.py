@@ -7,7 +7,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from shellfish.cli.environment import Environment
+from shellfish.environment import Environment
 from shellfish.errors import ExitStatus, UsageError
 from shellfish.events import Done, Error, Event, Status, Token
 from shellfish.tasks.request import TaskRequest

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from shellfish.errors import ExitStatus, UsageError
 
 if TYPE_CHECKING:
-    from shellfish.cli.environment import Environment
+    from shellfish.environment import Environment
     from shellfish.history.log import HistoryEntry
 
 

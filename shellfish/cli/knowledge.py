@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from shellfish.cli.environment import Environment
+from shellfish.environment import Environment
 from shellfish.errors import ExitStatus, UsageError
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from shellfish.errors import ModelError, UsageError
 
 if TYPE_CHECKING:
-    from shellfish.cli.environment import Environment
+    from shellfish.environment import Environment
     from shellfish.store.progress import Progress
     from shellfish.store.store import Store
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from shellfish.errors import UsageError
 
 if TYPE_CHECKING:
-    from shellfish.cli.environment import Environment
+    from shellfish.environment import Environment
 
 DEFAULT_PORT = 8741
 
@@ -49,7 +49,7 @@ def cmd_serve(args: Any, env: Environment) -> int:
 
     from shellfish.serve.app import Backend, create_app
     from shellfish.serve.server import serve_forever
-    from shellfish.tasks.pool import ModelPool
+    from shellfish.store.pool import ModelPool
 
     pool = ModelPool(env.paths, env.settings)
     if args.preload:

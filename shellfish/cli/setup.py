@@ -10,7 +10,7 @@ import argparse
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from shellfish.cli.environment import Environment
+    from shellfish.environment import Environment
 
 ZSHRC_LINE = 'eval "$(shellfish init zsh)"'
 

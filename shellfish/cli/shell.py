@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from shellfish.cli.environment import Environment
+from shellfish.environment import Environment
 from shellfish.errors import ExitStatus, ShellfishError, UsageError
 
 

@@ -16,7 +16,7 @@ from shellfish.events import Done, Event, Status
 from shellfish.tasks.request import TaskRequest
 
 if TYPE_CHECKING:
-    from shellfish.cli.environment import Environment
+    from shellfish.environment import Environment
 
 BACKENDS = ("auto", "local", "remote", "daemon", "inprocess")
 

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 from shellfish.events import Event
 
 if TYPE_CHECKING:
-    from shellfish.cli.environment import Environment
-    from shellfish.tasks.pool import ModelPool
+    from shellfish.environment import Environment
+    from shellfish.store.pool import ModelPool
 
 
 def get_pool(env: Environment) -> ModelPool:
@@ -19,7 +19,7 @@ def get_pool(env: Environment) -> ModelPool:
     Kept on the Environment itself: a table keyed by id(env) would hand a new Environment
     the pool (and paths) of a dead one that happened to have the same id.
     """
-    from shellfish.tasks.pool import ModelPool
+    from shellfish.store.pool import ModelPool
 
     pool: ModelPool | None = env.__dict__.get("_model_pool")
     if pool is None:

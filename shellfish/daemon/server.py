@@ -31,7 +31,7 @@ from shellfish.daemon.protocol import Request
 from shellfish.errors import DaemonError, ShellfishError
 from shellfish.events import Done, Error
 from shellfish.paths import Paths, ensure_private_dir
-from shellfish.tasks.pool import Loader, ModelPool
+from shellfish.store.pool import Loader, ModelPool
 
 if TYPE_CHECKING:
     from shellfish.config import Settings
@@ -185,7 +185,7 @@ class DaemonServer:
     # -- state ------------------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        from shellfish.tasks.pool import process_rss
+        from shellfish.store.pool import process_rss
 
         with self._counter_lock:
             connections = sum(not c.finished for c in self._connections)

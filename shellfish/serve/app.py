@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from shellfish.config import Settings
     from shellfish.engine.base import GenerationConfig
     from shellfish.paths import Paths
-    from shellfish.tasks.pool import ModelPool
+    from shellfish.store.pool import ModelPool
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
 _END = object()

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from shellfish.shell.redact import redact
 
 if TYPE_CHECKING:
-    from shellfish.cli.environment import Environment
+    from shellfish.environment import Environment
     from shellfish.paths import Paths
 
 CONTEXT_FILE_ENV = "SHELLFISH_CONTEXT_FILE"

@@ -18,7 +18,7 @@ from shellfish.tasks.request import TaskRequest
 if TYPE_CHECKING:
     from shellfish.config import Settings
     from shellfish.paths import Paths
-    from shellfish.tasks.pool import ModelPool
+    from shellfish.store.pool import ModelPool
 
 
 def resolve_model_name(request: TaskRequest, settings: Settings, paths: Paths) -> str:

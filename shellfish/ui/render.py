@@ -21,7 +21,7 @@ from shellfish.events import Done, Error, Event, Status, Token
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
 
-    from shellfish.cli.environment import Environment
+    from shellfish.environment import Environment
 
 
 class StreamFailed(ShellfishError):

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from prompt_toolkit.output import Output
     from rich.console import Console
 
-    from shellfish.cli.environment import Environment
+    from shellfish.environment import Environment
 
 
 class StreamFn(Protocol):
