@@ -374,7 +374,9 @@ _shellfish_stop() {
   if [[ -n $_shellfish_pid ]]; then
     kill -TERM $_shellfish_pid 2>/dev/null
   fi
-  exec {fd}<&- 2>/dev/null
+  # The braces matter: `exec {fd}<&- 2>/dev/null` would send the shell's own stderr to
+  # /dev/null for good (a bare `exec` applies its redirections to the shell itself).
+  { exec {fd}<&- } 2>/dev/null
   _shellfish_fd= _shellfish_pid=
   [[ $POSTDISPLAY == $SHELLFISH_INDICATOR ]] && POSTDISPLAY=
   return 0
