@@ -13,7 +13,8 @@
 #   SHELLFISH_SUGGEST_KEY  default \C-x\C-a (Ctrl+X then Ctrl+A): turn the words on the line
 #                          into a command. Undo (Ctrl+_) brings the words back.
 #   SHELLFISH_FIX_KEY      default \C-x\C-w (Ctrl+X then Ctrl+W): propose a fix for the last
-#                          command that failed.
+#                          command that failed (from the command, its exit status and this
+#                          machine; the command's output is never captured, nor is it re-run).
 # bash has no way to wait for a socket while you type, so in bash the widget runs the CLI and
 # waits for it (Ctrl+C cancels and keeps your words); the CLI uses the daemon when it runs.
 # zsh is asynchronous. SHELLFISH_INDICATOR is the text shown after your words meanwhile.
@@ -310,7 +311,8 @@ _shellfish_fix() {
   elif (( _shellfish_last_status == 0 )); then
     printf 'shellfish: the last command succeeded - nothing to fix\n' >&2
   else
-    _shellfish_request fix "$_shellfish_last_cmd" "{\"exit_status\":$_shellfish_last_status}"
+    # the CLI adds this shell's PATH; the command's output is not captured (see the zsh script)
+    _shellfish_request fix "$_shellfish_last_cmd" "{\"last_exit_status\":$_shellfish_last_status}"
   fi
 }
 

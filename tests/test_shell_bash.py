@@ -82,7 +82,7 @@ def test_fix_after_a_failing_command(tmp_path, shells) -> None:
     sh.send(FIX_BYTES)
     sh.wait_for(lambda: sh.buffer() == "ls /", 10, "the fix")
     assert (tmp_path / "cli-stdin").read_text() == "ls /definitely-missing-xyz\n"
-    assert '{"exit_status":2}' in (tmp_path / "cli-args").read_text()
+    assert '{"last_exit_status":2}' in (tmp_path / "cli-args").read_text()
 
 
 def test_context_capture_in_bash(tmp_path, shells) -> None:

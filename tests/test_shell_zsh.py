@@ -156,7 +156,10 @@ def test_fix_last_command(tmp_path, home, shells, daemons) -> None:
     request = daemon.requests[0]["request"]
     assert request["task"] == "fix"
     assert request["text"] == "ls /definitely-missing-dir-xyz"
-    assert request["context"]["exit_status"] == 2
+    # the key the prompt reads (issue 14 item 4: the widget sent `exit_status`), and the PATH
+    # the nearest installed programs are looked up on
+    assert request["context"]["last_exit_status"] == 2
+    assert request["context"]["path"] == os.environ["PATH"]
     # after a successful command there is nothing to fix and nothing is sent
     sh.send(b"\x15")
     sh.run("true")
@@ -528,3 +531,33 @@ def test_no_bare_exec_redirects_a_standard_stream() -> None:
             if line.lstrip().startswith("exec $cli"):
                 continue  # inside the slow path's subshell: it is the CLI's own stderr
             assert not bare.search(line), f"{script.name}:{number}: {line}"
+
+
+def test_fix_without_context_capture_still_sends_the_exit_status(
+    tmp_path, home, shells, daemons
+) -> None:
+    daemon = FakeDaemon(socket_path(home), answer("git status"))
+    daemons.append(daemon)
+    sh = zsh(tmp_path, home, shells, pre="SHELLFISH_CONTEXT_CAPTURE=0")
+    sh.run("gti status")
+    sh.send(FIX_BYTES)
+    sh.wait_for(lambda: sh.buffer() == "git status", 10, "the fix")
+    context = daemon.requests[0]["request"]["context"]
+    assert context == {"last_exit_status": 127, "path": os.environ["PATH"]}
+
+
+def test_fix_through_the_cli_slow_path_sends_valid_json(tmp_path, home, shells) -> None:
+    fake = tmp_path / "fakecli"
+    fake.write_text(
+        "#!/bin/sh\n"
+        f"cat > '{tmp_path}/cli-stdin'\n"
+        f"printf '%s\\n' \"$6\" > '{tmp_path}/cli-extra'\n"
+        "printf 'SHELLFISH_CMD\\tgit status\\nSHELLFISH_END\\n'\n"
+    )
+    fake.chmod(0o755)
+    sh = zsh(tmp_path, home, shells, SHELLFISH_CLI=str(fake))
+    sh.run("gti status")
+    sh.send(FIX_BYTES)
+    sh.wait_for(lambda: sh.buffer() == "git status", 10, "the fix")
+    extra = json.loads((tmp_path / "cli-extra").read_text())
+    assert extra["last_exit_status"] == 127 and extra["path"] == os.environ["PATH"]

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from shellfish.errors import UsageError
-from shellfish.events import Done, Event, Status, Token
+from shellfish.events import Done, Error, Event, Status, Token
 
 if TYPE_CHECKING:
     from shellfish.config import Settings
@@ -71,7 +71,7 @@ ANSWER_PREFIX = "```bash\n"
 @dataclass
 class Candidate:
     command: str
-    source: str  # "model" | "retrieved"
+    source: str  # "model" | "retrieved" | "rewrite" (a fix's mechanical correction)
     rank: int  # position within its source
     valid: bool = True
     problems: list[str] = field(default_factory=list)
@@ -208,15 +208,14 @@ def build_messages(
 def _user_text(request: TaskRequest) -> str:
     if request.task != "fix":
         return request.text
-    ctx = request.context or {}
-    status = ctx.get("last_exit_status")
-    out = f"This command failed: {request.text}"
-    if status is not None:
-        out += f" (exit status {status})"
-    stderr = ctx.get("last_stderr") or ctx.get("stderr")
-    if stderr:
-        out += f"\nError output: {str(stderr)[-400:]}"
-    return out
+    # What the shell and this machine can tell about the failure (no output was captured;
+    # see shellfish.shell.failure): exit status, missing programs and files, nearest names.
+    from shellfish.shell.failure import analyse
+
+    facts = analyse(request.text, request.context).describe()
+    return "\n".join(
+        [f"This command failed: {request.text}", *facts, "Reply with a different, working command."]
+    )
 
 
 def render_prompt(runner: Runner, messages: list[dict[str, str]]) -> str:
@@ -335,6 +334,15 @@ def run_suggest(
             )
             for i, h in enumerate(neighbours[:VOTING_NEIGHBOURS])
         ]
+    if request.task == "fix":
+        candidates = _fix_candidates(candidates, request)
+        if not candidates:
+            yield Error(
+                f"no fix found for `{request.text}`",
+                code="no_fix",
+                hint="nothing different from it came back; its own error message says more",
+            )
+            return
     candidates = _dedupe([c for c in candidates if c.command])
     if mode == "full":
         from shellfish.knowledge.validate import validate_candidates
@@ -423,6 +431,20 @@ def _adapt(
     )
 
 
+def _fix_candidates(candidates: list[Candidate], request: TaskRequest) -> list[Candidate]:
+    """Fix candidates: the mechanical corrections (nearest program / file name, see
+    `shellfish.shell.failure.rewrites`) join the model's answers, voting like a model answer,
+    and no candidate is the failed command itself (whitespace aside)."""
+    from shellfish.shell.failure import analyse, rewrites
+
+    failed = _command_key(request.text)
+    extra = [
+        Candidate(command=line, source="rewrite", rank=i, weight=1.0 / (1 + i))
+        for i, line in enumerate(rewrites(analyse(request.text, request.context)))
+    ]
+    return [c for c in candidates + extra if c.command and _command_key(c.command) != failed]
+
+
 def _clean(text: str, request: TaskRequest) -> str:
     """One model answer as a command line: extracted, and an unrequested `sudo` dropped."""
     command = extract_command(text)
@@ -505,7 +527,9 @@ def rank_candidates(candidates: list[Candidate]) -> None:
     for c, group in zip(candidates, groups, strict=True):
         share = votes[group] / total
         penalty = problem_penalty(c.problems)
-        c.score = share + (0.01 if c.source == "model" else 0.0) - 0.001 * c.rank - penalty
+        # Within a group a fix's mechanical correction leads: it keeps the user's own words.
+        bonus = {"model": 0.01, "rewrite": 0.02}.get(c.source, 0.0)
+        c.score = share + bonus - 0.001 * c.rank - penalty
         c.score -= 0.05 * len(c.warnings)
         cert = certainty.get(group)
         confidence = share if cert is None else (share + cert) / 2
