@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 import pytest
-from test_suggest import ScriptedRunner
+from test_suggest import ScriptedRunner, world  # noqa: F401  (fixture)
 
 from shellfish.config import Settings
 from shellfish.events import Done, Error
@@ -148,3 +148,16 @@ def test_unreadable_file_suggests_sudo(machine, tmp_path) -> None:
         assert rewrites(failure) == ["sudo cat secret.txt"]
     finally:
         secret.chmod(0o600)
+
+
+def test_the_adapted_answer_is_not_the_failed_line_either(world) -> None:  # noqa: F811
+    """The second model call (adapting a winning retrieved command) may echo the failed line."""
+    from test_suggest import CallScriptedRunner
+
+    runner = CallScriptedRunner(["nosuchprog_zz -a", " -a hidden"])
+    request = TaskRequest(task="fix", text="frob -a hidden", context={"last_exit_status": 1})
+    events = list(run_suggest(request, runner, settings=Settings(), paths=world, mode="full"))
+    done = events[-1]
+    assert len(runner.prompts) == 2  # the adapt call happened
+    assert isinstance(done, Done) and "frob -a hidden" not in done.texts
+    assert done.texts[0] == "frob -a ."

@@ -421,6 +421,8 @@ def _adapt(
         return None
     if any(_command_key(command) == _command_key(c.command) for c in candidates):
         return None
+    if request.task == "fix" and _command_key(command) == _command_key(request.text):
+        return None  # a fix is never the failed line itself
     logprobs = list(done.extra.get("mean_logprobs") or [])
     return Candidate(
         command=command,
