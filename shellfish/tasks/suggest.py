@@ -321,7 +321,9 @@ def run_suggest(
         )
         for i, c in enumerate(commands)
     ]
-    if mode == "full":
+    # A fix's retrieved commands match the words of a broken line, not what it meant: they
+    # stay examples in the prompt but do not vote (measured: benchmarks/fix_quality.py).
+    if mode == "full" and request.task != "fix":
         neighbours = [h for h in hits if h.doc.command and h.doc.kind in ("pair", "history")]
         top = max((h.score for h in neighbours), default=0.0) or 1.0
         candidates += [
@@ -421,8 +423,6 @@ def _adapt(
         return None
     if any(_command_key(command) == _command_key(c.command) for c in candidates):
         return None
-    if request.task == "fix" and _command_key(command) == _command_key(request.text):
-        return None  # a fix is never the failed line itself
     logprobs = list(done.extra.get("mean_logprobs") or [])
     return Candidate(
         command=command,
