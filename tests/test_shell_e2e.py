@@ -7,6 +7,7 @@ The CLI is disabled (SHELLFISH_CLI=false), so an answer can only have come from 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -34,6 +35,29 @@ def _daemon(home: Path, *args: str, **env: str) -> subprocess.CompletedProcess[s
         env=environ,
         timeout=180,
     )
+
+
+@contextlib.contextmanager
+def running_daemon(home: Path, **env: str) -> Iterator[None]:
+    started = _daemon(home, "start", **env)
+    assert started.returncode == 0, started.stderr
+    try:
+        yield
+    finally:
+        _daemon(home, "stop")
+
+
+def tiny_home(tmp_path: Path, fixtures: Path) -> Path:
+    home = tmp_path / "home"
+    install_tiny_gpt2(fixtures, home)
+    return home
+
+
+def qwen_home() -> Path:
+    from test_realmodel import cache_env, installed
+
+    installed("qwen2.5-coder-0.5b-instruct")
+    return Path(cache_env()["SHELLFISH_HOME"])
 
 
 @pytest.fixture
@@ -85,34 +109,22 @@ def test_widget_gets_its_suggestion_from_the_real_daemon_and_engine(
     causal_models: Path,  # noqa: F811
     shells: list[PtyShell],
 ) -> None:
-    home = tmp_path / "home"
-    install_tiny_gpt2(causal_models, home)
+    home = tiny_home(tmp_path, causal_models)
     env = {"SHELLFISH_MODELS_SUGGEST": NAME}
-    started = _daemon(home, "start", **env)
-    assert started.returncode == 0, started.stderr
-    try:
+    with running_daemon(home, **env):
         line = _suggest_in_zsh(tmp_path, home, shells, "list files")
         assert line.strip() and "\n" not in line
         status = json.loads(_daemon(home, "status", "--json", **env).stdout)
         assert NAME in json.dumps(status)  # the model the daemon loaded to answer
-    finally:
-        _daemon(home, "stop")
 
 
 @pytest.mark.realmodel
 def test_widget_with_qwen_through_the_daemon(tmp_path: Path, shells: list[PtyShell]) -> None:
-    from test_realmodel import cache_env, installed
-
-    installed("qwen2.5-coder-0.5b-instruct")
-    home = Path(cache_env()["SHELLFISH_HOME"])
-    started = _daemon(home, "start", SHELLFISH_HISTORY_ENABLED="false")
-    assert started.returncode == 0, started.stderr
-    try:
+    home = qwen_home()
+    with running_daemon(home, SHELLFISH_HISTORY_ENABLED="false"):
         line = _suggest_in_zsh(tmp_path, home, shells, "list all files including hidden ones")
         words = line.split()
         assert words[0] == "ls" and any(w.startswith("-") and "a" in w.lower() for w in words)
-    finally:
-        _daemon(home, "stop")
 
 
 def test_done_when_the_widget_in_tmux_suggests_and_stderr_survives(
@@ -121,27 +133,16 @@ def test_done_when_the_widget_in_tmux_suggests_and_stderr_survives(
     shells: list[PtyShell],
 ) -> None:
     """The mechanics with the tiny model (its words are noise; the Qwen test checks them)."""
-    home = tmp_path / "home"
-    install_tiny_gpt2(causal_models, home)
-    env = {"SHELLFISH_MODELS_SUGGEST": NAME}
-    started = _daemon(home, "start", **env)
-    assert started.returncode == 0, started.stderr
-    try:
+    home = tiny_home(tmp_path, causal_models)
+    with running_daemon(home, SHELLFISH_MODELS_SUGGEST=NAME):
         _suggest_then_fail_in_tmux(tmp_path, home, shells)
-    finally:
-        _daemon(home, "stop")
 
 
 @pytest.mark.realmodel
 def test_done_when_with_qwen_in_tmux(tmp_path: Path, shells: list[PtyShell]) -> None:
-    from test_realmodel import cache_env, installed
-
-    installed("qwen2.5-coder-0.5b-instruct")
-    home = Path(cache_env()["SHELLFISH_HOME"])
+    home = qwen_home()
     # no history log: it would be written into the shared model home
-    started = _daemon(home, "start", SHELLFISH_HISTORY_ENABLED="false")
-    assert started.returncode == 0, started.stderr
-    try:
+    with running_daemon(home, SHELLFISH_HISTORY_ENABLED="false"):
         line = _suggest_in_zsh(tmp_path, home, shells, WORDS, tmux=True)
         words = line.split()
         assert words[0] == "ls" and any(w.startswith("-") and "a" in w for w in words), line
@@ -150,5 +151,3 @@ def test_done_when_with_qwen_in_tmux(tmp_path: Path, shells: list[PtyShell]) -> 
         start = sh.mark()
         sh.run("ls /sf-missing-dir-xyz")
         assert "No such file or directory" in sh.text()[start:]
-    finally:
-        _daemon(home, "stop")
