@@ -53,11 +53,20 @@ def tiny_home(tmp_path: Path, fixtures: Path) -> Path:
     return home
 
 
-def qwen_home() -> Path:
+def qwen_home(tmp_path: Path) -> Path:
+    """A home of its own in tmp_path whose models and knowledge index are the test cache's
+    (symlinked, used read-only): the daemon's socket, log and history stay in tmp_path."""
     from test_realmodel import cache_env, installed
 
-    installed("qwen2.5-coder-0.5b-instruct")
-    return Path(cache_env()["SHELLFISH_HOME"])
+    model = installed("qwen2.5-coder-0.5b-instruct")
+    shared = get_paths({"SHELLFISH_HOME": cache_env()["SHELLFISH_HOME"]})
+    home = tmp_path / "qwen-home"
+    mine = get_paths({"SHELLFISH_HOME": str(home)})
+    (mine.models / model.name).parent.mkdir(parents=True)
+    (mine.models / model.name).symlink_to(model)
+    if shared.knowledge.is_dir():
+        mine.knowledge.symlink_to(shared.knowledge)
+    return home
 
 
 @pytest.fixture
@@ -120,8 +129,8 @@ def test_widget_gets_its_suggestion_from_the_real_daemon_and_engine(
 
 @pytest.mark.realmodel
 def test_widget_with_qwen_through_the_daemon(tmp_path: Path, shells: list[PtyShell]) -> None:
-    home = qwen_home()
-    with running_daemon(home, SHELLFISH_HISTORY_ENABLED="false"):
+    home = qwen_home(tmp_path)
+    with running_daemon(home):
         line = _suggest_in_zsh(tmp_path, home, shells, "list all files including hidden ones")
         words = line.split()
         assert words[0] == "ls" and any(w.startswith("-") and "a" in w.lower() for w in words)
@@ -140,14 +149,9 @@ def test_done_when_the_widget_in_tmux_suggests_and_stderr_survives(
 
 @pytest.mark.realmodel
 def test_done_when_with_qwen_in_tmux(tmp_path: Path, shells: list[PtyShell]) -> None:
-    home = qwen_home()
-    # no history log: it would be written into the shared model home
-    with running_daemon(home, SHELLFISH_HISTORY_ENABLED="false"):
-        line = _suggest_in_zsh(tmp_path, home, shells, WORDS, tmux=True)
-        words = line.split()
-        assert words[0] == "ls" and any(w.startswith("-") and "a" in w for w in words), line
-        sh = shells[-1]
-        sh.send(b"\x15")
-        start = sh.mark()
-        sh.run("ls /sf-missing-dir-xyz")
-        assert "No such file or directory" in sh.text()[start:]
+    """Issue 14's "done when" with the real default model: an `ls -a...` line."""
+    home = qwen_home(tmp_path)
+    with running_daemon(home):
+        line = _suggest_then_fail_in_tmux(tmp_path, home, shells)
+    words = line.split()
+    assert words[0] == "ls" and any(w.startswith("-") and "a" in w for w in words), line
