@@ -7,6 +7,7 @@ Deterministic: a PATH made of a temporary directory with a few fake programs, fi
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -171,3 +172,16 @@ def test_retrieved_commands_do_not_vote_on_a_fix(world) -> None:  # noqa: F811
         )
     )
     assert "frob -a ." in events[-1].texts
+
+
+def test_path_scan_is_cached_until_a_directory_changes(machine) -> None:
+    from shellfish.shell.failure import path_programs
+
+    first = path_programs(machine["path"])
+    assert "git" in first and "newprog" not in first
+    assert path_programs(machine["path"]) is first  # the cache answered
+    exe = Path(machine["path"]) / "newprog"
+    exe.write_text("#!/bin/sh\n")
+    exe.chmod(0o755)
+    os.utime(machine["path"], (time.time() + 5, time.time() + 5))  # coarse clocks
+    assert "newprog" in path_programs(machine["path"])

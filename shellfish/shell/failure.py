@@ -129,8 +129,31 @@ def nearest(word: str, names: Any, limit: int = MAX_NEAREST) -> list[str]:
     return [s[-1] for s in sorted(scored)[:limit]]
 
 
-def path_programs(path: str) -> set[str]:
-    """The executable names on `path` (a PATH string), bounded by MAX_PATH_NAMES."""
+_PROGRAMS_CACHE: dict[str, tuple[tuple[float, ...], frozenset[str]]] = {}
+
+
+def path_programs(path: str) -> frozenset[str]:
+    """The executable names on `path` (a PATH string), bounded by MAX_PATH_NAMES.
+
+    Cached per PATH until one of its directories changes (a fix request asks twice: for the
+    prompt and for the candidates; the daemon serves many)."""
+    stamps = []
+    for directory in path.split(os.pathsep):
+        if not directory:
+            continue
+        try:
+            stamps.append(os.stat(directory).st_mtime)
+        except OSError:
+            stamps.append(0.0)
+    cached = _PROGRAMS_CACHE.get(path)
+    if cached is not None and cached[0] == tuple(stamps):
+        return cached[1]
+    names = frozenset(_scan(path))
+    _PROGRAMS_CACHE[path] = (tuple(stamps), names)
+    return names
+
+
+def _scan(path: str) -> set[str]:
     names: set[str] = set()
     for directory in path.split(os.pathsep):
         if not directory:
@@ -196,7 +219,7 @@ def analyse(command: str, context: Mapping[str, Any] | None) -> Failure:
         failure.meaning = exit_meaning(exit_status)
     path = str(ctx.get("path") or os.environ.get("PATH", ""))
     cwd = Path(str(ctx.get("cwd") or os.getcwd()))
-    programs: set[str] | None = None
+    programs: frozenset[str] | None = None
     for words, _sep in split_commands(command):
         word, args = program_of(words)
         if word and word not in BUILTINS and not _GLOB_OR_EXPANSION & set(word):
