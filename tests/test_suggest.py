@@ -19,8 +19,9 @@ from shellfish.errors import UsageError
 from shellfish.events import Done, Event, Status, Token
 from shellfish.knowledge.index import BuildOptions, build_index
 from shellfish.paths import get_paths
+from shellfish.suggest import run_suggest
+from shellfish.suggest.candidates import drop_unrequested_sudo, extract_command
 from shellfish.tasks.request import TaskRequest
-from shellfish.tasks.suggest import drop_unrequested_sudo, extract_command, run_suggest
 
 FROB_HELP = "Usage: frob [OPTION]... FILE\n  -a, --all     frobnicate hidden files too\n"
 
@@ -242,7 +243,8 @@ def test_flan_template_gets_a_flat_prompt(tmp_path: Path) -> None:
 
 
 def test_rank_candidates_weighs_problems() -> None:
-    from shellfish.tasks.suggest import Candidate, problem_penalty, rank_candidates
+    from shellfish.suggest.candidates import Candidate
+    from shellfish.suggest.ranking import problem_penalty, rank_candidates
 
     assert problem_penalty([]) == 0.0
     assert problem_penalty(["does not parse in zsh: parse error near `|'"]) == 2.0
@@ -267,7 +269,7 @@ def test_rank_candidates_weighs_problems() -> None:
 
 
 def test_request_similarity() -> None:
-    from shellfish.tasks.suggest import request_similarity
+    from shellfish.suggest.ranking import request_similarity
 
     assert request_similarity("Find all PHP files here", "find all php files here") == 1.0
     assert request_similarity("list files", "") == 0.0
@@ -275,7 +277,8 @@ def test_request_similarity() -> None:
 
 
 def test_programs_with_more_votes_win_and_the_model_leads_its_group() -> None:
-    from shellfish.tasks.suggest import Candidate, rank_candidates
+    from shellfish.suggest.candidates import Candidate
+    from shellfish.suggest.ranking import rank_candidates
 
     def ranked(model: str, *retrieved: tuple[str, float]) -> list[Candidate]:
         cands = [Candidate(model, "model", 0, certainty=0.9)] + [
@@ -299,9 +302,10 @@ def test_programs_with_more_votes_win_and_the_model_leads_its_group() -> None:
 
 
 def test_duplicate_candidates_pool_their_votes() -> None:
-    from shellfish.tasks.suggest import Candidate, _dedupe, rank_candidates
+    from shellfish.suggest.candidates import Candidate, dedupe
+    from shellfish.suggest.ranking import rank_candidates
 
-    cands = _dedupe(
+    cands = dedupe(
         [
             Candidate("ls -a", "model", 0),
             Candidate("du -sh .", "retrieved", 0, weight=0.8),

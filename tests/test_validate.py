@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from shellfish.shell.validate import Validation, missing_programs, programs, validate_command
+from shellfish.suggest.checks import Validation, missing_programs, programs, validate_command
 
 needs_zsh = pytest.mark.skipif(shutil.which("zsh") is None, reason="zsh not installed")
 
