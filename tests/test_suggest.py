@@ -301,6 +301,35 @@ def test_programs_with_more_votes_win_and_the_model_leads_its_group() -> None:
     assert ranked("ls -a", ("frob -a .", 0.3))[0].command == "ls -a"
 
 
+def test_the_vote_reads_programs_with_the_shell_parser() -> None:
+    from shellfish.suggest.ranking import vote_group
+
+    # wrappers are not programs of their own: `sudo chown` and `chown` vote together
+    assert vote_group("sudo -u bob chown root x") == vote_group("chown bob y") == ("chown",)
+    assert vote_group("timeout 5 frob -a .") == ("frob",)
+    # a find expression's `\(` groups and -exec commands; substitutions; xargs' command
+    assert vote_group("find . \\( -name a -o -name b \\) -exec rm {} \\;") == ("find", "rm")
+    assert vote_group("cp `which python3` env/bin/") == ("cp", "which")
+    assert vote_group("for f in *.txt; do wc -l $f; done") == ("wc",)
+    assert vote_group("find . -print0 | xargs -0 -I{} mv {} /tmp") == ("find", "xargs", "mv")
+
+
+def test_a_rewrite_starts_only_with_a_plain_program_word() -> None:
+    from shellfish.suggest.pipeline import _leading_program
+
+    assert _leading_program("frob -a .") == "frob"
+    assert _leading_program("frob") == "frob"
+    assert _leading_program("du -sh * | sort -h") == "du"
+    for command in (
+        "sudo frob -a",
+        "X=1 frob",
+        "/usr/bin/frob -a",
+        "'frob' -a",
+        "if x; then y; fi",
+    ):
+        assert _leading_program(command) == "", command
+
+
 def test_duplicate_candidates_pool_their_votes() -> None:
     from shellfish.suggest.candidates import Candidate, dedupe
     from shellfish.suggest.ranking import rank_candidates

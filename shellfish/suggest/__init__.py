@@ -18,6 +18,9 @@ Stages, in the order `run_suggest` runs them, and where each lives:
    programs again with this request's own arguments.
 8. answer (`pipeline`): one `Done` event.
 
+Checks, ranking and the rewrite read a command's programs and flags with
+`shellfish.shell.syntax`, the one command-line parser.
+
 Modes (`request.options["mode"]`):
 - ``zero-shot``: the instruction prompt and the model's first answer (stages 2-4, 8).
 - ``retrieval``: the prompt also carries retrieved examples (and option lines, if asked).

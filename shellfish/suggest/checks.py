@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from shellfish.shell.danger import classify
-from shellfish.shell.words import program_of, split_commands
+from shellfish.shell.syntax import simple_commands
 
 if TYPE_CHECKING:
     from shellfish.knowledge.index import KnowledgeIndex
@@ -107,13 +107,9 @@ def check_candidates(
 
 
 def programs(cmd: str) -> list[str]:
-    """The program word of each simple command in `cmd`, in order, without duplicates."""
-    seen: list[str] = []
-    for words, _sep in split_commands(cmd):
-        word, _args = program_of(words)
-        if word and word not in seen:
-            seen.append(word)
-    return seen
+    """The program word (as written, quotes removed) of each simple command in `cmd`, nested
+    ones included (``$(...)``, ``xargs``, ``find -exec``, ``sh -c``), in order, once each."""
+    return list(dict.fromkeys(c.program for c in simple_commands(cmd) if c.program))
 
 
 def missing_programs(
@@ -166,16 +162,14 @@ def parse_error(cmd: str, shell: str = "zsh") -> str | None:
 
 def flag_problems(command: str, known: Callable[[str], set[str] | None]) -> list[str]:
     """One problem line per flag in `command` that its program does not document."""
-    from shellfish.eval.metric import command_structure
-
     problems = []
-    for utility, flags in command_structure(command):
-        documented = known(utility)
+    for simple in simple_commands(command):
+        documented = known(simple.name) if simple.name else None
         if documented is None:
             continue
         problems += [
-            f"{utility}: unknown flag {flag} (not in the local man page / --help)"
-            for flag in sorted(flags)
+            f"{simple.name}: unknown flag {flag} (not in the local man page / --help)"
+            for flag in sorted(simple.flag_names())
             if not _documented(flag, documented)
         ]
     return problems

@@ -7,6 +7,7 @@ for the modes and for what the events carry.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Generator, Iterator
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from shellfish.errors import UsageError
 from shellfish.events import Done, Event, Status, Token
+from shellfish.shell.syntax import parse
 from shellfish.suggest.candidates import Candidate, certainty, clean_answer, command_key, dedupe
 from shellfish.suggest.checks import check_candidates
 from shellfish.suggest.ranking import (
@@ -44,6 +46,7 @@ VOTING_NEIGHBOURS = 5
 # When a retrieved command wins the vote, ask the model for the same programs with this
 # request's own arguments (`_adapt`).
 ADAPT_RETRIEVED = True
+_PLAIN_WORD = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*")
 
 
 def run_suggest(
@@ -158,9 +161,9 @@ def _adapt(
     retrieved command stands.
     """
     programs = vote_group(candidates[0].command)
-    first = (candidates[0].command.split() or [""])[0]
-    if not programs or first != programs[0]:
-        return None  # starts with an assignment, a keyword or a path: no clean first word
+    first = _leading_program(candidates[0].command)
+    if not first:
+        return None
     done = _last_done(runner.generate(prompt + first, config.merged(n=1), cancel=cancel))
     if done is None or done.finish_reason == "cancelled":
         return None
@@ -177,6 +180,19 @@ def _adapt(
         certainty=certainty(logprobs[0] if logprobs else None),
         weight=0.0,  # it adds no evidence of its own: it leads the winner's group
     )
+
+
+def _leading_program(command: str) -> str:
+    """The program word `command` starts with, exactly as typed.
+
+    "" when the line starts with anything else (an assignment, a wrapper, a keyword, a path,
+    quotes): then there is no clean first word to start the model's answer with.
+    """
+    commands = parse(command).commands
+    word = commands[0].program if commands else ""
+    if not word or commands[0].words[:1] != (word,) or not _PLAIN_WORD.fullmatch(word):
+        return ""
+    return word if re.match(re.escape(word) + r"(\s|$)", command) else ""
 
 
 def _last_done(events: Iterator[Event]) -> Done | None:

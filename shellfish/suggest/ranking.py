@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from shellfish.shell.syntax import programs
+
 if TYPE_CHECKING:
     from shellfish.suggest.candidates import Candidate
 
@@ -19,10 +21,12 @@ LOW_CONFIDENCE = 0.7
 
 
 def vote_group(command: str) -> tuple[str, ...]:
-    """The programs of `command` in order (``find | xargs chmod`` -> find, xargs, chmod)."""
-    from shellfish.eval.metric import command_structure
+    """The programs of `command` in order (``find | xargs chmod`` -> find, xargs, chmod).
 
-    return tuple(u for u, _f in command_structure(command))
+    As `shellfish.shell.syntax.programs` reads them: basenames, nested commands included,
+    wrappers (``sudo``, ``timeout 5``) and compound-command headers (``for x in``) not.
+    """
+    return programs(command)
 
 
 def rank_candidates(candidates: list[Candidate]) -> None:
