@@ -142,3 +142,12 @@ GRAMMAR: dict[str, str] = {
     "zcat": "--force --help --license --verbose --version -L -V -f -h -v | a... a...",
     "zless": " | a...",
 }
+
+# Where the scorer's grammar evidently differs from the synopses above (its reference scores
+# show these flags parsed): `ps -e -orss=,args=`, `ps -u USER`, `ifconfig -v eth0`, `rename
+# --help`. The entries replace the ones above; the extra ps letters are ps's common options.
+INFERRED: dict[str, str] = {
+    "ps": "-A -a -e -f -F -H -j -l -w -x -C:a -G:a -g:a -o:a -p:a -t:a -U:a -u:a --sort:a | a",
+    "ifconfig": "-a -s -v | a a a a... a a a...",
+    "rename": "--help --version -V -h -n -s -v | a a a...",
+}
