@@ -169,6 +169,20 @@ def test_parity_with_the_official_metric_on_its_reference_scores() -> None:
     assert not bad, f"{len(bad)} pairs disagree, e.g.\n{examples}"
 
 
+def test_structure_splits_attached_values_and_sees_through_wrappers() -> None:
+    # the old tokenizer kept "-d:", "-nk2" and "-I{}" whole and stopped at doas/timeout
+    assert command_structure("cut -d: -f1 f | sort -nk2 | xargs -I{} echo {}") == [
+        ("cut", frozenset({"-d", "-f"})),
+        ("sort", frozenset({"-n", "-k"})),
+        ("xargs", frozenset({"-I"})),
+        ("echo", frozenset()),
+    ]
+    assert command_structure("sudo doas rm x; timeout 5 ls") == [
+        ("rm", frozenset()),
+        ("ls", frozenset()),
+    ]
+
+
 def test_aggregate_top_k() -> None:
     assert aggregate_top_k([-1.0, 0.5, 0.25]) == 0.5
     assert aggregate_top_k([-1.0, -0.5]) == -0.75
