@@ -304,6 +304,9 @@ def test_nesting_depth_is_bounded() -> None:
     cs = simple_commands(line)
     assert max(c.depth for c in cs) <= 24
     assert "nesting too deep" in parse(line).problems
+    # quotes inside substitutions inside quotes: the lexer must not recurse without bound
+    for deep in ('"$(' * 2000, '$(echo "' * 1500, '"`$(' * 1000):
+        assert "nesting too deep" in parse(deep).problems
 
 
 # ----------------------------------------------------------------------- properties

@@ -63,6 +63,7 @@ MAX_DEPTH = 24
 _ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\[[^]]*\])?\+?=")
 _OPERATORS = sorted(SEPARATORS - {"\n"} | REDIRECT_OPERATORS | {"(", ")"}, key=len, reverse=True)
 _META = frozenset(" \t\n|&;()<>")
+_MAX_LEXER_NESTING = 100  # quotes inside substitutions inside quotes...
 _COMMAND_EXPANSIONS = frozenset({"$(", "`", "<(", ">("})
 _SPECIAL_PARAMETERS = frozenset("@*#?$!-0123456789")
 
@@ -229,6 +230,7 @@ class _Lexer:
         self.i = 0
         self.problems: list[str] = []
         self.heredocs: list[tuple[str, bool]] = []  # (delimiter, strip tabs) awaiting a newline
+        self.nesting = 0  # open quotes/parentheses being matched (bounded: no deep recursion)
 
     def tokens(self) -> list[_Token]:
         out: list[_Token] = []
@@ -331,8 +333,21 @@ class _Lexer:
             i += 1
         return -1
 
+    def _too_deep(self) -> bool:
+        if self.nesting > _MAX_LEXER_NESTING:
+            self.problems.append("nesting too deep")
+            return True
+        return False
+
     def _match(self, start: int, close: str) -> int:
         """Index just past the `close` that balances the opener at `start` (or the end)."""
+        self.nesting += 1
+        try:
+            return self.n if self._too_deep() else self._match_from(start, close)
+        finally:
+            self.nesting -= 1
+
+    def _match_from(self, start: int, close: str) -> int:
         s = self.s
         depth = 0
         opener = s[start]
@@ -363,6 +378,13 @@ class _Lexer:
         return self.n
 
     def _dquote_end(self, start: int) -> int:
+        self.nesting += 1
+        try:
+            return self.n if self._too_deep() else self._dquote_end_from(start)
+        finally:
+            self.nesting -= 1
+
+    def _dquote_end_from(self, start: int) -> int:
         s = self.s
         i = start + 1
         while i < self.n:
