@@ -135,7 +135,7 @@ def _widget(args: argparse.Namespace, env: Environment) -> int:
 def _widget_lines(args: argparse.Namespace, env: Environment) -> list[str]:
     from shellfish.events import Done, Error
     from shellfish.shell.context import current_context
-    from shellfish.shell.markers import error_lines, reply_lines
+    from shellfish.shell.markers import error_lines, suggestion_lines
     from shellfish.tasks.request import TaskRequest
 
     text = env.stdin.read()
@@ -167,6 +167,16 @@ def _widget_lines(args: argparse.Namespace, env: Environment) -> list[str]:
     if done is None:
         return error_lines("no answer came back")
     warnings = done.extra.get("warnings")
-    return reply_lines(
-        done.texts, list(warnings) if isinstance(warnings, list) else None, shell=args.shell
-    )
+    if not isinstance(warnings, list):
+        warnings = _best_command_warnings(done.texts, args.shell)
+    return suggestion_lines(done.texts, list(warnings))
+
+
+def _best_command_warnings(commands: list[str], shell: str) -> list[str]:
+    """The checks' warnings for the best command, for an answer that came without any."""
+    best = next((c.strip() for c in commands if c.strip()), "")
+    if not best:
+        return []
+    from shellfish.suggest.checks import validate_command
+
+    return validate_command(best, shell=shell).warnings
