@@ -247,11 +247,17 @@ def test_hostile_requests_get_400_not_500(slow_server, stream: bool) -> None:  #
     assert reply.status_code == 400, reply.text
 
 
-def test_non_ascii_bearer_token_is_401_not_500(server: RunningServer) -> None:
+def test_non_ascii_bearer_token_is_401_not_500(server: RunningServer, tmp_path: Path) -> None:
     response = httpx.get(
         server.base_url + "/models", headers={"Authorization": "Bearer t\u00f6ken".encode()}
     )
     assert response.status_code == 401
+    # a non-ASCII token configured on the server matches the same UTF-8 bytes from a client
+    paths = get_paths({"SHELLFISH_HOME": str(tmp_path)})
+    pool = ModelPool(paths, Settings(), loader=_loader)
+    with start_pool_server(pool, Settings(), paths, token="t\u00f6ken") as other:
+        headers = {"Authorization": "Bearer t\u00f6ken".encode()}
+        assert httpx.get(other.base_url + "/models", headers=headers).status_code == 200
 
 
 # -- what a local page or a huge body can do (issue 15 item 5) -----------------------------------

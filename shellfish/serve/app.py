@@ -258,9 +258,10 @@ def create_app(
             return True
         header = request.headers.get("authorization", "")
         scheme, _, given = header.partition(" ")
-        # bytes: compare_digest refuses non-ASCII str (a header may hold any latin-1 text)
+        # Bytes: compare_digest refuses non-ASCII str. Headers arrive decoded as latin-1, so
+        # encoding back gives the raw bytes a client sent (a UTF-8 token matches).
         return scheme.lower() == "bearer" and hmac.compare_digest(
-            given.strip().encode("utf-8", "surrogateescape"), token.encode("utf-8")
+            given.strip().encode("latin-1"), token.encode("utf-8")
         )
 
     async def read_body(request: Request) -> dict[str, Any]:
