@@ -333,3 +333,15 @@ def test_the_widget_answers_before_a_busy_history(make_env, monkeypatch) -> None
         holder.close()
     assert main(["widget", "suggest"], make_env("list files\n")) == 0
     assert [e.response for e in HistoryLog(env.paths.history_db).search()] == ["ls", "ls -la"]
+
+
+def test_history_cli_on_a_locked_database_says_busy(tmp_path):
+    env = _env(tmp_path)
+    holder = _hold_exclusive_lock(env.paths.history_db)
+    try:
+        assert main(["history"], env) == 1
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    err = env.stderr.getvalue()
+    assert "busy" in err and "unreadable" not in err and "move the file" not in err
