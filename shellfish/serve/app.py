@@ -78,9 +78,11 @@ class Backend:
         context = runner.info.context_length
         if context > 0:
             used = runner.count_tokens(prompt)
-            if used > context:
+            # a causal model's answer shares the context with the prompt: keep room for one token
+            readable = context - 1 if runner.info.family == "causal" else context
+            if used > readable:
                 raise PromptTooLong(
-                    f"the prompt is {used} tokens but {model} reads at most {context}",
+                    f"the prompt is {used} tokens but {model} reads at most {readable}",
                     hint="shorten the prompt or pick a model with a longer context",
                 )
             if config.max_new_tokens > context:
