@@ -483,14 +483,19 @@ class _Lexer:
             elif c == '"':
                 word.quoted = True
                 self._double_quoted(word)
-            elif c == "$":
-                self._dollar(word)
-            elif c == "`":
-                self._backtick(word)
             else:
-                word.value += c
-                self.i += 1
+                self._expansion_or_char(word, c)
         return word
+
+    def _expansion_or_char(self, word: _Word, c: str) -> None:
+        """Take a ``$`` construct, a backquoted command or one literal character at self.i."""
+        if c == "$":
+            self._dollar(word)
+        elif c == "`":
+            self._backtick(word)
+        else:
+            word.value += c
+            self.i += 1
 
     def _double_quoted(self, word: _Word) -> None:
         s = self.s
@@ -504,13 +509,8 @@ class _Lexer:
                 if s[self.i + 1] != "\n":
                     word.value += s[self.i + 1]
                 self.i += 2
-            elif c == "$":
-                self._dollar(word)
-            elif c == "`":
-                self._backtick(word)
             else:
-                word.value += c
-                self.i += 1
+                self._expansion_or_char(word, c)
         self.problems.append("unterminated double quote")
 
 
