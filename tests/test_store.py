@@ -209,3 +209,55 @@ def test_setup_is_idempotent_when_model_present(tmp_path):
     assert env.stdout.getvalue() == 'eval "$(shellfish init zsh)"\n'
     assert "already installed" in env.stderr.getvalue()
     assert {p: p.stat().st_mtime_ns for p in store.root.rglob("*")} == before
+
+
+def test_setup_builds_the_knowledge_index_from_the_shipped_sources(tmp_path):
+    """After setup the index holds the shipped NL2Bash train pairs and tldr examples, so the
+    first suggestion retrieves; a second setup leaves the index alone."""
+    import json
+
+    from shellfish.cli import main
+    from shellfish.knowledge.index import KnowledgeIndex
+    from shellfish.knowledge.shipped import shipped_pairs, shipped_tldr
+
+    if shipped_pairs() is None or shipped_tldr() is None:
+        pytest.skip("this checkout has no shipped knowledge files (shellfish/data/knowledge)")
+    env = _env(tmp_path, PATH="", HOME=str(tmp_path / "user"))
+    fake_install(Store(env.paths), "qwen2.5-coder-0.5b-instruct", ["suggest"])
+    assert main(["setup"], env) == 0
+    assert env.stdout.getvalue() == 'eval "$(shellfish init zsh)"\n'
+    meta = json.loads((env.paths.knowledge / "meta.json").read_text())
+    counts = meta["report"]["examples"]
+    train_lines = shipped_pairs()[0].read_text().count("\n")
+    assert counts["pair"] == train_lines > 8000 and counts["tldr"] > 10000
+    hits = KnowledgeIndex.load(env.paths.knowledge).search("extract a tar.gz archive", 5)
+    assert any(h.doc.command.startswith("tar ") for h in hits)
+    stamp = (env.paths.knowledge / "meta.json").stat().st_mtime_ns
+    env2 = _env(tmp_path, PATH="", HOME=str(tmp_path / "user"))
+    assert main(["setup"], env2) == 0
+    assert "knowledge index: already built" in env2.stderr.getvalue()
+    assert (env.paths.knowledge / "meta.json").stat().st_mtime_ns == stamp
+
+
+def test_user_pairs_come_in_addition_to_the_shipped_ones(tmp_path):
+    from shellfish.knowledge.index import BuildOptions, KnowledgeIndex, build_index
+    from shellfish.knowledge.shipped import shipped_pairs
+
+    if shipped_pairs() is None:
+        pytest.skip("this checkout has no shipped knowledge files (shellfish/data/knowledge)")
+    nl, cm = shipped_pairs()
+    first_nl, first_cm = nl.read_text().splitlines()[0], cm.read_text().splitlines()[0]
+    (tmp_path / "my.nl").write_text(f"{first_nl}\nshow my frobnicator status\n")
+    (tmp_path / "my.cm").write_text(f"{first_cm}\nfrobctl status\n")
+    opts = BuildOptions(
+        path_value="",
+        history_files=[],
+        pairs=(tmp_path / "my.nl", tmp_path / "my.cm"),
+        tldr_zip=tmp_path / "none.zip",
+        shipped=True,
+    )
+    report = build_index(tmp_path / "k", opts)
+    shipped_count = sum(1 for line in nl.read_text().splitlines() if line.strip())
+    assert report.examples["pair"] == shipped_count + 1  # the duplicate is indexed once
+    hits = KnowledgeIndex.load(tmp_path / "k").search("frobnicator status", 1)
+    assert hits[0].doc.command == "frobctl status"
