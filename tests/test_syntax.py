@@ -329,6 +329,31 @@ def test_never_raises_and_invariants_hold(text: str) -> None:
             assert child.depth == c.depth + 1
 
 
+_NESTED = st.recursive(
+    st.sampled_from(["ls", "a b", "x=1", "-la", "'q'", "$v", "|", ";", "&&", ">f", "2>&1", ""]),
+    lambda inner: st.one_of(
+        st.tuples(inner, inner).map(" ".join),
+        inner.map(lambda t: f"$({t})"),
+        inner.map(lambda t: f'"{t}"'),
+        inner.map(lambda t: f"`{t}`"),
+        inner.map(lambda t: f"<({t})"),
+        inner.map(lambda t: f"sh -c '{t}'"),
+        inner.map(lambda t: f"({t})"),
+        inner.map(lambda t: f"{t})"),  # unbalanced on purpose
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(_NESTED)
+def test_nested_constructs_never_raise(text: str) -> None:
+    line = parse(text)
+    for c in line.walk():
+        assert c.depth <= 24
+        assert len(c.expansions) == len(c.words) == len(c.raw_words)
+
+
 _WORD = st.text(
     st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), max_size=12
 )

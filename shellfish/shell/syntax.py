@@ -12,7 +12,12 @@ fd redirections (``2>&1``, ``&>``), subshells and groups, compound-command keywo
     programs(line)         -> the program names of those commands, in order
 
 Contract: these functions never raise, whatever the text (unbalanced quotes, garbage, NUL);
-what cannot be parsed is kept as words and reported in `CommandLine.problems`.
+what cannot be parsed is kept as words and reported in `CommandLine.problems`. The API only
+grows: names and meanings stay (fields added later, such as `SimpleCommand.raw_words`, are
+left out of equality so existing comparisons keep working).
+
+Where a word's type matters (which options take a value, which programs wrap others) the
+tables are in `shellfish.shell.grammar`, the one place for them.
 
 What counts as "nested": the body of ``sh -c '...'`` (any shell in `grammar.SHELLS`, also
 behind ``sudo``), ``eval``'s words, ``find -exec ... ;`` / ``+``, the command ``xargs`` runs,
@@ -47,6 +52,7 @@ __all__ = [
     "SHELLS",
     "WRAPPERS",
     "CommandLine",
+    "Expansion",
     "Flag",
     "Redirect",
     "SimpleCommand",
@@ -483,14 +489,19 @@ class _Lexer:
             elif c == '"':
                 word.quoted = True
                 self._double_quoted(word)
-            elif c == "$":
-                self._dollar(word)
-            elif c == "`":
-                self._backtick(word)
             else:
-                word.value += c
-                self.i += 1
+                self._expansion_or_char(word, c)
         return word
+
+    def _expansion_or_char(self, word: _Word, c: str) -> None:
+        """Take a ``$`` construct, a backquoted command or one literal character at self.i."""
+        if c == "$":
+            self._dollar(word)
+        elif c == "`":
+            self._backtick(word)
+        else:
+            word.value += c
+            self.i += 1
 
     def _double_quoted(self, word: _Word) -> None:
         s = self.s
@@ -504,13 +515,8 @@ class _Lexer:
                 if s[self.i + 1] != "\n":
                     word.value += s[self.i + 1]
                 self.i += 2
-            elif c == "$":
-                self._dollar(word)
-            elif c == "`":
-                self._backtick(word)
             else:
-                word.value += c
-                self.i += 1
+                self._expansion_or_char(word, c)
         self.problems.append("unterminated double quote")
 
 
