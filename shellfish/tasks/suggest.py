@@ -267,6 +267,9 @@ def run_suggest(
     if not request.text.strip():
         raise UsageError("the request is empty", hint="say what you want in words")
     started = time.perf_counter()
+    from shellfish.store.pool import queue_waited_ms
+
+    waited = queue_waited_ms()  # total_ms leaves out time spent waiting for a busy model
     n_examples = _count_option(request, "examples", MAX_EXAMPLES)
     n_option_lines = _count_option(request, "option_lines", MAX_OPTION_LINES)
     hits: list[Hit] = []
@@ -372,7 +375,7 @@ def run_suggest(
         load_ms=done.load_ms,
         prefill_ms=done.prefill_ms,
         first_token_ms=done.first_token_ms,
-        total_ms=(time.perf_counter() - started) * 1000,
+        total_ms=(time.perf_counter() - started) * 1000 - (queue_waited_ms() - waited),
         finish_reason=done.finish_reason,
         extra={**done.extra, **extra},
     )
