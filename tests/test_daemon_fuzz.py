@@ -18,6 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+pytest.importorskip("hypothesis", reason="hypothesis is in the dev extra, not installed here")
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_daemon import LOADER, TESTS, Daemon

@@ -368,3 +368,15 @@ def test_runtime_dir_of_another_user_falls_back_to_a_private_one(
     err = env.stderr.getvalue()  # type: ignore[attr-defined]
     assert "belongs to another user" in err and "not running" in err
     assert "Traceback" not in err
+
+
+def test_the_budget_bounds_queued_requests_across_connections() -> None:
+    from shellfish.daemon.connection import Budget
+
+    budget = Budget(max_requests=2, max_request_bytes=100)
+    assert budget.take_request(10) and budget.take_request(10)
+    assert not budget.take_request(10)  # a third request anywhere is over the total
+    budget.give_request(10)
+    assert not budget.take_request(95)  # bytes count too
+    assert budget.take_request(80)
+    assert (budget.requests, budget.request_bytes) == (2, 90)

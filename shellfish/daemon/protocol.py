@@ -82,10 +82,10 @@ def parse_request(line: bytes) -> Request:
     if len(line) > MAX_LINE_BYTES:
         raise BadRequest(f"request line is larger than {MAX_LINE_BYTES} bytes", "too_large")
     try:
-        data = json.loads(line.decode("utf-8"))
+        data = json.loads(line.decode("utf-8"), parse_int=_parse_int)
     except RecursionError as exc:  # e.g. 100k nested arrays: the decoder recurses per level
         raise BadRequest("request is nested too deeply", "bad_json") from exc
-    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an int over 4300 digits
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an over-long integer
         raise BadRequest(f"request is not valid JSON: {exc}", "bad_json") from exc
     if not isinstance(data, dict):
         raise BadRequest("request must be a JSON object", "bad_json")
@@ -97,6 +97,16 @@ def parse_request(line: bytes) -> Request:
         exc.request_id = request_id
         exc.reply_format = reply_format if reply_format in REPLY_FORMATS else "json"
         raise
+
+
+#: Longer integers are refused on every Python (3.11+ refuses over 4300 digits on its own).
+MAX_INT_DIGITS = 1000
+
+
+def _parse_int(text: str) -> int:
+    if len(text) > MAX_INT_DIGITS:
+        raise ValueError(f"an integer of {len(text)} digits (at most {MAX_INT_DIGITS})")
+    return int(text)
 
 
 def _validate(data: dict[str, Any], request_id: Any, reply_format: Any) -> Request:
