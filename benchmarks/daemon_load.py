@@ -18,17 +18,10 @@ Prints per client count: p50 / p95 / max of the wall time per request, the model
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import statistics
 import sys
-import tempfile
 import threading
 import time
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
-TESTS = ROOT / "tests"
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -84,42 +77,18 @@ def main() -> int:
     parser.add_argument("--task", default="prompt", choices=["prompt", "suggest", "explain"])
     args = parser.parse_args()
 
-    sys.path.insert(0, str(TESTS))
-    from test_daemon_support import install_fake_models
+    from echo_daemon import echo_daemon
 
     from shellfish.client.daemon import DaemonClient
-    from shellfish.config import load_settings
-    from shellfish.daemon import lifecycle
-    from shellfish.paths import get_paths
 
-    home = Path(tempfile.mkdtemp(prefix="sfl-"))
-    install_fake_models(home)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SHELLFISH_")}
-    env.update(
-        {
-            "SHELLFISH_HOME": str(home),
-            "PYTHONPATH": str(TESTS),
-            "SHELLFISH_TEST_DELAY": str(args.step_s),
-            "SHELLFISH_TEST_TOKENS": str(args.tokens),
-        }
-    )
-    paths = get_paths(env)
-    settings = load_settings(paths.config_file, env)
-    print(
-        f"daemon on {paths.socket}; EchoRunner: {args.tokens} steps x {args.step_s * 1000:g} ms; "
-        f"{args.requests} {args.task} requests per client"
-    )
     header = (
         f"{'clients':>7} {'reqs':>5} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} "
         f"{'model p50':>9} {'queue p50':>9} {'queue max':>9} {'FIFO bound':>10}  within"
     )
-    try:
-        lifecycle.start(
-            paths,
-            settings,
-            environ=env,
-            extra_args=["--loader", "test_daemon_support:loader_factory"],
-            timeout_s=60,
+    with echo_daemon(args.step_s, args.tokens) as (paths, _):
+        print(
+            f"daemon on {paths.socket}; EchoRunner: {args.tokens} steps x "
+            f"{args.step_s * 1000:g} ms; {args.requests} {args.task} requests per client"
         )
         DaemonClient(paths).load("echo")
         print(header)
@@ -136,9 +105,6 @@ def main() -> int:
                 f"{percentile(walls, 0.95):>8.0f} {max(walls):>8.0f} {service:>9.0f} "
                 f"{percentile(queues, 0.5):>9.0f} {max(queues):>9.0f} {bound:>10.0f}  {within}"
             )
-    finally:
-        lifecycle.stop(paths)
-        shutil.rmtree(home, ignore_errors=True)
     print("within: max <= FIFO bound = clients x model p50 (+20 % and 100 ms for protocol, noise)")
     return 0
 

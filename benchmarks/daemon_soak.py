@@ -22,19 +22,12 @@ from __future__ import annotations
 
 import argparse
 import collections
-import os
 import random
-import shutil
 import socket
 import sys
-import tempfile
 import threading
 import time
-from pathlib import Path
 from typing import Any
-
-ROOT = Path(__file__).resolve().parents[1]
-TESTS = ROOT / "tests"
 
 
 class Soak:
@@ -157,35 +150,9 @@ def main() -> int:
     parser.add_argument("--rss-slack-mb", type=float, default=20.0)
     args = parser.parse_args()
 
-    sys.path.insert(0, str(TESTS))
-    from test_daemon_support import install_fake_models
+    from echo_daemon import echo_daemon
 
-    from shellfish.config import load_settings
-    from shellfish.daemon import lifecycle
-    from shellfish.paths import get_paths
-
-    home = Path(tempfile.mkdtemp(prefix="sfs-"))
-    install_fake_models(home)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SHELLFISH_")}
-    env.update(
-        {
-            "SHELLFISH_HOME": str(home),
-            "PYTHONPATH": str(TESTS),
-            "SHELLFISH_TEST_DELAY": "0.005",
-        }
-    )
-    paths = get_paths(env)
-    settings = load_settings(paths.config_file, env)
-    status = 0
-    try:
-        info = lifecycle.start(
-            paths,
-            settings,
-            environ=env,
-            extra_args=["--loader", "test_daemon_support:loader_factory"],
-            timeout_s=60,
-        )
-        pid = int(info["pid"])
+    with echo_daemon(step_s=0.005) as (paths, pid):
         soak = Soak(paths, args.seed)
         for action in Soak.ACTIONS:  # warm-up: models loaded, imports done, buffers grown
             soak.run(action)
@@ -221,11 +188,7 @@ def main() -> int:
             f"growth: rss {grew['rss_mb']:+.1f} MB, fds {grew['fds']:+.0f}, "
             f"threads {grew['threads']:+.0f} -> {'flat' if flat else 'NOT FLAT'}"
         )
-        status = 0 if flat and not soak.failures else 1
-    finally:
-        lifecycle.stop(paths)
-        shutil.rmtree(home, ignore_errors=True)
-    return status
+    return 0 if flat and not soak.failures else 1
 
 
 def settle(soak: Soak, timeout: float = 30.0) -> None:
