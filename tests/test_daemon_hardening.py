@@ -380,3 +380,22 @@ def test_the_budget_bounds_queued_requests_across_connections() -> None:
     assert not budget.take_request(95)  # bytes count too
     assert budget.take_request(80)
     assert (budget.requests, budget.request_bytes) == (2, 90)
+
+
+def test_clients_that_hang_up_with_requests_queued_give_the_budget_back(
+    make_daemon: Callable[..., Daemon],
+) -> None:
+    """Found by the soak: requests read after the client was gone stayed counted in the total,
+    until every new request (even `status`) was told busy."""
+    daemon = make_daemon(SHELLFISH_TEST_DELAY="0.01", SHELLFISH_TEST_TOKENS="5")
+    daemon.client.load("echo")
+    request = {"task": "prompt", "text": "x", "model": "echo"}
+    lines = b"".join(
+        protocol.make_request("generate", request_id=i, request=request) for i in range(3000)
+    )
+    for _ in range(10):
+        sock = daemon.raw()
+        sock.sendall(lines)
+        sock.close()  # hang up at once, replies unread
+    assert wait_for(lambda: daemon.client.status()["queued_requests"] == 0, timeout=20)
+    assert daemon.client.status()["connections"] == 1

@@ -241,10 +241,11 @@ class Connection:
         self._dispatch = dispatch
         self.budget = budget or Budget()
         self.outbox = Outbox(budget=self.budget)
-        # Requests waiting for the processor, with their line sizes (for the bounds).
-        self._requests: collections.deque[tuple[Request, int]] = collections.deque()
+        # Requests waiting for the processor: (request, line size, counted in the budget).
+        self._requests: collections.deque[tuple[Request, int, bool]] = collections.deque()
         self._requests_cond = threading.Condition()
         self._queued_bytes = 0
+        self._processing_ended = False
         self._cancel_lock = threading.Lock()
         self._cancel: threading.Event | None = None  # the running generation's cancel flag
         self.gone = threading.Event()  # the client disconnected (or the daemon is stopping)
@@ -374,20 +375,28 @@ class Connection:
             self.cancel_generation()  # no reply of its own: the cancelled stream ends instead
             return
         size = len(line)
+        # Control commands are cheap and must get through an overloaded daemon (status to see
+        # why, shutdown to stop it): only this connection's own bound applies to them.
+        counted = request.task is not None or request.cmd == "load"
         with self._requests_cond:
-            fits = (
-                len(self._requests) < MAX_QUEUED_REQUESTS
-                and self._queued_bytes + size <= MAX_QUEUED_REQUEST_BYTES
-                and self.budget.take_request(size)
-            )
-            if fits:
-                self._requests.append((request, size))
+            if self._processing_ended:
+                return  # the client is gone; nothing will run or be read any more
+            full = None
+            if (
+                len(self._requests) >= MAX_QUEUED_REQUESTS
+                or self._queued_bytes + size > MAX_QUEUED_REQUEST_BYTES
+            ):
+                full = f"{MAX_QUEUED_REQUESTS} requests or {MAX_QUEUED_REQUEST_BYTES} bytes "
+                full += "queued on this connection"
+            elif counted and not self.budget.take_request(size):
+                full = f"{self.budget.max_requests} requests queued by all clients"
+            if full is None:
+                self._requests.append((request, size, counted))
                 self._queued_bytes += size
                 self._requests_cond.notify()
-        if not fits:
+        if full is not None:
             busy = BadRequest(
-                f"too many requests queued ({MAX_QUEUED_REQUESTS} per connection); "
-                "this one was not run",
+                f"the daemon is full ({full}); this request was not run",
                 "busy",
                 hint=BUSY_HINT,
                 request_id=request.id,
@@ -404,9 +413,10 @@ class Connection:
                 self._requests_cond.wait()
             if self.gone.is_set():
                 return None
-            request, size = self._requests.popleft()
+            request, size, counted = self._requests.popleft()
             self._queued_bytes -= size
-        self.budget.give_request(size)
+        if counted:
+            self.budget.give_request(size)
         return request
 
     def _process_loop(self) -> None:
@@ -415,8 +425,11 @@ class Connection:
                 self._dispatch(self, request)
         finally:
             with self._requests_cond:  # the client is gone: give back what it had queued
-                for _, size in self._requests:
-                    self.budget.give_request(size)
+                # ...and take no more: the reader may still be going through its last chunk.
+                self._processing_ended = True
+                for _, size, counted in self._requests:
+                    if counted:
+                        self.budget.give_request(size)
                 self._requests.clear()
                 self._queued_bytes = 0
             self.outbox.close()

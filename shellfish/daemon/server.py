@@ -240,6 +240,7 @@ class DaemonServer:
             "requests": self.requests_served,
             "active": active,
             "connections": connections,
+            "queued_requests": self.budget.requests,
             "rss_mb": round(process_rss() / 2**20, 1),
             "memory_budget_mb": round(self.pool.memory_budget_bytes / 2**20, 1),
             "idle_unload_s": self.settings.daemon.idle_unload_s,
