@@ -14,8 +14,9 @@ loop over a random mix until the time is up:
 - flood: requests written without reading the replies, then a hang-up
 
 The daemon's RSS, open fds and threads are sampled before (after a warm-up round of every
-action), every 10 s, and after (once its connections have drained). Exit status 1 when fds or
-threads grew, or RSS grew by more than `--rss-slack-mb`.
+action), every 10 s, and after (once its connections have drained), with the requests the
+daemon still counts as queued (0 when nothing leaked). Exit status 1 when fds or threads grew,
+RSS grew by more than `--rss-slack-mb`, requests stayed counted, or an action failed.
 """
 
 from __future__ import annotations
@@ -175,6 +176,7 @@ def main() -> int:
         settle(soak)
         after = sample(pid)
         show("after", after)
+        queued = soak.client.status()["queued_requests"]  # the daemon-wide budget given back?
         total = sum(soak.counts.values())
         print(
             f"{total} actions in {args.seconds:.0f} s with {args.workers} workers: "
@@ -184,9 +186,11 @@ def main() -> int:
             print(f"{len(soak.failures)} failed actions, e.g.: " + "; ".join(soak.failures[:5]))
         grew = {k: after[k] - before[k] for k in before}
         flat = grew["fds"] <= 0 and grew["threads"] <= 0 and grew["rss_mb"] <= args.rss_slack_mb
+        flat = flat and queued == 0
         print(
             f"growth: rss {grew['rss_mb']:+.1f} MB, fds {grew['fds']:+.0f}, "
-            f"threads {grew['threads']:+.0f} -> {'flat' if flat else 'NOT FLAT'}"
+            f"threads {grew['threads']:+.0f}; requests still counted as queued: {queued} "
+            f"-> {'flat' if flat else 'NOT FLAT'}"
         )
     return 0 if flat and not soak.failures else 1
 

@@ -156,6 +156,13 @@ class _Entry:
     requests: int = 0
     lock: _Turnstile = field(default_factory=_Turnstile)  # held while generating
     unloaded: bool = False  # removed from the pool; close the runner when the lock frees
+    closed: bool = False  # the runner was closed (by whoever held the lock last)
+
+    def close_runner(self) -> None:
+        """Close the runner once; call with `lock` held."""
+        if not self.closed:
+            self.closed = True
+            _close(self.runner)
 
 
 class ModelPool:
@@ -331,10 +338,10 @@ class ModelPool:
         entry.unloaded = True
         if entry.lock.try_acquire():
             try:
-                _close(entry.runner)
+                entry.close_runner()
             finally:
                 entry.lock.release()
-        # else: the generation holding the lock closes the runner when it ends
+        # else: the generation holding the lock, or the next waiter, closes the runner
 
     def _generate(
         self, name: str, prompt: str, config: GenerationConfig, cancel: threading.Event | None
@@ -345,13 +352,20 @@ class ModelPool:
             waiting = time.perf_counter()
             try:
                 entry.lock.acquire(cancel)  # one generation per model at a time, in FIFO order
+            except Cancelled:
+                if entry.unloaded:  # we may have been what kept _retire from closing it
+                    self._retire(entry)
+                raise
             finally:
                 waited = (time.perf_counter() - waiting) * 1000
                 queue_ms += waited
                 _waited_ms.set(_waited_ms.get() + waited)
             if not entry.unloaded:
                 break
-            entry.lock.release()  # unloaded while we waited: load it again
+            # Unloaded while we waited: nobody may have been able to close it (a waiter kept
+            # _retire from taking the lock), so whoever gets the turn does; then load it again.
+            entry.close_runner()
+            entry.lock.release()
         try:
             entry.requests += 1
             entry.last_used = self._clock()
@@ -362,7 +376,7 @@ class ModelPool:
         finally:
             entry.last_used = self._clock()
             if entry.unloaded:
-                _close(entry.runner)
+                entry.close_runner()
             entry.lock.release()
 
 
