@@ -79,8 +79,6 @@ def main() -> int:
 
     from echo_daemon import echo_daemon
 
-    from shellfish.client.daemon import DaemonClient
-
     header = (
         f"{'clients':>7} {'reqs':>5} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} "
         f"{'model p50':>9} {'queue p50':>9} {'queue max':>9} {'FIFO bound':>10}  within"
@@ -90,7 +88,7 @@ def main() -> int:
             f"daemon on {paths.socket}; EchoRunner: {args.tokens} steps x "
             f"{args.step_s * 1000:g} ms; {args.requests} {args.task} requests per client"
         )
-        DaemonClient(paths).load("echo")
+        run_clients(paths, 1, 1, args.task)  # warm-up: model loaded, the task's code imported
         print(header)
         for clients in args.clients:
             rows = run_clients(paths, clients, args.requests, args.task)
