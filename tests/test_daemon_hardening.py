@@ -7,6 +7,7 @@ Real daemon processes on real Unix sockets (the `make_daemon` fixture of test_da
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -16,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psutil
@@ -49,21 +50,28 @@ def _env_for(daemon: Daemon, make_env: Callable[..., object]) -> object:
 # -- 1. a daemon crash in the middle of a stream ------------------------------------------------
 
 
+@contextlib.contextmanager
+def _killed_after(daemon: Daemon, seconds: float) -> Iterator[None]:
+    """With the model loaded, kill -9 the daemon `seconds` into the block."""
+    daemon.client.load("echo")
+    pid = int(daemon.info["pid"])  # type: ignore[call-overload]
+    killer = threading.Timer(seconds, os.kill, (pid, signal.SIGKILL))
+    killer.start()
+    try:
+        yield
+    finally:
+        killer.cancel()
+
+
 def test_crash_mid_stream_ends_with_an_error_and_prints_nothing_twice(
     make_daemon: Callable[..., Daemon], make_env: Callable[..., object]
 ) -> None:
     from shellfish.cli import main
 
     daemon = make_daemon(SHELLFISH_TEST_DELAY="0.1", SHELLFISH_TEST_TOKENS="40")
-    daemon.client.load("echo")
     env = _env_for(daemon, make_env)
-    pid = int(daemon.info["pid"])  # type: ignore[call-overload]
-    killer = threading.Timer(1.0, os.kill, (pid, signal.SIGKILL))  # ~10 tokens in
-    killer.start()
-    try:
+    with _killed_after(daemon, 1.0):  # ~10 tokens in
         status = main(["prompt", "--model", "echo", "count"], env)  # type: ignore[arg-type]
-    finally:
-        killer.cancel()
     out = env.stdout.getvalue()  # type: ignore[attr-defined]
     err = env.stderr.getvalue()  # type: ignore[attr-defined]
     words = out.split()
@@ -80,15 +88,9 @@ def test_crash_before_any_token_is_retried_in_process(
     from shellfish.client import stream
 
     daemon = make_daemon(SHELLFISH_TEST_DELAY="2", SHELLFISH_TEST_TOKENS="5")
-    daemon.client.load("echo")
     env = _env_for(daemon, make_env)
-    pid = int(daemon.info["pid"])  # type: ignore[call-overload]
-    killer = threading.Timer(0.5, os.kill, (pid, signal.SIGKILL))  # before the first token (2 s)
-    killer.start()
-    try:
+    with _killed_after(daemon, 0.5):  # before the first token (2 s)
         events = list(stream(TaskRequest("prompt", "x", model="echo"), env))  # type: ignore[arg-type]
-    finally:
-        killer.cancel()
     tokens = [e.text.strip() for e in events if isinstance(e, Token)]
     assert tokens == [f"w{i}" for i in range(30)]  # the in-process EchoRunner's whole answer
     assert isinstance(events[-1], Done) and events[-1].backend != "daemon"
