@@ -35,7 +35,7 @@ SYSTEM_DIRS: tuple[tuple[str, ...], ...] = tuple(
         "/Volumes /private /cores /usr/bin /usr/sbin /usr/lib /usr/lib32 /usr/lib64 "
         "/usr/libexec /usr/include /usr/share /usr/local /usr/src /usr/local/bin "
         "/usr/local/lib /usr/local/share /usr/local/etc /var/lib /var/log /var/spool /var/mail "
-        "/var/backups /var/db /var/www /private/etc /private/var /System/Library "
+        "/var/backups /private/etc /private/var /System/Library "
         "/Library/Preferences /nix/store /boot/efi /etc/ssh /etc/ssl /etc/pam.d "
         "/etc/systemd /etc/apt /etc/default /etc/security /etc/sudoers.d"
     )
