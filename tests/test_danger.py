@@ -82,3 +82,16 @@ def test_each_danger_reported_once() -> None:
 def test_relative_cwd_or_home_are_treated_as_unknown() -> None:
     assert [d.code for d in dangers("rm -rf .", cwd="relative/dir", home="")] == ["rm-broad"]
 
+
+def test_validation_judges_paths_against_the_request_directories() -> None:
+    from shellfish.shell.validate import validate_command
+
+    def which(_name: str) -> str:
+        return "/bin/true"
+
+    line = "rm -rf /srv/me/*"
+    assert validate_command(line, "sh", which=which).danger == []
+    found = validate_command(line, "sh", which=which, cwd="/tmp", home="/srv/me").danger
+    assert found and "home directory" in found[0]
+    found = validate_command(line, "sh", which=which, cwd="/srv/me", home=None).danger
+    assert found and "current directory" in found[0]

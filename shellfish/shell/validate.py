@@ -116,8 +116,13 @@ def validate_command(
     checks: Sequence[Check] = (),
     which: Callable[[str], str | None] = shutil.which,
     cwd: str | None = None,
+    home: str | None = None,
 ) -> Validation:
-    """Check one suggested command line; never runs it."""
+    """Check one suggested command line; never runs it.
+
+    `cwd` and `home` are where the line would run and the user's $HOME: the danger check
+    resolves paths against them (`rm -rf /home/me/*` from /home/me is `rm -rf ~/*`).
+    """
     problems: list[str] = []
     if not cmd.strip():
         return Validation(ok=False, problems=["the command is empty"])
@@ -128,4 +133,4 @@ def validate_command(
         problems.append(f"does not parse in {shell}: {error}")
     for check in checks:
         problems.extend(check(cmd))
-    return Validation(ok=not problems, problems=problems, danger=classify(cmd))
+    return Validation(ok=not problems, problems=problems, danger=classify(cmd, cwd, home))
