@@ -20,7 +20,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
-from shellfish.shell.grammar import INTERPRETERS, SHELLS
+from shellfish.shell.grammar import FIND_EXEC_ACTIONS, INTERPRETERS, SHELLS
 from shellfish.shell.places import (
     Path,
     Verdict,
@@ -64,6 +64,12 @@ _SYSTEM_BINARY_DIRS = frozenset({"bin", "sbin", "lib", "lib32", "lib64", "libx32
 _FIND_NARROWING = _words(
     "-name -iname -path -ipath -wholename -iwholename -regex -iregex -lname -ilname -empty"
     " -inum -samefile -links"
+)
+# find words that do not choose files (options, actions, operators).
+_FIND_NOT_CHOOSING = _words(
+    "-type -xtype -mindepth -maxdepth -depth -d -print -print0 -printf -ls -fls -fprint"
+    " -fprint0 -fprintf -delete -L -H -P -xdev -mount -follow -daystart -noleaf -prune"
+    " -ignore_readdir_race -regextype -o -a -and -or -not -true -quit -x"
 )
 _FORMATTERS = re.compile(r"^(?:mkfs(?:\..+)?|mke2fs|mkswap|mkdosfs|mkntfs|newfs(?:_.+)?|wipefs)$")
 _PARTITIONERS = frozenset({"fdisk", "sfdisk", "cfdisk", "gdisk", "sgdisk", "parted", "blkdiscard"})
@@ -438,6 +444,8 @@ def _judge_delete(
         return
     for word in operands:
         verdict = _judge(word, scope)
+        if verdict is not None and verdict.kind == "cwd" and _asks(command):
+            continue  # `rm -ri *` here: every file is confirmed first
         if verdict is not None and recursive:
             report.add("rm-broad", f"recursive delete of {verdict.label}")
             return
@@ -461,19 +469,52 @@ def _check_find(command: SimpleCommand, scope: _Scope, report: _Report) -> None:
 
 
 def _find_deletes(command: SimpleCommand) -> bool:
-    return "-delete" in command.args or any(
-        c.via == "-exec" and c.name in {"rm", "unlink", "shred"} for c in command.nested
+    """-delete, or an -exec/-execdir of rm without a prompt (-ok asks for every file)."""
+    if "-delete" in command.args:
+        return True
+    actions = [a for a in command.args if a in FIND_EXEC_ACTIONS]
+    runs = [c for c in command.nested if c.via == "-exec"]
+    return any(
+        action in {"-exec", "-execdir"} and c.name in {"rm", "unlink", "shred"} and not _asks(c)
+        for action, c in zip(actions, runs, strict=False)
     )
 
 
+def _asks(command: SimpleCommand) -> bool:
+    """`rm -i`: asks before every file (a later -f cancels it)."""
+    prompts = [f.name for f in command.flags if f.name in {"-i", "-f", "--interactive", "--force"}]
+    return bool(prompts) and prompts[-1] in {"-i", "--interactive"}
+
+
+def _find_tests(args: Sequence[str]) -> list[str]:
+    """The tests of a find expression that choose files, outside -exec bodies."""
+    tests: list[str] = []
+    inside_exec = False
+    for arg, after in zip(args, [*args[1:], ""], strict=True):
+        if inside_exec:
+            inside_exec = arg not in {";", "+", "\\;"}
+        elif arg in FIND_EXEC_ACTIONS:
+            inside_exec = True
+        elif arg in {"-type", "-xtype"} and after not in {"f", "d", "f,d", "d,f"}:
+            tests.append(arg)  # symlinks, sockets...: a kind of file, not all of them
+        elif arg.startswith("-") and len(arg) > 1 and arg not in _FIND_NOT_CHOOSING:
+            tests.append(arg)
+    return tests
+
+
 def _judge_find(command: SimpleCommand, scope: _Scope, report: _Report) -> None:
-    """find deleting under `/` or a system tree; under $HOME or cwd only when unfiltered."""
+    """find deleting under `/` or a system tree whatever its tests; under $HOME unless it
+    picks names (-name, -path...); under the cwd only when it picks nothing at all."""
     roots: list[str] = []
-    for arg in command.args:
+    args = list(command.args)
+    while args and args[0] in {"-L", "-H", "-P"}:  # options before the start points
+        args.pop(0)
+    for arg in args:
         if arg.startswith(("-", "(", "!")):
             break
         roots.append(arg)
-    narrowed = any(a in _FIND_NARROWING for a in command.args)
+    tests = _find_tests(command.args)
+    by_name = any(t in _FIND_NARROWING for t in tests)
     for root in roots or ["."]:
         verdict = _judge(root, scope, contents=True)
         if verdict is None:
@@ -481,7 +522,11 @@ def _judge_find(command: SimpleCommand, scope: _Scope, report: _Report) -> None:
         broad = verdict.kind == "root" or any(
             len(p.parts) <= 1 or system_file(p) for p in _paths(root, scope) if p.anchor == "/"
         )
-        if not narrowed or (verdict.kind in {"root", "system"} and broad):
+        if (
+            (verdict.kind in {"root", "system"} and broad)
+            or (verdict.kind != "cwd" and not by_name)
+            or not tests
+        ):
             report.add("rm-broad", f"deletes files under {verdict.label}")
             return
 
@@ -558,8 +603,13 @@ def _check_copy(command: SimpleCommand, scope: _Scope, report: _Report) -> None:
 
 
 def _check_copy_dest(sources: Sequence[str], dest: str, scope: _Scope, report: _Report) -> None:
-    for target in _destinations(sources, dest, scope):
+    named = _destinations(sources, dest, scope)
+    into_directory = named != [dest]
+    for target in named:
         for path in _paths(target, scope):
+            # a file copied into a directory is new there unless its name is a dotfile's
+            if into_directory and not dotfile(path, scope):
+                continue
             _overwrite(path, scope, report, "replaces", critical=True)
 
 
@@ -635,8 +685,11 @@ def _check_chmod(command: SimpleCommand, scope: _Scope, report: _Report) -> None
                 report.add("chmod-recursive", f"makes the system file {hit} world-writable")
                 return
             continue
-        if verdict.kind == "cwd" or (
-            to_self and all(_within_home(p, scope) for p in _paths(word, scope))
+        paths = _paths(word, scope)
+        if (
+            verdict.kind == "cwd"
+            or (to_self and all(_within_home(p, scope) for p in paths))
+            or (command.name != "chmod" and ops and all(_owner_of_home(ops[0], p) for p in paths))
         ):
             continue
         if recursive or (verdict.kind in {"root", "system"} and "*" not in word):
@@ -652,6 +705,20 @@ def _is_self(owner: str, scope: _Scope) -> bool:
     if scope.home:
         mine.add(scope.home.rstrip("/").rsplit("/", 1)[-1])
     return user in mine
+
+
+def _owner_of_home(owner: str, path: Path) -> bool:
+    """`chown -R bob /home/bob`: a home directory given back to the user it is named after."""
+    user = owner.split(":", 1)[0].split(".", 1)[0]
+    return (
+        path.anchor == "/"
+        and len(path.parts) >= 2
+        and path.parts[:2]
+        in {
+            ("home", user),
+            ("Users", user),
+        }
+    )
 
 
 def _within_home(path: Path, scope: _Scope) -> bool:

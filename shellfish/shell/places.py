@@ -342,16 +342,6 @@ def protected(
             verdict = Verdict(inner.kind, f"everything in {inner.label}")
     if verdict is None:
         verdict = _judge_place(path, cwd_parts, home_parts)
-    literal_top_level = (
-        path.anchor == "/"
-        and len(path.parts) == 1
-        and path.parts[0] != "tmp"
-        and not path.maybe_empty
-        and not _is_glob(path.parts[0])
-        and _UNKNOWN not in path.parts[0]
-    )
-    if verdict is None and literal_top_level:
-        verdict = Verdict("system", f"the top-level directory {path}")
     if verdict is not None and path.maybe_empty:
         if verdict.kind == "cwd":
             return None
