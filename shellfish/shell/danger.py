@@ -43,6 +43,8 @@ def _words(text: str) -> frozenset[str]:
 
 
 _DOWNLOADERS = frozenset({"curl", "wget", "fetch", "http", "https", "aria2c", "xh", "curlie"})
+# Builtins whose NAME=value operands set variables for the commands after them.
+_DECLARERS = frozenset({"export", "declare", "typeset", "local", "readonly"})
 _SUBSTITUTIONS = frozenset({"$(", "`", "<("})
 # Programs that run code given as text: a shell, `eval`, `source`.
 _CODE_RUNNERS = INTERPRETERS | {"eval", "source", "."}
@@ -82,10 +84,10 @@ _CODE_DELETE = re.compile(
 )
 _CODE_SHELL = re.compile(
     r"\b(?:system|popen|run|call|check_call|check_output|Popen|exec|execSync|spawnSync"
-    r"|getoutput|getstatusoutput)\s*\(\s*(?:\[\s*)?(?P<q>['\"`])(?P<cmd>.*?)(?P=q)"
+    r"|getoutput|getstatusoutput|qx)\s*\(?\s*(?:\[\s*)?(?P<q>['\"`])(?P<cmd>.*?)(?P=q)"
 )
 _CODE_HOME = re.compile(
-    r"(?:Path\.home\(\)|expanduser\(\s*['\"]~['\"]\s*\)|os\.homedir\(\)|Dir\.home"
+    r"(?:Path\.home\(\)|expanduser\(\s*['\"]~['\"]\s*\)|\.homedir\(\)|Dir\.home"
     r"|ENV\[['\"]HOME['\"]\]|environ\[['\"]HOME['\"]\])"
 )
 # eval/exec of what a URL returns: `eval(file_get_contents("https://..."))`.
@@ -181,8 +183,11 @@ def _follow(command: SimpleCommand, scope: _Scope) -> None:
         words = list(command.words)
         values = words[3:] if words[2:3] == ["in"] else []
         scope.variables[words[1]] = values
-    elif not command.program and command.assignments:
-        for assignment in command.assignments:
+    elif (not command.program and command.assignments) or command.name in _DECLARERS:
+        words = list(command.assignments if not command.program else ())
+        if command.name in _DECLARERS:
+            words += [w for w in command.operands if "=" in w]
+        for assignment in words:
             name, _, value = assignment.partition("=")
             scope.variables[name.rstrip("+")] = [value]
 
@@ -262,7 +267,7 @@ def system_file(path: Path, *, critical: bool = False) -> bool:
         return False
     parts = path.parts[1:] if path.parts[0] == "private" else path.parts
     top = parts[0]
-    if top == "boot" or top in _SYSTEM_BINARY_DIRS:
+    if top in {"boot", "System"} or top in _SYSTEM_BINARY_DIRS:
         return len(parts) >= 2
     if top == "usr":
         return len(parts) >= 3 and parts[1] in _SYSTEM_BINARY_DIRS
@@ -619,6 +624,15 @@ def _check_ln(command: SimpleCommand, scope: _Scope, report: _Report) -> None:
         _check_copy_dest(command.operands[:-1], command.operands[-1], scope, report)
 
 
+def _check_download_target(command: SimpleCommand, scope: _Scope, report: _Report) -> None:
+    """`curl -o ~/.zshrc URL`, `wget -O /etc/hosts URL`: a download written over a file."""
+    outputs = {"-o", "--output"} if command.name != "wget" else {"-O", "--output-document"}
+    for flag in command.flags:
+        if flag.name in outputs and flag.value and flag.value != "-":
+            for path in _paths(flag.value, scope):
+                _overwrite(path, scope, report, f"{command.name} overwrites")
+
+
 def _check_tee(command: SimpleCommand, scope: _Scope, report: _Report) -> None:
     if command.flag_names() & {"-a", "--append"}:
         return
@@ -662,6 +676,21 @@ def _check_format(command: SimpleCommand, scope: _Scope, report: _Report) -> Non
             return
 
 
+def _check_destructive_test(command: SimpleCommand, scope: _Scope, report: _Report) -> None:
+    """badblocks -w and hdparm --security-erase / --write-sector overwrite a whole disk."""
+    flags = command.flag_names()
+    writes = (
+        "-w" in flags
+        if command.name == "badblocks"
+        else any(
+            f.startswith(("--security-erase", "--write-sector", "--trim-sector")) for f in flags
+        )
+    )
+    devices = [p for p in _targets(command.operands, scope) if is_device(p)]
+    if writes and devices:
+        report.add("device-write", f"{command.name} overwrites the disk {devices[0]}")
+
+
 def _check_diskutil(command: SimpleCommand, scope: _Scope, report: _Report) -> None:
     if command.operands and _DISKUTIL_ERASE.match(command.operands[0]):
         report.add("device-format", f"diskutil {command.operands[0]} erases a disk")
@@ -686,6 +715,8 @@ def _check_chmod(command: SimpleCommand, scope: _Scope, report: _Report) -> None
                 return
             continue
         paths = _paths(word, scope)
+        if command.name == "chmod" and verdict.kind == "home" and ops and _private_mode(ops[0]):
+            continue  # `chmod -R 700 ~/.ssh`: the owner keeps everything, others lose access
         if (
             verdict.kind == "cwd"
             or (to_self and all(_within_home(p, scope) for p in paths))
@@ -695,6 +726,16 @@ def _check_chmod(command: SimpleCommand, scope: _Scope, report: _Report) -> None
         if recursive or (verdict.kind in {"root", "system"} and "*" not in word):
             mode = "recursive " if recursive else ""
             report.add("chmod-recursive", f"{mode}{command.name} on {verdict.label}")
+            return
+
+
+def _check_setfacl(command: SimpleCommand, scope: _Scope, report: _Report) -> None:
+    if not command.flag_names() & {"-R", "--recursive"}:
+        return
+    for word in command.operands:
+        verdict = None if ":" in word else _judge(word, scope)
+        if verdict is not None and verdict.kind != "cwd":
+            report.add("chmod-recursive", f"recursive setfacl on {verdict.label}")
             return
 
 
@@ -729,6 +770,15 @@ def _within_home(path: Path, scope: _Scope) -> bool:
     return bool(home) and path.anchor == "/" and path.parts[: len(home)] == home
 
 
+def _private_mode(mode: str) -> bool:
+    """A mode that leaves the owner full access and gives nobody else write: 700, 755,
+    go-rwx."""
+    if mode.isdigit() and len(mode) in {3, 4}:
+        owner, group, other = (int(d) for d in mode[-3:])
+        return owner == 7 and not (group | other) & 2
+    return bool(re.fullmatch(r"(?:[go]+-[rwxXst]+,?)+", mode))
+
+
 def _world_writable(mode: str) -> bool:
     if mode.isdigit():
         return int(mode[-1]) & 2 == 2
@@ -760,8 +810,11 @@ def _check_code(command: SimpleCommand, scope: _Scope, report: _Report, depth: i
                 return
     if _CODE_EVAL_FETCH.search(code):
         report.add("pipe-to-shell", f"{command.name} runs code it downloads without showing it")
-    for m in _CODE_SHELL.finditer(code):
-        _check_text(m.group("cmd"), scope.cwd, scope.home, report)
+    shell_texts = [m.group("cmd") for m in _CODE_SHELL.finditer(code)]
+    if not command.name.startswith(("python", "node")):
+        shell_texts += re.findall(r"`([^`]+)`", code)  # perl, ruby, php: backticks run a shell
+    for text in shell_texts:
+        _check_text(text, scope.cwd, scope.home, report)
 
 
 def _call_argument(code: str, start: int) -> str:
@@ -784,7 +837,7 @@ def _call_argument(code: str, start: int) -> str:
 
 
 def _check_git(command: SimpleCommand, scope: _Scope, report: _Report) -> None:
-    ops = command.operands
+    ops = list(command.operands)
     if not ops:
         return
     sub, rest = ops[0], ops[1:]
@@ -793,8 +846,17 @@ def _check_git(command: SimpleCommand, scope: _Scope, report: _Report) -> None:
         _check_push(command, rest, flags, report)
     elif sub == "reset" and "--hard" in flags:
         report.add("discard-changes", "git reset --hard discards uncommitted changes")
-    elif sub == "clean" and flags & {"-f", "--force"} and not flags & {"-n", "--dry-run"}:
+    elif (
+        sub == "clean"
+        and flags & {"-f", "--force"}
+        and not flags & {"-n", "--dry-run"}
+        and (not rest or any(_judge(p, scope) is not None for p in rest))
+    ):
         report.add("discard-changes", "git clean -f deletes untracked files")
+    elif sub == "checkout" and flags & {"-f", "--force"}:
+        report.add("discard-changes", "git checkout -f discards uncommitted changes")
+    elif sub == "stash" and rest[:1] == ["clear"]:
+        report.add("discard-changes", "git stash clear deletes every stash")
     elif (
         sub in {"checkout", "restore"}
         and not flags & {"--staged", "-S", "-b", "-B"}
@@ -828,7 +890,7 @@ def _check_docker(command: SimpleCommand, scope: _Scope, report: _Report) -> Non
         report.add("docker-prune", "compose down -v deletes the project's volumes and their data")
         return
     if "prune" in ops[:2]:
-        forced = bool(flags & {"-f", "--force"})
+        forced = bool(flags & {"-f", "--force"}) and "--filter" not in flags
         everything = bool(flags & {"-a", "--all", "--volumes"}) or ops[0] in {"system", "volume"}
         if forced and everything:
             report.add("docker-prune", f"{command.name} {' '.join(ops[:2])} deletes without asking")
@@ -837,7 +899,8 @@ def _check_docker(command: SimpleCommand, scope: _Scope, report: _Report) -> Non
     if removes and any(
         c.via in _SUBSTITUTIONS
         and c.name in {"docker", "podman"}
-        and not c.flag_names() & {"-f", "--filter"}
+        and not any("dangling=true" in w for w in c.args)
+        and ("volume" in ops[:1] or not c.flag_names() & {"-f", "--filter"})
         for c in command.nested
     ):
         report.add("docker-prune", f"removes every {command.name} object a listing returns")
@@ -933,6 +996,11 @@ _CHECKS = {
     "diskutil": _check_diskutil,
     "chmod": _check_chmod,
     "chown": _check_chmod,
+    "setfacl": _check_setfacl,
+    "badblocks": _check_destructive_test,
+    "hdparm": _check_destructive_test,
+    "curl": _check_download_target,
+    "wget": _check_download_target,
     "chgrp": _check_chmod,
     "git": _check_git,
     "docker": _check_docker,
