@@ -1,7 +1,7 @@
 """Detection and false-positive rates of the danger check over labelled tables.
 
 Each row of a table names a command line, the cwd and $HOME it runs with, and the danger
-code it must raise (or `safe`); see `shellfish.shell.danger_cases` for the format.
+code it must raise (or `safe`); see `shellfish.shell.danger.cases` for the format.
 
     python benchmarks/danger_rates.py [TABLE.tsv ...] [--list]
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from shellfish.shell.danger_cases import load_cases, score
+from shellfish.shell.danger.cases import load_cases, score
 
 DEFAULT = Path(__file__).resolve().parent.parent / "tests" / "data" / "danger_table.tsv"
 

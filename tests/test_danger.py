@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from shellfish.shell.danger import classify, dangers
-from shellfish.shell.danger_cases import SAFE, Case, load_cases, score
+from shellfish.shell.danger.cases import SAFE, Case, load_cases, score
 
 TABLE = Path(__file__).parent / "data" / "danger_table.tsv"
 CASES = load_cases(TABLE)

@@ -1,0 +1,101 @@
+"""Danger rules for permission and ownership changes (chmod, chown, chgrp, setfacl).
+
+Recursive changes on `/`, system trees or homes are flagged, except the harmless ones: a home
+given back to its owner (`chown -R $USER ~`), a mode that keeps the owner's access and gives
+nobody else write (`chmod -R 700 ~/.ssh`). Making a system file world-writable is flagged too.
+"""
+
+from __future__ import annotations
+
+import re
+
+from shellfish.shell.danger.files import system_file
+from shellfish.shell.danger.scope import Report, Scope, judge, paths
+from shellfish.shell.places import Path
+from shellfish.shell.syntax import SimpleCommand
+
+
+def check_chmod(command: SimpleCommand, scope: Scope, report: Report) -> None:
+    flags = command.flag_names()
+    recursive = bool(flags & {"-R", "--recursive"})
+    ops = command.operands
+    targets = ops if any(f.name.startswith("--reference") for f in command.flags) else ops[1:]
+    to_self = command.name != "chmod" and bool(ops) and _is_self(ops[0], scope)
+    for word in targets:
+        verdict = judge(word, scope)
+        if verdict is None:
+            writable = command.name == "chmod" and bool(ops) and _world_writable(ops[0])
+            hit = next((p for p in paths(word, scope) if writable and system_file(p)), None)
+            if hit is not None:
+                report.add("chmod-recursive", f"makes the system file {hit} world-writable")
+                return
+            continue
+        found = paths(word, scope)
+        if command.name == "chmod" and verdict.kind == "home" and ops and _private_mode(ops[0]):
+            continue  # `chmod -R 700 ~/.ssh`: the owner keeps everything, others lose access
+        if (
+            verdict.kind == "cwd"
+            or (to_self and all(_within_home(p, scope) for p in found))
+            or (command.name != "chmod" and ops and all(_owner_of_home(ops[0], p) for p in found))
+        ):
+            continue
+        if recursive or (verdict.kind in {"root", "system"} and "*" not in word):
+            mode = "recursive " if recursive else ""
+            report.add("chmod-recursive", f"{mode}{command.name} on {verdict.label}")
+            return
+
+
+def check_setfacl(command: SimpleCommand, scope: Scope, report: Report) -> None:
+    if not command.flag_names() & {"-R", "--recursive"}:
+        return
+    for word in command.operands:
+        verdict = None if ":" in word else judge(word, scope)
+        if verdict is not None and verdict.kind != "cwd":
+            report.add("chmod-recursive", f"recursive setfacl on {verdict.label}")
+            return
+
+
+def _is_self(owner: str, scope: Scope) -> bool:
+    """`$USER`, `$(whoami)`, `me:me` for home /home/me: giving your files back to you."""
+    user = owner.split(":", 1)[0].split(".", 1)[0]
+    mine = {"$USER", "${USER}", "$(whoami)", "`whoami`", "$(id -u)", "$UID", "$LOGNAME"}
+    if scope.home:
+        mine.add(scope.home.rstrip("/").rsplit("/", 1)[-1])
+    return user in mine
+
+
+def _owner_of_home(owner: str, path: Path) -> bool:
+    """`chown -R bob /home/bob`: a home directory given back to the user it is named after."""
+    user = owner.split(":", 1)[0].split(".", 1)[0]
+    return (
+        path.anchor == "/"
+        and len(path.parts) >= 2
+        and path.parts[:2]
+        in {
+            ("home", user),
+            ("Users", user),
+        }
+    )
+
+
+def _within_home(path: Path, scope: Scope) -> bool:
+    """`path` is $HOME or below it (not a parent of it)."""
+    if path.anchor == "~":
+        return ".." not in path.parts
+    home = tuple(p for p in (scope.home or "").split("/") if p)
+    return bool(home) and path.anchor == "/" and path.parts[: len(home)] == home
+
+
+def _private_mode(mode: str) -> bool:
+    """A mode that leaves the owner full access and gives nobody else write: 700, 755,
+    go-rwx."""
+    if mode.isdigit() and len(mode) in {3, 4}:
+        owner, group, other = (int(d) for d in mode[-3:])
+        return owner == 7 and not (group | other) & 2
+    return bool(re.fullmatch(r"(?:[go]+-[rwxXst]+,?)+", mode))
+
+
+def _world_writable(mode: str) -> bool:
+    if mode.isdigit():
+        return int(mode[-1]) & 2 == 2
+    return bool(re.search(r"(?:^|,)[ao]*[+=][rwxXst]*w", mode)) and not mode.startswith("u")
