@@ -309,17 +309,18 @@ def _judge_place(
             return Verdict("home", f"a parent of your home directory ({path})")
         if len(parts) == len(home) + 1 and _same(parts[:-1], home) and parts[-1] in HOME_CRITICAL:
             return Verdict("home", str(path))
-    if cwd is not None:
-        if _same(parts, cwd):
-            return Verdict("cwd", f"the current directory ({path})")
-        if any(_same(parts, a) for a in _ancestors(cwd)):
-            return Verdict("cwd", f"a parent of the current directory ({path})")
     if any(_same(parts, t) for t in SYSTEM_DIRS):
         return Verdict("system", f"the system directory {path}")
     if any(_same(parts, t) for t in HOME_DIRS):
         return Verdict("home", f"the home directory {path}")
     if any(_same(parts[:-1], t) for t in HOME_DIRS) and parts[-1] in HOME_CRITICAL:
         return Verdict("home", str(path))
+    # last: a cwd that is also / or a system directory or a home is judged as that
+    if cwd is not None:
+        if _same(parts, cwd):
+            return Verdict("cwd", f"the current directory ({path})")
+        if any(_same(parts, a) for a in _ancestors(cwd)):
+            return Verdict("cwd", f"a parent of the current directory ({path})")
     return None
 
 

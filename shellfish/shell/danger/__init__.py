@@ -69,9 +69,11 @@ from shellfish.shell.danger.services import (
     check_docker,
     check_git,
     check_kill,
+    check_kill_user,
     check_shutdown,
     check_sql,
     check_store,
+    check_userdel,
 )
 from shellfish.shell.places import is_device
 from shellfish.shell.syntax import SimpleCommand, parse
@@ -234,4 +236,6 @@ _CHECKS: dict[str, Check] = {
     ),
     "crontab": check_crontab,
     "kill": check_kill,
+    **dict.fromkeys(("pkill", "killall", "killall5"), check_kill_user),
+    **dict.fromkeys(("userdel", "deluser"), check_userdel),
 }

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import re
 
-from shellfish.shell.danger.scope import SUBSTITUTIONS, Report, Scope, judge
+from shellfish.shell.danger.files import system_file
+from shellfish.shell.danger.scope import SUBSTITUTIONS, Report, Scope, judge, paths
 from shellfish.shell.grammar import INTERPRETERS, SHELLS
 from shellfish.shell.syntax import SimpleCommand
 
@@ -48,6 +49,15 @@ _CODE_EVAL_FETCH = re.compile(
     r"|Net::HTTP|https?\.get|fetch\s*\(|LWP::Simple|get\s*\(\s*['\"]https?:)"
 )
 
+# Single-file deletes (judged on system files only).
+_CODE_REMOVE = re.compile(
+    r"\b(?:os\.remove|os\.unlink|unlinkSync|unlink|File\.delete|\.unlink)\s*\("
+)
+# `fork while fork` (perl), `while True: os.fork()` (python), `loop { fork }` (ruby).
+_CODE_FORK_BOMB = re.compile(
+    r"fork\s+while\s+fork|while\s*\(?\s*(?:1|true|True)\s*\)?\s*[:{]?\s*(?:os\.)?fork\s*\("
+    r"|loop\s*\{\s*fork"
+)
 # A quoted string literal.
 _STRING = re.compile(r"""(['"])(.*?)\1""")
 
@@ -160,6 +170,13 @@ def check_code(command: SimpleCommand, scope: Scope, report: Report) -> None:
             if verdict is not None:
                 report.add("rm-broad", f"{command.name} deletes {verdict.label}")
                 return
+    if _CODE_FORK_BOMB.search(code):
+        report.add("fork-bomb", f"{command.name} forks itself without end until the machine hangs")
+    for m in _CODE_REMOVE.finditer(code):
+        for word in (s for _q, s in _STRING.findall(_call_argument(code, m.end()))):
+            hit = next((p for p in paths(word, scope) if system_file(p)), None)
+            if hit is not None:
+                report.add("rm-broad", f"{command.name} deletes the system file {hit}")
     if _CODE_EVAL_FETCH.search(code):
         report.add("pipe-to-shell", f"{command.name} runs code it downloads without showing it")
     shell_texts = [m.group("cmd") for m in _CODE_SHELL.finditer(code)]

@@ -29,8 +29,8 @@ _SHELL_DOTFILES = word_set(
     " .zlogout .kshrc .mkshrc .cshrc .tcshrc .login .inputrc .gitconfig .vimrc"
 )
 
-# Files in ~/.ssh besides the keys (id_*): who may log in, where to, which hosts to trust.
-_SSH_FILES = frozenset({"authorized_keys", "config", "known_hosts"})
+# Files in ~/.ssh besides the keys (id_*): who may log in, and where to.
+_SSH_FILES = frozenset({"authorized_keys", "config"})
 
 # Directories under /etc that hold one file per package or service (drop-ins): writing a
 # new file there is how software is configured, not an overwrite of the system's settings.

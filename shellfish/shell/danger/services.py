@@ -145,6 +145,23 @@ def check_crontab(command: SimpleCommand, scope: Scope, report: Report) -> None:
         report.add("crontab-remove", "crontab -r removes every cron job")
 
 
+def check_kill_user(command: SimpleCommand, scope: Scope, report: Report) -> None:
+    """`pkill -u bob`, `killall -u bob` with nothing else chosen, `killall5`: every process."""
+    if command.name == "killall5":
+        report.add("kill-all", "killall5 signals every process on the machine")
+        return
+    flags = command.flag_names()
+    chosen_by_user = bool(flags & {"-u", "-U", "--user", "--euid", "--uid"})
+    if chosen_by_user and not command.operands:
+        report.add("kill-all", f"{command.name} -u signals every process of that user")
+
+
+def check_userdel(command: SimpleCommand, scope: Scope, report: Report) -> None:
+    """`userdel -r` / `deluser --remove-home` delete the user's home with the account."""
+    if command.flag_names() & {"-r", "--remove", "--remove-home", "--remove-all-files"}:
+        report.add("rm-broad", f"{command.name} deletes the account and its home directory")
+
+
 def check_kill(command: SimpleCommand, scope: Scope, report: Report) -> None:
     args = list(command.args)
     if args[:1] == ["-s"] or args[:1] == ["-n"]:
