@@ -54,6 +54,10 @@ _GLOB_CHARS = frozenset("*?[")
 _VAR = re.compile(
     r"\$(?:\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?P<op>:?[-?=+][^}]*)?\}|(?P<plain>[A-Za-z_][A-Za-z0-9_]*))"
 )
+# `$(dirname "$PWD")`, `$(dirname $(pwd))`: the parent of the cwd.
+_PARENT_SUBST = re.compile(
+    r"\$\(\s*dirname\s+[\"']?(?:\$\(\s*pwd\s*\)|\$PWD|\$\{PWD\}|`pwd`)[\"']?\s*\)"
+)
 _PWD_SUBST = re.compile(r"\$\(\s*pwd(?:\s+-[LP])?\s*\)|`\s*pwd(?:\s+-[LP])?\s*`")
 # Stands for a variable we cannot know: it matches no real name.
 _UNKNOWN = "\x00"
@@ -152,6 +156,7 @@ def _substitute(word: str, cwd: str | None, home: str | None, empty: bool) -> st
     (or nothing when `empty`; `${X:?}` never reads as empty: the shell stops instead)."""
     home_text = home if home is not None else "~"
     cwd_text = cwd if cwd is not None else "."
+    word = _PARENT_SUBST.sub(lambda _m: cwd_text + "/..", word)
     word = _PWD_SUBST.sub(lambda _m: cwd_text, word)
 
     def one(m: re.Match[str]) -> str:

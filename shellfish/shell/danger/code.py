@@ -33,7 +33,7 @@ _CODE_DELETE = re.compile(
 # Calls that run a shell command given as a string literal (judged as a line of its own).
 _CODE_SHELL = re.compile(
     r"\b(?:system|popen|run|call|check_call|check_output|Popen|exec|execSync|spawnSync"
-    r"|getoutput|getstatusoutput|qx)\s*\(?\s*(?:\[\s*)?(?P<q>['\"`])(?P<cmd>.*?)(?P=q)"
+    r"|getoutput|getstatusoutput|qx)\s*(?P<paren>\()?(?=\s*\[?\s*['\"`])"
 )
 
 # The home directory as scripting languages spell it.
@@ -59,7 +59,7 @@ _CODE_FORK_BOMB = re.compile(
     r"|loop\s*\{\s*fork"
 )
 # A quoted string literal.
-_STRING = re.compile(r"""(['"])(.*?)\1""")
+_STRING = re.compile(r"""(['"`])(.*?)\1""")
 
 
 def runs_download(command: SimpleCommand) -> bool:
@@ -179,7 +179,13 @@ def check_code(command: SimpleCommand, scope: Scope, report: Report) -> None:
                 report.add("rm-broad", f"{command.name} deletes the system file {hit}")
     if _CODE_EVAL_FETCH.search(code):
         report.add("pipe-to-shell", f"{command.name} runs code it downloads without showing it")
-    shell_texts = [m.group("cmd") for m in _CODE_SHELL.finditer(code)]
+    shell_texts = []
+    for m in _CODE_SHELL.finditer(code):
+        # the argument's string literals joined: `os.system("rm -rf " + "/")`
+        argument = _call_argument(code, m.end()) if m.group("paren") else code[m.end() :]
+        if not m.group("paren"):
+            argument = argument.split(";", 1)[0]  # perl `system "..."`: up to the statement end
+        shell_texts.append("".join(text for _q, text in _STRING.findall(argument)))
     if not command.name.startswith(("python", "node")):
         shell_texts += re.findall(r"`([^`]+)`", code)  # perl, ruby, php: backticks run a shell
     for text in shell_texts:
