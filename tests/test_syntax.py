@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shellfish.shell.syntax import (
+    Expansion,
     Flag,
     Redirect,
     SimpleCommand,
@@ -373,3 +374,20 @@ def test_programs_of_a_list_are_the_programs_of_its_parts(
         line += f" {sep} {part}"
     expected = tuple(p for part in parts for p in programs(part))
     assert programs(line) == expected
+
+
+def test_raw_words_expansions_redirect_positions_and_subshells() -> None:
+    (c,) = parse("(echo \"$HOME/$(date)\" '$x' ~/d $((1+2)) 2>/dev/null `id` ${y:-z})").commands
+    assert c.raw_words[1:3] == ('"$HOME/$(date)"', "'$x'")
+    assert c.expansions == (
+        (),
+        (Expansion("$", "HOME"), Expansion("$(", "date")),
+        (),
+        (Expansion("~"),),
+        (Expansion("$((", "1+2"),),
+        (Expansion("`", "id"),),
+        (Expansion("$", "y:-z"),),
+    )
+    assert c.redirects[0].at == 5  # after echo, "...", '$x', ~/d, $((1+2))
+    assert c.subshell == 1
+    assert parse("ls").commands[0].subshell == 0

@@ -65,6 +65,8 @@ MAX_DEPTH = 24
 _ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\[[^]]*\])?\+?=")
 _OPERATORS = sorted(SEPARATORS - {"\n"} | REDIRECT_OPERATORS | {"(", ")"}, key=len, reverse=True)
 _META = frozenset(" \t\n|&;()<>")
+_COMMAND_EXPANSIONS = frozenset({"$(", "`", "<(", ">("})
+_SPECIAL_PARAMETERS = frozenset("@*#?$!-0123456789")
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,20 @@ class Redirect:
     fd: int | None
     op: str
     target: str
+    at: int = field(default=0, compare=False)  # how many of the command's words precede it
+
+
+@dataclass(frozen=True)
+class Expansion:
+    """One expansion inside a word, in order of appearance.
+
+    kind: "$" (parameter: ``$x``, ``${x:-y}``, ``$1``), "~" (a leading tilde), "$(("
+    (arithmetic), and the ones that run commands: "$(", "`", "<(", ">(". `body` is the text
+    inside (the parameter name/expression, or the command).
+    """
+
+    kind: str
+    body: str = ""
 
 
 @dataclass(frozen=True)
@@ -128,6 +144,9 @@ class SimpleCommand:
     via         how this command is reached: "" (top level), "$(", "`", "<(", ">(", "-c"
                 (a shell's -c body), "eval", "-exec" (find's -exec/-execdir/-ok/-okdir), "xargs"
     depth       0 at top level, +1 per nesting
+    raw_words   `words` as written in the source (quotes and escapes kept)
+    expansions  for each of `words`, its expansions in order (see `Expansion`)
+    subshell    how many ``( ... )`` subshells enclose the command (within its own line)
     """
 
     program: str
@@ -144,6 +163,9 @@ class SimpleCommand:
     nested: tuple[SimpleCommand, ...] = ()
     via: str = ""
     depth: int = 0
+    raw_words: tuple[str, ...] = field(default=(), compare=False)
+    expansions: tuple[tuple[Expansion, ...], ...] = field(default=(), compare=False)
+    subshell: int = field(default=0, compare=False)
 
     def walk(self) -> Iterator[SimpleCommand]:
         """This command, then its nested commands (depth first, in order of appearance)."""
@@ -178,7 +200,12 @@ class _Word:
     value: str  # after quote removal (substitutions kept as written)
     raw: str = ""  # as written in the source
     quoted: bool = False  # some part was quoted or escaped (so never an operator/keyword)
-    subs: list[tuple[str, str]] = field(default_factory=list)  # (kind, body) in order
+    parts: list[tuple[str, str]] = field(default_factory=list)  # expansions (kind, body) in order
+
+    @property
+    def subs(self) -> list[tuple[str, str]]:
+        """The expansions that run commands."""
+        return [(k, b) for k, b in self.parts if k in _COMMAND_EXPANSIONS]
 
 
 @dataclass
@@ -373,23 +400,29 @@ class _Lexer:
         i = self.i
         if s.startswith("$((", i):
             end = self._match(i + 1, ")")
-            word.value += s[i:end]
+            word.parts.append(("$((", s[i + 3 : max(i + 3, end - 2)]))
         elif s.startswith("$(", i):
             end = self._match(i + 1, ")")
-            word.subs.append(("$(", s[i + 2 : max(i + 2, end - 1)]))
-            word.value += s[i:end]
+            word.parts.append(("$(", s[i + 2 : max(i + 2, end - 1)]))
         elif s.startswith("${", i):
             end = self._match(i + 1, "}")
-            word.value += s[i:end]
+            word.parts.append(("$", s[i + 2 : max(i + 2, end - 1)]))
         else:
             end = i + 1
-            word.value += "$"
+            match = re.match(r"[A-Za-z_][A-Za-z0-9_]*", s[end:])
+            if match:
+                end += match.end()
+            elif end < self.n and s[end] in _SPECIAL_PARAMETERS:
+                end += 1
+            if end > i + 1:
+                word.parts.append(("$", s[i + 1 : end]))
+        word.value += s[i:end]
         self.i = end
 
     def _backtick(self, word: _Word) -> None:
         end = self._backtick_end(self.i)
         body = self.s[self.i + 1 : max(self.i + 1, end - 1)]
-        word.subs.append(("`", re.sub(r"\\([`\\$])", r"\1", body)))
+        word.parts.append(("`", re.sub(r"\\([`\\$])", r"\1", body)))
         word.value += self.s[self.i : end]
         self.i = end
 
@@ -404,10 +437,12 @@ class _Lexer:
         word = _Word("")
         if s[self.i] in "<>":  # process substitution <(...) / >(...)
             end = self._match(self.i + 1, ")")
-            word.subs.append((s[self.i] + "(", s[self.i + 2 : max(self.i + 2, end - 1)]))
+            word.parts.append((s[self.i] + "(", s[self.i + 2 : max(self.i + 2, end - 1)]))
             word.value += s[self.i : end]
             word.quoted = True
             self.i = end
+        elif s[self.i] == "~":
+            word.parts.append(("~", ""))
         while self.i < self.n:
             c = s[self.i]
             if c in _META:
@@ -467,7 +502,8 @@ class _Raw:
     """The tokens of one simple command before interpretation."""
 
     words: list[_Word] = field(default_factory=list)
-    redirects: list[tuple[_Redir, _Word | None]] = field(default_factory=list)
+    redirects: list[tuple[_Redir, _Word | None, int]] = field(default_factory=list)
+    subshell: int = 0
 
 
 def _basename(word: str) -> str:
@@ -607,7 +643,7 @@ class _Parser:
                 nxt = tokens[k] if k < len(tokens) else None
                 target = nxt if isinstance(nxt, _Word) else None
                 k += 1 if target is not None else 0
-                raw.redirects.append((tok, target))
+                raw.redirects.append((tok, target, len(raw.words)))
                 continue
             op = tok.value
             if case_patterns and op == "|":
@@ -627,7 +663,7 @@ class _Parser:
                     parens += 1 if not case_patterns else 0
                 else:
                     self.problems.append("unexpected (")
-                    self._finish(raw, "", out)
+                    self._finish(raw, "", out, parens)
                     raw = _Raw()
                     parens += 1
                 continue
@@ -638,21 +674,24 @@ class _Parser:
                     continue
                 if parens == 0:
                     self.problems.append("unbalanced )")
+                self._finish(raw, "", out, parens)
                 parens = max(0, parens - 1)
-                self._finish(raw, "", out)
                 raw = _Raw()
                 continue
             # a separator
-            self._finish(raw, op, out)
+            self._finish(raw, op, out, parens)
             raw = _Raw()
             if op in (";;", ";&", ";;&"):
                 case_patterns = True
-        self._finish(raw, "", out)
+        self._finish(raw, "", out, parens)
         if parens:
             self.problems.append("unbalanced (")
         return out
 
-    def _finish(self, raw: _Raw, separator: str, out: list[SimpleCommand]) -> None:
+    def _finish(
+        self, raw: _Raw, separator: str, out: list[SimpleCommand], subshell: int = 0
+    ) -> None:
+        raw.subshell = subshell
         if raw.words or raw.redirects:
             out.append(self.command(raw, separator))
         elif separator and out and not out[-1].separator:
@@ -753,8 +792,8 @@ class _Parser:
             for kind, body in word.subs:
                 nested.append((index, self._sub(body, kind)))
         redirects: list[Redirect] = []
-        for redir, target in raw.redirects:
-            redirects.append(Redirect(redir.fd, redir.op, target.value if target else ""))
+        for redir, target, at in raw.redirects:
+            redirects.append(Redirect(redir.fd, redir.op, target.value if target else "", at))
             if target is not None:
                 for kind, body in target.subs:
                     nested.append((len(raw.words), self._sub(body, kind)))
@@ -776,6 +815,9 @@ class _Parser:
             nested=tuple(c for _i, group in nested for c in group),
             via=self.via,
             depth=self.depth,
+            raw_words=tuple(w.raw or w.value for w in raw.words),
+            expansions=tuple(tuple(Expansion(k, b) for k, b in w.parts) for w in raw.words),
+            subshell=raw.subshell,
         )
 
     def _sub(self, body: str, via: str) -> list[SimpleCommand]:
