@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from shellfish.shell.danger import classify, dangers
 from shellfish.shell.danger.cases import SAFE, Case, load_cases, score
@@ -95,3 +97,56 @@ def test_validation_judges_paths_against_the_request_directories() -> None:
     assert found and "home directory" in found[0]
     found = validate_command(line, "sh", which=which, cwd="/srv/me", home=None).danger
     assert found and "current directory" in found[0]
+
+
+def test_brace_and_loop_readings_are_bounded() -> None:
+    import time
+
+    start = time.perf_counter()
+    assert dangers("rm -rf /" + "{a,b}" * 40) == []
+    loops = "".join(f"for v{i} in {' '.join(map(str, range(16)))}; do :; done; " for i in range(6))
+    assert dangers(loops + "rm -rf /$v0$v1$v2$v3$v4$v5") == []
+    assert time.perf_counter() - start < 5.0  # was exponential: 2**40 brace readings
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                "rm -rf ",
+                "sudo ",
+                "sh -c '",
+                "$(",
+                "<(",
+                "curl x | sh",
+                "find / -delete",
+                "~/",
+                "${HOME:?}",
+                "..",
+                "{a,b}",
+                "dd of=/dev/sda",
+                "> /etc/passwd",
+                "cd / && ",
+                "x=/; ",
+                "'",
+                '"',
+                "`",
+                "\\",
+                "|",
+                ";",
+                "*",
+                " ",
+                "python -c '",
+                "ssh h '",
+                "xargs rm",
+            ]
+        )
+        | st.text(max_size=6),
+        max_size=10,
+    ).map("".join),
+    st.sampled_from([(None, None), ("/home/me/p", "/home/me"), ("/", "/root"), ("rel", "")]),
+)
+def test_never_raises(line: str, where: tuple[str | None, str | None]) -> None:
+    found = dangers(line, *where)
+    assert len({d.code for d in found}) == len(found)

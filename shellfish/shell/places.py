@@ -59,6 +59,8 @@ _PARENT_SUBST = re.compile(
     r"\$\(\s*dirname\s+[\"']?(?:\$\(\s*pwd\s*\)|\$PWD|\$\{PWD\}|`pwd`)[\"']?\s*\)"
 )
 _PWD_SUBST = re.compile(r"\$\(\s*pwd(?:\s+-[LP])?\s*\)|`\s*pwd(?:\s+-[LP])?\s*`")
+# How many readings of one word are judged at most (brace alternatives, variable values).
+MAX_READINGS = 64
 # Stands for a variable we cannot know: it matches no real name.
 _UNKNOWN = "\x00"
 
@@ -111,8 +113,12 @@ def _split_parts(path: str) -> list[str]:
     return [p for p in path.split("/") if p]
 
 
-def expand_braces(word: str) -> list[str]:
-    """Shell brace expansion of `a{b,c}d` (nested braces too); ranges `{1..3}` stay as written."""
+def expand_braces(word: str, limit: int = MAX_READINGS) -> list[str]:
+    """Shell brace expansion of `a{b,c}d` (nested braces too); ranges `{1..3}` stay as written.
+
+    At most `limit` words come back (the first ones): `{a,b}` repeated 30 times must not
+    take 2**30 steps.
+    """
     depth = 0
     start = -1
     for i, c in enumerate(word):
@@ -126,12 +132,14 @@ def expand_braces(word: str) -> list[str]:
                 inner = word[start + 1 : i]
                 alternatives = _split_top_commas(inner)
                 if len(alternatives) < 2:
-                    rest = expand_braces(word[i + 1 :])
+                    rest = expand_braces(word[i + 1 :], limit)
                     return [word[: i + 1] + r for r in rest]
                 out: list[str] = []
                 for alt in alternatives:
-                    out.extend(expand_braces(word[:start] + alt + word[i + 1 :]))
-                return out[:64]
+                    if len(out) >= limit:
+                        break
+                    out.extend(expand_braces(word[:start] + alt + word[i + 1 :], limit - len(out)))
+                return out[:limit]
     return [word]
 
 

@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from shellfish.shell.places import Path, Verdict, protected, resolve
+from shellfish.shell.places import MAX_READINGS, Path, Verdict, protected, resolve
 
 # How a nested command is reached when it runs in a substitution (`$(...)`, backticks, `<(...)`).
 SUBSTITUTIONS = frozenset({"$(", "`", "<("})
@@ -68,7 +68,8 @@ def _expand_variables(word: str, scope: Scope) -> list[str]:
         if not pattern.search(word):
             continue
         # a plain-string replacement would read backslashes in the value as escapes
-        words = [pattern.sub(v.replace("\\", "\\\\"), w) for w in words for v in values[:16]]
+        words = [pattern.sub(v.replace("\\", "\\\\"), w) for w in words for v in values]
+        words = words[:MAX_READINGS]  # `$a$b$c` over three loops: a product, kept small
     return words
 
 
