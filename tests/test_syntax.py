@@ -59,6 +59,9 @@ def one(line: str) -> SimpleCommand:
         ("setsid ./daemon", "./daemon", ("setsid",)),
         ("busybox rm -rf x", "rm", ("busybox",)),
         ("flock /tmp/lock make", "make", ("flock",)),
+        ("pkexec --user root rm x", "rm", ("pkexec",)),
+        ("eatmydata apt-get install x", "apt-get", ("eatmydata",)),
+        ("caffeinate -i make", "make", ("caffeinate",)),
     ],
 )
 def test_program_after_wrappers(line: str, program: str, wrappers: tuple[str, ...]) -> None:

@@ -61,6 +61,11 @@ WRAPPERS: dict[str, WrapperSpec] = {
     "setsid": _spec(),
     "busybox": _spec(stop="--list --install"),
     "flock": _spec("-w -E --timeout --conflict-exit-code", positionals=1),
+    "pkexec": _spec("--user"),
+    "eatmydata": _spec(),
+    "fakeroot": _spec(),
+    "chronic": _spec(),
+    "caffeinate": _spec("-t -w"),
 }
 # Programs that run a shell command given with -c / --command (`su -c 'cmd' bob`), wherever
 # the option stands among their arguments.
