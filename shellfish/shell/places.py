@@ -42,8 +42,10 @@ SYSTEM_DIRS: tuple[tuple[str, ...], ...] = tuple(
 )
 # Homes of any user: a recursive delete there is as bad as one of $HOME.
 HOME_DIRS: tuple[tuple[str, ...], ...] = (("home", "*"), ("Users", "*"), ("root",))
-# Inside a home: keys, credentials and every program's settings.
-HOME_CRITICAL = frozenset({".ssh", ".gnupg", ".config", ".local", ".password-store", ".kube"})
+# Inside a home: keys, credentials and every program's settings (~/Library on macOS).
+HOME_CRITICAL = frozenset(
+    {".ssh", ".gnupg", ".config", ".local", ".password-store", ".kube", ".aws", "Library"}
+)
 # Block devices: writing to one destroys the filesystem on it.
 _DEVICE = re.compile(
     r"^(?:sd[a-z]+|hd[a-z]+|vd[a-z]+|xvd[a-z]+|nvme\d+(?:n\d+)?(?:p\d+)?|mmcblk\d+(?:p\d+)?"
