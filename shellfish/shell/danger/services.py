@@ -54,7 +54,9 @@ def _check_push(
         return
     forced = bool(flags & {"-f", "--force", "--mirror"}) or any(r.startswith("+") for r in refspecs)
     leased = bool(flags & {"--force-with-lease", "--force-if-includes"})
-    if (forced and (not refspecs or main or "--mirror" in flags)) or (leased and main):
+    # no refspec or HEAD: the current branch, which may well be main
+    current = not refspecs or any(b in {"HEAD", "@"} for b in branches)
+    if (forced and (current or main or "--mirror" in flags)) or (leased and main):
         report.add("force-push", "force push that can overwrite the history of main/master")
 
 
