@@ -123,7 +123,8 @@ def overwrite(
     if is_device(path):
         report.add("device-write", f"{how} the disk device {path}")
     elif dotfile(path, scope):
-        report.add("dotfile-overwrite", f"{how} {path} (use >> to append)")
+        hint = " (append with >> or tee -a)" if how == "overwrites" else ""
+        report.add("dotfile-overwrite", f"{how} {path}{hint}")
     elif system_file(path, critical=critical):
         report.add("system-overwrite", f"{how} the system file {path}")
 
