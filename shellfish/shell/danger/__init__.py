@@ -112,7 +112,13 @@ def _check_sequence(
     if depth > 8:
         return
     pipeline: list[SimpleCommand] = []
+    # A `cd` inside `( ... )` ends with the subshell: (depth, cwd before the subshell).
+    saved: list[tuple[int, str | None]] = []
     for command in commands:
+        while saved and command.subshell < saved[-1][0]:
+            scope.cwd = saved.pop()[1]
+        if command.subshell and (not saved or command.subshell > saved[-1][0]):
+            saved.append((command.subshell, scope.cwd))
         pipeline.append(command)
         _check_command(command, pipeline, scope, report, depth)
         if command.separator not in {"|", "|&"}:
