@@ -1,8 +1,9 @@
 """Danger rules for permission and ownership changes (chmod, chown, chgrp, setfacl).
 
-Recursive changes on `/`, system trees or homes are flagged, except the harmless ones: a home
-given back to its owner (`chown -R $USER ~`), a mode that keeps the owner's access and gives
-nobody else write (`chmod -R 700 ~/.ssh`). Making a system file world-writable is flagged too.
+Recursive changes on `/`, system trees, homes or the cwd are flagged, except the harmless
+ones: a home given back to its owner (`chown -R $USER ~`), a mode that keeps the owner's access
+and gives others no write (`chmod -R 700 ~/.ssh`, `chmod -R u+w .`); ownership changes in the
+cwd are the user's own business. Making a system file world-writable is flagged too.
 """
 
 from __future__ import annotations
@@ -31,9 +32,10 @@ def check_chmod(command: SimpleCommand, scope: Scope, report: Report) -> None:
                 return
             continue
         found = paths(word, scope)
-        if command.name == "chmod" and verdict.kind == "home" and ops and _private_mode(ops[0]):
-            continue  # `chmod -R 700 ~/.ssh`: the owner keeps everything, others lose access
-        if (
+        if command.name == "chmod" and verdict.kind in {"home", "cwd"}:
+            if ops and _harmless_mode(ops[0]):
+                continue  # `chmod -R 700 ~/.ssh`, `chmod -R u+w .`: the owner keeps access
+        elif (
             verdict.kind == "cwd"
             or (to_self and all(_within_home(p, scope) for p in found))
             or (command.name != "chmod" and ops and all(_owner_of_home(ops[0], p) for p in found))
@@ -86,13 +88,22 @@ def _within_home(path: Path, scope: Scope) -> bool:
     return bool(home) and path.anchor == "/" and path.parts[: len(home)] == home
 
 
-def _private_mode(mode: str) -> bool:
-    """A mode that leaves the owner full access and gives nobody else write: 700, 755,
-    go-rwx."""
+def _harmless_mode(mode: str) -> bool:
+    """A mode that leaves the owner full access and gives others no write: 700, 755, 775,
+    go-rwx, u+w, a+rX (and `+w`, which the umask keeps to the owner)."""
     if mode.isdigit() and len(mode) in {3, 4}:
-        owner, group, other = (int(d) for d in mode[-3:])
-        return owner == 7 and not (group | other) & 2
-    return bool(re.fullmatch(r"(?:[go]+-[rwxXst]+,?)+", mode))
+        owner, other = int(mode[-3]), int(mode[-1])
+        return owner == 7 and not other & 2
+    for clause in mode.split(","):
+        m = re.fullmatch(r"([ugoa]*)([-+=])([rwxXst]*)", clause)
+        if m is None:
+            return False
+        who, op, perms = m.groups()
+        takes_from_owner = op in "-=" and (not who or "u" in who or "a" in who)
+        gives_others_write = op in "+=" and "w" in perms and ("o" in who or "a" in who)
+        if takes_from_owner or gives_others_write:
+            return False
+    return True
 
 
 def _world_writable(mode: str) -> bool:
