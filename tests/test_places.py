@@ -19,6 +19,7 @@ from shellfish.shell.places import expand_braces, matches_everything, protected,
         ("../..", "/home"),
         ("$(pwd)/a", "/home/me/proj/a"),
         ("~bob", "/home/bob"),
+        ("~+/*", "/home/me/proj/*"),
     ],
 )
 def test_resolve(word: str, expected: str) -> None:

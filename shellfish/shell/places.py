@@ -226,9 +226,13 @@ def _has_unknown_variable(word: str) -> bool:
 
 def _normalise(text: str, cwd: str | None, home: str | None) -> Path | None:
     anchor: Anchor
+    if text.startswith("~+") and text[2:3] in {"", "/"}:  # ~+ is $PWD
+        text = (cwd if cwd is not None else ".") + "/" + text[2:]
     if text.startswith("~"):
         head, _, rest = text[1:].partition("/")
-        if head:  # ~user: another user's home
+        if head == "-":  # ~- is $OLDPWD: unknown
+            anchor, parts = "/", [_UNKNOWN]
+        elif head:  # ~user: another user's home
             if home is not None and posixpath.dirname(home.rstrip("/")):
                 base = posixpath.join(posixpath.dirname(home.rstrip("/")), head)
             else:
