@@ -54,7 +54,7 @@ from shellfish.shell.danger.files import (
     check_xargs,
     overwrite,
 )
-from shellfish.shell.danger.permissions import check_chmod, check_setfacl
+from shellfish.shell.danger.permissions import check_chmod, check_find_modes, check_setfacl
 from shellfish.shell.danger.scope import (
     DECLARERS,
     SUBSTITUTIONS,
@@ -199,12 +199,17 @@ def _check_command(
         check_xargs(command, pipeline, scope, report)
 
 
+def _check_find(command: SimpleCommand, scope: Scope, report: Report) -> None:
+    check_find(command, scope, report)  # deletes
+    check_find_modes(command, scope, report)  # -exec chmod / chown
+
+
 # The rule for each program (the program's basename, after wrappers).
 _CHECKS: dict[str, Check] = {
     # files
     "rm": check_rm,
     "unlink": check_rm,
-    "find": check_find,
+    "find": _check_find,
     "rsync": check_rsync,
     "mv": check_mv,
     "cp": check_copy,

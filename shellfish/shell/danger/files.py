@@ -185,7 +185,7 @@ def _asks(command: SimpleCommand) -> bool:
     return bool(prompts) and prompts[-1] in {"-i", "--interactive"}
 
 
-def _find_tests(args: Sequence[str]) -> list[str]:
+def find_tests(args: Sequence[str]) -> list[str]:
     """The tests of a find expression that choose files, outside -exec bodies."""
     tests: list[str] = []
     inside_exec = False
@@ -201,9 +201,8 @@ def _find_tests(args: Sequence[str]) -> list[str]:
     return tests
 
 
-def _judge_find(command: SimpleCommand, scope: Scope, report: Report) -> None:
-    """find deleting under `/` or a system tree whatever its tests; under $HOME unless it
-    picks names (-name, -path...); under the cwd only when it picks nothing at all."""
+def find_roots(command: SimpleCommand) -> list[str]:
+    """The start points of a find command ("." when none is given)."""
     roots: list[str] = []
     args = list(command.args)
     while args and args[0] in {"-L", "-H", "-P"}:  # options before the start points
@@ -212,9 +211,20 @@ def _judge_find(command: SimpleCommand, scope: Scope, report: Report) -> None:
         if arg.startswith(("-", "(", "!")):
             break
         roots.append(arg)
-    tests = _find_tests(command.args)
-    by_name = any(t in _FIND_NARROWING for t in tests)
-    for root in roots or ["."]:
+    return roots or ["."]
+
+
+def picks_names(tests: Sequence[str]) -> bool:
+    """Do these find tests choose files by name or path (-name, -path, -regex...)?"""
+    return any(t in _FIND_NARROWING for t in tests)
+
+
+def _judge_find(command: SimpleCommand, scope: Scope, report: Report) -> None:
+    """find deleting under `/` or a system tree whatever its tests; under $HOME unless it
+    picks names (-name, -path...); under the cwd only when it picks nothing at all."""
+    tests = find_tests(command.args)
+    by_name = picks_names(tests)
+    for root in find_roots(command):
         verdict = judge(root, scope, contents=True)
         if verdict is None:
             continue

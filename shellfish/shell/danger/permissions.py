@@ -9,8 +9,9 @@ cwd are the user's own business. Making a system file world-writable is flagged 
 from __future__ import annotations
 
 import re
+from itertools import pairwise
 
-from shellfish.shell.danger.files import system_file
+from shellfish.shell.danger.files import find_roots, find_tests, picks_names, system_file
 from shellfish.shell.danger.scope import Report, Scope, judge, paths
 from shellfish.shell.places import Path
 from shellfish.shell.syntax import SimpleCommand
@@ -44,6 +45,28 @@ def check_chmod(command: SimpleCommand, scope: Scope, report: Report) -> None:
         if recursive or (verdict.kind in {"root", "system"} and "*" not in word):
             mode = "recursive " if recursive else ""
             report.add("chmod-recursive", f"{mode}{command.name} on {verdict.label}")
+            return
+
+
+def check_find_modes(command: SimpleCommand, scope: Scope, report: Report) -> None:
+    """`find / -exec chmod 777 {} +`: a chmod/chown of everything under the start points
+    (unless the find chooses files by name)."""
+    runs = [c for c in command.nested if c.via == "-exec" and c.name in {"chmod", "chown", "chgrp"}]
+    if not runs or picks_names(find_tests(command.args)):
+        return
+    args = list(command.args)
+    files_only = any(a == "-type" and b == "f" for a, b in pairwise(args))
+    for run in runs:
+        first = run.operands[0] if run.operands else ""
+        for root in find_roots(command):
+            verdict = judge(root, scope)
+            if verdict is None:
+                continue
+            if verdict.kind in {"home", "cwd"} and (
+                run.name != "chmod" or _harmless_mode(first, files_only=files_only)
+            ):
+                continue
+            report.add("chmod-recursive", f"find runs {run.name} on everything in {verdict.label}")
             return
 
 
@@ -88,18 +111,23 @@ def _within_home(path: Path, scope: Scope) -> bool:
     return bool(home) and path.anchor == "/" and path.parts[: len(home)] == home
 
 
-def _harmless_mode(mode: str) -> bool:
+def _harmless_mode(mode: str, *, files_only: bool = False) -> bool:
     """A mode that leaves the owner full access and gives others no write: 700, 755, 775,
-    go-rwx, u+w, a+rX (and `+w`, which the umask keeps to the owner)."""
+    go-rwx, u+w, a+rX (and `+w`, which the umask keeps to the owner). For plain files
+    (`find -type f`) the owner needs no x: 644 and 600 are harmless there."""
     if mode.isdigit() and len(mode) in {3, 4}:
         owner, other = int(mode[-3]), int(mode[-1])
-        return owner == 7 and not other & 2
+        return owner >= (6 if files_only else 7) and not other & 2
     for clause in mode.split(","):
         m = re.fullmatch(r"([ugoa]*)([-+=])([rwxXst]*)", clause)
         if m is None:
             return False
         who, op, perms = m.groups()
-        takes_from_owner = op in "-=" and (not who or "u" in who or "a" in who)
+        takes_from_owner = (
+            op in "-="
+            and (not who or "u" in who or "a" in who)
+            and not (files_only and op == "-" and set(perms) <= {"x", "X"})
+        )
         gives_others_write = op in "+=" and "w" in perms and ("o" in who or "a" in who)
         if takes_from_owner or gives_others_write:
             return False
