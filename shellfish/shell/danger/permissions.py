@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from itertools import pairwise
 
-from shellfish.shell.danger.files import find_roots, find_tests, picks_names, system_file
+from shellfish.shell.danger.files import find_roots, find_tests, system_file
 from shellfish.shell.danger.scope import Report, Scope, judge, paths
 from shellfish.shell.places import Path
 from shellfish.shell.syntax import SimpleCommand
@@ -50,10 +50,10 @@ def check_chmod(command: SimpleCommand, scope: Scope, report: Report) -> None:
 
 def check_find_modes(command: SimpleCommand, scope: Scope, report: Report) -> None:
     """`find / -exec chmod 777 {} +`: a chmod/chown of everything under the start points
-    (unless the find chooses files by name)."""
+    (unless the find chooses files: -name, -user, -perm...; -type f/d choose no files)."""
     runs = [c for c in command.nested if c.via == "-exec" and c.name in {"chmod", "chown", "chgrp"}]
-    if not runs or picks_names(find_tests(command.args)):
-        return
+    if not runs or find_tests(command.args):
+        return  # -user, -perm, -name...: the chosen files only
     args = list(command.args)
     files_only = any(a == "-type" and b == "f" for a, b in pairwise(args))
     for run in runs:
@@ -112,25 +112,28 @@ def _within_home(path: Path, scope: Scope) -> bool:
 
 
 def _harmless_mode(mode: str, *, files_only: bool = False) -> bool:
-    """A mode that leaves the owner full access and gives others no write: 700, 755, 775,
-    go-rwx, u+w, a+rX (and `+w`, which the umask keeps to the owner). For plain files
-    (`find -type f`) the owner needs no x: 644 and 600 are harmless there."""
+    """A mode that leaves the owner able to read (and enter directories) and gives others no
+    write: 755, 700, 500, 775, go-rwx, u+w, a+rX (`+w` too: the umask keeps it to the owner).
+    For plain files (`find -type f`) the owner needs no x: 644, 600, 400 are harmless there."""
+    needed = {"r"} if files_only else {"r", "x"}
     if mode.isdigit() and len(mode) in {3, 4}:
         owner, other = int(mode[-3]), int(mode[-1])
-        return owner >= (6 if files_only else 7) and not other & 2
+        has = {p for p, bit in (("r", 4), ("w", 2), ("x", 1)) if owner & bit}
+        return needed <= has and not other & 2
     for clause in mode.split(","):
-        m = re.fullmatch(r"([ugoa]*)([-+=])([rwxXst]*)", clause)
+        m = re.fullmatch(r"([ugoa]*)((?:[-+=][rwxXst]*)+)", clause)
         if m is None:
             return False
-        who, op, perms = m.groups()
-        takes_from_owner = (
-            op in "-="
-            and (not who or "u" in who or "a" in who)
-            and not (files_only and op == "-" and set(perms) <= {"x", "X"})
-        )
-        gives_others_write = op in "+=" and "w" in perms and ("o" in who or "a" in who)
-        if takes_from_owner or gives_others_write:
-            return False
+        who, actions = m.groups()
+        owner = not who or "u" in who or "a" in who
+        for op, perms in re.findall(r"([-+=])([rwxXst]*)", actions):  # u+r-wx: two actions
+            named = set(perms.replace("X", "x"))
+            takes_from_owner = owner and (
+                (op == "-" and bool(needed & named)) or (op == "=" and not needed <= named)
+            )
+            gives_others_write = op in "+=" and "w" in perms and ("o" in who or "a" in who)
+            if takes_from_owner or gives_others_write:
+                return False
     return True
 
 
