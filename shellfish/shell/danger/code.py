@@ -185,7 +185,9 @@ def check_code(command: SimpleCommand, scope: Scope, report: Report) -> None:
         argument = _call_argument(code, m.end()) if m.group("paren") else code[m.end() :]
         if not m.group("paren"):
             argument = argument.split(";", 1)[0]  # perl `system "..."`: up to the statement end
-        shell_texts.append("".join(text for _q, text in _STRING.findall(argument)))
+        # a list is argv (`run(["rm", "-rf", "/"])`): its strings are separate words
+        joint = " " if argument.lstrip().startswith("[") else ""
+        shell_texts.append(joint.join(text for _q, text in _STRING.findall(argument)))
     if not command.name.startswith(("python", "node")):
         shell_texts += re.findall(r"`([^`]+)`", code)  # perl, ruby, php: backticks run a shell
     for text in shell_texts:
