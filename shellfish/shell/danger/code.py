@@ -39,8 +39,11 @@ _CODE_SHELL = re.compile(
 # The home directory as scripting languages spell it.
 _CODE_HOME = re.compile(
     r"(?:Path\.home\(\)|expanduser\(\s*['\"]~['\"]\s*\)|\.homedir\(\)|Dir\.home"
-    r"|ENV\[['\"]HOME['\"]\]|environ\[['\"]HOME['\"]\])"
+    r"|ENV\[['\"]HOME['\"]\]|environ\[['\"]HOME['\"]\]|process\.env\.HOME"
+    r"|getenv\(\s*['\"]HOME['\"]\s*\)|\$ENV\{HOME\})"
 )
+# The current directory as scripting languages spell it.
+_CODE_CWD = re.compile(r"(?:getcwd\(\)|Path\.cwd\(\)|process\.cwd\(\)|Dir\.pwd|getcwd\b)")
 
 # eval/exec of what a URL returns: `eval(file_get_contents("https://..."))`.
 _CODE_EVAL_FETCH = re.compile(
@@ -164,7 +167,11 @@ def check_code(command: SimpleCommand, scope: Scope, report: Report) -> None:
         return
     for m in _CODE_DELETE.finditer(code):
         arg = _call_argument(code, m.end())
-        words = ["~"] if _CODE_HOME.search(arg) else [s for _q, s in _STRING.findall(arg)]
+        words = [s for _q, s in _STRING.findall(arg)]
+        if _CODE_HOME.search(arg):
+            words = ["~"]
+        elif _CODE_CWD.search(arg):
+            words = ["."]
         for word in words:
             verdict = judge(word, scope)
             if verdict is not None:

@@ -228,8 +228,12 @@ def _judge_find(command: SimpleCommand, scope: Scope, report: Report) -> None:
         verdict = judge(root, scope, contents=True)
         if verdict is None:
             continue
+        # `/`, a top-level tree, or a directory of system files (/usr/lib, /boot): any
+        # delete there is a disaster; /var/log with -name '*.gz' is housekeeping
         broad = verdict.kind == "root" or any(
-            len(p.parts) <= 1 or system_file(p) for p in paths(root, scope) if p.anchor == "/"
+            len(p.parts) <= 1 or system_file(Path(p.anchor, (*p.parts, "x")))
+            for p in paths(root, scope)
+            if p.anchor == "/"
         )
         if (
             (verdict.kind in {"root", "system"} and broad)
