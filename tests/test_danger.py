@@ -86,7 +86,7 @@ def test_relative_cwd_or_home_are_treated_as_unknown() -> None:
 
 
 def test_validation_judges_paths_against_the_request_directories() -> None:
-    from shellfish.shell.validate import validate_command
+    from shellfish.suggest.checks import validate_command
 
     def which(_name: str) -> str:
         return "/bin/true"
