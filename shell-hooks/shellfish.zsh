@@ -491,7 +491,7 @@ _shellfish_fix() {
   fi
   _shellfish_orig=$BUFFER
   # The exit status and this shell's PATH (the nearest installed programs are looked up on it);
-  # the command's output is not captured (see shellfish/shell/failure.py for why).
+  # the command's output is not captured (see shellfish/suggest/failure.py for why).
   _shellfish_json_str "$PATH"
   if _shellfish_start fix "$_shellfish_last_cmd" "\"last_exit_status\":$_shellfish_last_status" \
       "\"path\":$REPLY"; then

@@ -89,7 +89,7 @@ def test_context_keys_are_the_same_in_python_and_zsh(tmp_path: Path) -> None:
         assert f'"{key}":' in SCRIPTS["zsh"], key
     # The fix key sends the exit status under the key the fix prompt reads (issue 14 item 4:
     # the scripts sent `exit_status`, the prompt read `last_exit_status`).
-    from shellfish.tasks.suggest import build_messages
+    from shellfish.tasks.suggest_prompts import build_messages
 
     for shell in SHELLS:  # inside a double-quoted shell string the quotes are escaped
         assert re.search(r'\\?"last_exit_status\\?":', SCRIPTS[shell]), shell

@@ -16,9 +16,10 @@ from test_suggest import ScriptedRunner, world  # noqa: F401  (fixture)
 from shellfish.config import Settings
 from shellfish.events import Done, Error
 from shellfish.paths import get_paths
-from shellfish.shell.failure import analyse, distance, exit_meaning, nearest, rewrites
+from shellfish.suggest import run_suggest
+from shellfish.suggest.failure import analyse, distance, exit_meaning, nearest, rewrites
 from shellfish.tasks.request import TaskRequest
-from shellfish.tasks.suggest import build_messages, run_suggest
+from shellfish.tasks.suggest_prompts import build_messages
 
 PROGRAMS = ("git", "ls", "sh", "grep", "tar", "python3", "docker", "apt-get")
 
@@ -175,7 +176,7 @@ def test_retrieved_commands_do_not_vote_on_a_fix(world) -> None:  # noqa: F811
 
 
 def test_path_scan_is_cached_until_a_directory_changes(machine) -> None:
-    from shellfish.shell.failure import path_programs
+    from shellfish.suggest.failure import path_programs
 
     first = path_programs(machine["path"])
     assert "git" in first and "newprog" not in first

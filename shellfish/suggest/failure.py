@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shellfish.shell.validate import BUILTINS
-from shellfish.shell.words import program_of, split_commands
+from shellfish.shell.syntax import parse
+from shellfish.suggest.checks import BUILTINS
 
 MAX_NEAREST = 3
 # Names to compare against: bounded, so a PATH with huge directories stays fast.
@@ -220,8 +220,10 @@ def analyse(command: str, context: Mapping[str, Any] | None) -> Failure:
     path = str(ctx.get("path") or os.environ.get("PATH", ""))
     cwd = Path(str(ctx.get("cwd") or os.getcwd()))
     programs: frozenset[str] | None = None
-    for words, _sep in split_commands(command):
-        word, args = program_of(words)
+    for simple in parse(command).walk():
+        word = simple.program
+        # operands and option values (`tar -xf archiv.tar`: the value of -f) may name files
+        args = [*simple.operands, *(f.value for f in simple.flags if f.value)]
         if word and word not in BUILTINS and not _GLOB_OR_EXPANSION & set(word):
             if "/" in word:
                 _check_program_file(failure, word, cwd)
