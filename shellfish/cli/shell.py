@@ -119,8 +119,9 @@ def _context(args: argparse.Namespace, env: Environment) -> int:
 def _widget(args: argparse.Namespace, env: Environment) -> int:
     from shellfish.shell.markers import error_lines
 
+    answers: list[tuple[Any, Any]] = []
     try:
-        lines = _widget_lines(args, env)
+        lines = _widget_lines(args, env, answers)
     except ShellfishError as exc:
         lines = error_lines(str(exc))
     except KeyboardInterrupt:
@@ -129,13 +130,21 @@ def _widget(args: argparse.Namespace, env: Environment) -> int:
         lines = error_lines(f"internal error: {type(exc).__name__}: {exc}")
     env.stdout.write("".join(f"{line}\n" for line in lines))
     env.stdout.flush()
+    if answers:  # after the answer is out: a busy history log never delays it
+        from shellfish.client import record_answer
+
+        request, done = answers[0]
+        record_answer(request, env, done)
     return ExitStatus.OK
 
 
-def _widget_lines(args: argparse.Namespace, env: Environment) -> list[str]:
+def _widget_lines(
+    args: argparse.Namespace, env: Environment, answers: list[tuple[Any, Any]]
+) -> list[str]:
+    """The marker lines answering the widget's request; (request, Done) goes to `answers`."""
     from shellfish.events import Done, Error
     from shellfish.shell.context import current_context
-    from shellfish.shell.markers import error_lines, reply_lines
+    from shellfish.shell.markers import error_lines, suggestion_lines
     from shellfish.tasks.request import TaskRequest
 
     text = env.stdin.read()
@@ -158,7 +167,7 @@ def _widget_lines(args: argparse.Namespace, env: Environment) -> list[str]:
     from shellfish.client import stream
 
     done: Done | None = None
-    for event in stream(request, env):
+    for event in stream(request, env, record=False):
         if isinstance(event, Error):
             message = f"{event.message} - {event.hint}" if event.hint else event.message
             return error_lines(message)
@@ -166,7 +175,18 @@ def _widget_lines(args: argparse.Namespace, env: Environment) -> list[str]:
             done = event
     if done is None:
         return error_lines("no answer came back")
+    answers.append((request, done))
     warnings = done.extra.get("warnings")
-    return reply_lines(
-        done.texts, list(warnings) if isinstance(warnings, list) else None, shell=args.shell
-    )
+    if not isinstance(warnings, list):
+        warnings = _best_command_warnings(done.texts, args.shell)
+    return suggestion_lines(done.texts, list(warnings))
+
+
+def _best_command_warnings(commands: list[str], shell: str) -> list[str]:
+    """The checks' warnings for the best command, for an answer that came without any."""
+    best = next((c.strip() for c in commands if c.strip()), "")
+    if not best:
+        return []
+    from shellfish.suggest.checks import validate_command
+
+    return validate_command(best, shell=shell).warnings

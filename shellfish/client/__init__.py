@@ -11,8 +11,8 @@ import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from shellfish.errors import DaemonUnavailable, ModelNotFound
-from shellfish.events import Done, Event, Status
+from shellfish.errors import DaemonError, DaemonUnavailable, ModelNotFound
+from shellfish.events import Done, Event, Status, Token
 from shellfish.tasks.request import TaskRequest
 
 if TYPE_CHECKING:
@@ -27,15 +27,20 @@ def stream(
     *,
     backend: str | None = None,
     cancel: threading.Event | None = None,
+    record: bool = True,
 ) -> Iterator[Event]:
     """Yield the events that answer `request`; records the exchange in the local history log.
 
     `backend`: None follows settings.remote.policy; `local`/`remote`/`auto` override it;
-    `daemon` requires the daemon; `inprocess` never uses it.
+    `daemon` requires the daemon; `inprocess` never uses it. `record=False`: the caller calls
+    `record_answer` itself once the answer is shown, so the user never waits on the log.
     """
     policy = backend or env.settings.remote.policy
     events = _route(request, env, policy, cancel)
-    yield from _recorded(request, env, events)
+    if record:
+        yield from _recorded(request, env, events)
+    else:
+        yield from events
 
 
 def _route(
@@ -67,10 +72,21 @@ def _local(
             start_daemon(env.paths, env.settings)
             running = True
         if running:
+            shown = 0  # tokens already passed on: the request can no longer be run again
             try:
-                yield from client.stream(request)
+                for event in client.stream(request):
+                    shown += isinstance(event, Token)
+                    yield event
                 return
-            except DaemonUnavailable:
+            except DaemonUnavailable as exc:
+                if shown:
+                    # Running it again here would print the answer a second time after the
+                    # part already shown; end with a clear error instead.
+                    raise DaemonError(
+                        f"the shellfish daemon stopped in the middle of the answer "
+                        f"(after {shown} tokens); the answer above is incomplete",
+                        hint="run the command again; see `shellfish daemon logs` for the cause",
+                    ) from exc
                 if policy == "daemon":
                     raise
                 yield Status("the daemon stopped answering; running in this process")
@@ -93,14 +109,19 @@ def _recorded(request: TaskRequest, env: Environment, events: Iterator[Event]) -
                 done = event
             yield event
     finally:
-        if done is not None and env.settings.history.enabled:
-            _record(request, env, done)
+        if done is not None:
+            record_answer(request, env, done)
 
 
-def _record(request: TaskRequest, env: Environment, done: Done) -> None:
+def record_answer(request: TaskRequest, env: Environment, done: Done) -> None:
+    """Log one answer when history is enabled; never raises (a failure is one stderr line)."""
+    if not env.settings.history.enabled:
+        return
+    from shellfish.history.log import HistoryBusy, HistoryLog
+
     try:
-        from shellfish.history.log import HistoryLog
-
         HistoryLog(env.paths.history_db).record(request, done)
+    except HistoryBusy:
+        env.warn("history busy (another shellfish is writing it): this answer was not recorded")
     except Exception as exc:  # the log must never break an answer
         env.warn(f"could not write the history log: {exc}")

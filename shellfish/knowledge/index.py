@@ -110,15 +110,20 @@ def _pair_docs(pairs: tuple[Path, Path], prefix: str = "pair") -> list[Doc]:
             f"{pairs[0]} has {len(nl)} lines but {pairs[1]} has {len(cm)}",
             hint="the request and command files must be aligned line by line",
         )
-    from shellfish.eval.metric import WRAPPERS, command_structure
-
     docs = []
     for i, (text, command) in enumerate(zip(nl, cm, strict=True)):
         if text.strip() and command.strip():
-            utilities = [u for u, _f in command_structure(command) if u not in WRAPPERS]
-            program = utilities[0] if utilities else ""
-            docs.append(Doc(f"{prefix}:{i}", "pair", program, text.strip(), command.strip()))
+            doc = Doc(f"{prefix}:{i}", "pair", _program(command), text.strip(), command.strip())
+            docs.append(doc)
     return docs
+
+
+def _program(command: str) -> str:
+    """The first program `command` runs (wrappers such as sudo skipped), "" when none."""
+    from shellfish.shell.syntax import programs
+
+    found = programs(command)
+    return found[0] if found else ""
 
 
 def _tldr_platforms(system: str) -> tuple[str, ...]:
@@ -177,8 +182,7 @@ def build_index(root: Path, options: BuildOptions | None = None) -> BuildReport:
     files = opts.history_files if opts.history_files is not None else default_history_files()
     history = history_commands(files)
     for i, command in enumerate(history):
-        program = command.split()[0] if command.split() else ""
-        docs.append(Doc(f"history:{i}", "history", program, "", command))
+        docs.append(Doc(f"history:{i}", "history", _program(command), "", command))
 
     examples = BM25().fit([_doc_tokens(d) for d in docs])
     option_rows = [

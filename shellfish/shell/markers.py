@@ -56,22 +56,6 @@ def error_lines(message: str) -> list[str]:
     return [f"{ERR}\t{escape_payload(message)}", END]
 
 
-def reply_lines(
-    commands: Sequence[str], warnings: Sequence[str] | None = None, *, shell: str = "zsh"
-) -> list[str]:
-    """Marker lines for a finished suggestion (validating the best command when no
-    warnings are given)."""
-    if warnings is None:
-        best = next((c.strip() for c in commands if c.strip()), "")
-        if best:
-            from shellfish.shell.validate import validate_command
-
-            warnings = validate_command(best, shell=shell).warnings
-        else:
-            warnings = []
-    return suggestion_lines(commands, warnings)
-
-
 def parse_lines(lines: Iterable[str]) -> tuple[list[str], list[str], str | None, bool]:
     """(commands, warnings, error, ended) from marker lines; unknown lines are ignored."""
     commands: list[str] = []

@@ -1,0 +1,191 @@
+"""Checks on every suggestion before a user sees it; never runs the command.
+
+`validate_command(cmd, shell)` answers four questions:
+- does every program the line runs exist on this machine (`shutil.which`, shell builtins
+  and keywords known; paths checked as files)?
+- does the line parse (`zsh -n` / `bash -n`, when that shell is installed)?
+- does every flag exist in the program's local documentation (`flag_problems`, given the
+  knowledge index's `known_flags` as a `check`)? Programs we know no options for are not
+  judged: no documentation is not evidence of a wrong flag.
+- is it dangerous (`shellfish.shell.danger`)?
+
+`check_candidates` runs them on a request's candidates and fills in their findings.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from shellfish.shell.danger import classify
+from shellfish.shell.syntax import simple_commands
+
+if TYPE_CHECKING:
+    from shellfish.knowledge.index import KnowledgeIndex
+    from shellfish.suggest.candidates import Candidate
+    from shellfish.tasks.request import TaskRequest
+
+Check = Callable[[str], list[str]]
+
+# Builtins and reserved words of zsh and bash (union): never looked up on PATH.
+_BUILTIN_WORDS = (
+    ". : [ alias autoload bg bind bindkey break builtin caller case cd chdir command "
+    "compgen complete compopt continue declare dirs disown echo emulate enable eval exec "
+    "exit export false fc fg float getopts hash help history integer jobs kill let local "
+    "logout mapfile popd print printf pushd pwd read readarray readonly rehash return "
+    "select set setopt shift shopt source suspend test times trap true type typeset ulimit "
+    "umask unalias unfunction unhash unset unsetopt wait whence where which zcompile zle "
+    "zmodload zparseopts zstyle for foreach while until if case function repeat time "
+    "noglob nocorrect "
+)
+BUILTINS = frozenset(_BUILTIN_WORDS.split())
+# Flags every program is assumed to take.
+ALWAYS_OK = frozenset({"--help", "--version", "-h"})
+
+PARSE_TIMEOUT_S = 3.0
+
+
+@dataclass
+class Validation:
+    ok: bool  # True when no problem was found (dangers alone do not make it False)
+    problems: list[str] = field(default_factory=list)  # missing programs, parse errors, bad flags
+    danger: list[str] = field(default_factory=list)  # one line per danger found
+
+    @property
+    def warnings(self) -> list[str]:
+        """Everything a user should see next to the command: dangers first."""
+        return [f"danger: {d}" for d in self.danger] + self.problems
+
+
+def validate_command(
+    cmd: str,
+    shell: str = "zsh",
+    *,
+    checks: Sequence[Check] = (),
+    which: Callable[[str], str | None] = shutil.which,
+    cwd: str | None = None,
+    home: str | None = None,
+) -> Validation:
+    """Check one suggested command line (never run); `checks` add problem lines of their own.
+
+    `cwd` and `home` are where the line would run and the user's $HOME: the danger check
+    resolves paths against them (`rm -rf /home/me/*` from /home/me is `rm -rf ~/*`); programs
+    given by a relative path are looked up from `cwd` when it exists here.
+    """
+    problems: list[str] = []
+    if not cmd.strip():
+        return Validation(ok=False, problems=["the command is empty"])
+    here = cwd if cwd is not None and Path(cwd).is_dir() else None
+    for word in missing_programs(cmd, which=which, cwd=here):
+        problems.append(f"{word}: command not found on this machine")
+    error = parse_error(cmd, shell)
+    if error:
+        problems.append(f"does not parse in {shell}: {error}")
+    for check in checks:
+        problems.extend(check(cmd))
+    return Validation(ok=not problems, problems=problems, danger=classify(cmd, cwd, home))
+
+
+def check_candidates(
+    candidates: list[Candidate], request: TaskRequest, index: KnowledgeIndex | None = None
+) -> None:
+    """Fill in `valid`, `problems`, `danger` and `warnings` of each candidate (in place)."""
+    ctx = request.context or {}
+    shell = str(ctx.get("shell") or "bash").rsplit("/", 1)[-1]
+    # the danger check needs no disk: the request's cwd counts even if it is not on this host
+    cwd = str(ctx["cwd"]) if ctx.get("cwd") else None
+    home = str(ctx.get("home") or os.path.expanduser("~"))
+    checks: list[Check] = []
+    if index is not None:
+        known = index.known_flags
+        checks.append(lambda cmd: flag_problems(cmd, known))
+    for c in candidates:
+        result = validate_command(c.command, shell, checks=checks, cwd=cwd, home=home)
+        c.valid = bool(result.ok)
+        c.problems = list(result.problems)
+        c.danger = list(result.danger)
+        c.warnings = [f"danger: {d}" for d in result.danger]
+
+
+def programs(cmd: str) -> list[str]:
+    """The program word (as written, quotes removed) of each simple command in `cmd`, nested
+    ones included (``$(...)``, ``xargs``, ``find -exec``, ``sh -c``), in order, once each."""
+    return list(dict.fromkeys(c.program for c in simple_commands(cmd) if c.program))
+
+
+def missing_programs(
+    cmd: str, *, which: Callable[[str], str | None] = shutil.which, cwd: str | None = None
+) -> list[str]:
+    """Programs `cmd` runs that are neither builtins nor found on PATH / as a file."""
+    missing = []
+    for word in programs(cmd):
+        if word in BUILTINS or any(c in word for c in "$`()<>{}*?") or word.startswith("-"):
+            continue  # expansions and globs are resolved by the shell at run time
+        if "/" in word:
+            path = os.path.join(cwd or os.getcwd(), os.path.expanduser(word))
+            if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+                missing.append(word)
+        elif which(word) is None:
+            missing.append(word)
+    return missing
+
+
+def parse_error(cmd: str, shell: str = "zsh") -> str | None:
+    """The shell's own complaint about `cmd` (`zsh -n`), or None when it parses.
+
+    None as well when that shell is not installed (nothing to check against).
+    """
+    exe = shutil.which(shell)
+    if exe is None:
+        return None
+    # bash takes long options only before short ones: `bash -n --norc` is an error.
+    argv = [exe, "-n", "-f"] if shell == "zsh" else [exe, "--norc", "-n"]
+    try:
+        proc = subprocess.run(
+            argv,
+            input=cmd.encode("utf-8", "surrogateescape"),
+            capture_output=True,
+            timeout=PARSE_TIMEOUT_S,
+            check=False,
+            env={"PATH": os.environ.get("PATH", ""), "LC_ALL": "C.UTF-8"},
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if proc.returncode == 0:
+        return None
+    lines = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+    message = lines[0] if lines else f"{shell} -n exited with status {proc.returncode}"
+    # "zsh: parse error near `|'" / "bash: line 1: syntax error ..." -> drop the shell's prefix
+    for prefix in (f"{exe}: ", f"{shell}: "):
+        message = message.removeprefix(prefix)
+    return message
+
+
+def flag_problems(command: str, known: Callable[[str], set[str] | None]) -> list[str]:
+    """One problem line per flag in `command` that its program does not document."""
+    problems = []
+    for simple in simple_commands(command):
+        documented = known(simple.name) if simple.name else None
+        if documented is None:
+            continue
+        problems += [
+            f"{simple.name}: unknown flag {flag} (not in the local man page / --help)"
+            for flag in sorted(simple.flag_names())
+            if not _documented(flag, documented)
+        ]
+    return problems
+
+
+def _documented(flag: str, documented: set[str]) -> bool:
+    if flag in ALWAYS_OK or flag in documented or re.fullmatch(r"-\d+", flag):
+        return True
+    # GNU accepts unambiguous prefixes of long options
+    return flag.startswith("--") and any(
+        d.startswith(flag) for d in documented if d.startswith("--")
+    )
