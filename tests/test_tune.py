@@ -14,6 +14,7 @@ import pytest
 from conftest_causal import build_causal_fixtures
 
 from shellfish.paths import get_paths
+from shellfish.store.store import MANIFEST
 from shellfish.tune.data import (
     Collected,
     Pair,
@@ -70,7 +71,7 @@ def test_training_prompt_is_the_run_time_suggestion_prompt() -> None:
     for the same request (Linux, bash, no cwd) - the model is tuned on what it will see."""
     from shellfish.engine.templates import render_chat
     from shellfish.tasks.request import TaskRequest
-    from shellfish.tasks.suggest import ANSWER_PREFIX, SYSTEM, build_messages
+    from shellfish.tasks.suggest_prompts import ANSWER_PREFIX, SYSTEM, build_messages
 
     pairs = [Pair(r, c, "pairs") for r, c in REQUESTS]
     system = SYSTEM.format(shell="bash", os_name="Linux") + " Use GNU command-line flags."
@@ -137,7 +138,7 @@ def test_tune_trains_merges_converts_and_installs(tiny_base: Path, tmp_path: Pat
     assert name == "tiny-tuned" and os.path.isdir(path)
     assert "1 broken training lines skipped" in env.stderr.getvalue()
 
-    manifest = json.loads((Path(path) / "manifest.json").read_text())
+    manifest = json.loads((Path(path) / MANIFEST).read_text())
     source = manifest["source"]
     assert source["kind"] == "tune" and source["steps"] == 24
     assert source["last_loss"] < 0.5 * source["first_loss"]
@@ -188,7 +189,7 @@ def test_same_run_resumes(tiny_base: Path, tmp_path: Path) -> None:
         "--work",
         str(work),
         "--max-steps",
-        "40",
+        "12",
         "--epochs",
         "40",
         "--batch-tokens",
