@@ -213,7 +213,23 @@ class StreamRenderer:
     ) -> None:
         from rich.live import Live
 
-        with Live(
+        # A soft-wrapping console (right for piped text) makes the live region crop each
+        # paragraph to one screen line; the live view must wrap to the terminal's width.
+        soft_wrap, self.console.soft_wrap = self.console.soft_wrap, False
+        try:
+            self._live(Live, events, progress, result, parts)
+        finally:
+            self.console.soft_wrap = soft_wrap
+
+    def _live(
+        self,
+        live_cls: Any,
+        events: Iterator[Event],
+        progress: _Progress,
+        result: RenderResult,
+        parts: list[str],
+    ) -> None:
+        with live_cls(
             self._view("", progress.line()),
             console=self.console,
             refresh_per_second=8,
