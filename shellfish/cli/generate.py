@@ -261,8 +261,14 @@ def _drain(events: Iterator[Event], env: Environment, *, verbose: bool) -> Done 
             env.info(event.message)
         elif isinstance(event, Token):
             continue
-    if done is not None and verbose:
-        _say_model(env, done)
+    if done is not None:
+        from shellfish.ui.render import length_note
+
+        note = length_note(done)
+        if note:
+            env.info(note)
+        if verbose:
+            _say_model(env, done)
     return done
 
 
@@ -272,11 +278,15 @@ def _must_show(event: Status) -> bool:
 
 
 def _say_model(env: Environment, done: Done) -> None:
-    rate = done.completion_tokens / (done.total_ms / 1000) if done.total_ms else 0.0
+    from shellfish.ui.render import decode_rate
+
+    # Decode speed only: the first token's time holds loading and prefill.
+    rate = decode_rate(done.completion_tokens, done.first_token_ms / 1000, done.total_ms / 1000)
     env.info(
         f"model: {done.model} ({done.backend}) - {done.prompt_tokens} prompt + "
         f"{done.completion_tokens} new tokens, first token {done.first_token_ms:.0f} ms, "
-        f"total {done.total_ms:.0f} ms, {rate:.1f} tok/s"
+        f"total {done.total_ms:.0f} ms"
+        + (f", {rate:.1f} tok/s after the first token" if rate is not None else "")
     )
 
 
