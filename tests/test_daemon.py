@@ -257,6 +257,21 @@ def test_cancel_command_ends_the_stream(make_daemon: Callable[..., Daemon]) -> N
     sock.close()
 
 
+def test_text_that_is_not_utf8_is_answered_with_replacement_characters(
+    make_daemon: Callable[..., Daemon],
+) -> None:
+    """Raw bytes that are not UTF-8, and lone surrogates from JSON escapes, become U+FFFD."""
+    daemon = make_daemon()
+    sock = daemon.raw()
+    head = b'{"v": 1, "cmd": "generate", "request": {"task": "prompt", "model": "echo", "text": '
+    for text in (b'"caf\xe9 ok"', b'"caf\\udce9 ok"'):
+        sock.sendall(head + text + b"}}\n")
+        final = read_lines(sock)[-1]
+        assert final["kind"] == "done", final
+        assert final["texts"] == ["caf\ufffd ok"]
+    sock.close()
+
+
 def test_slow_reader_does_not_block_others(make_daemon: Callable[..., Daemon]) -> None:
     daemon = make_daemon()
     words = " ".join(f"word{i}" for i in range(40000))  # ~2 MB of replies: more than buffers hold

@@ -141,3 +141,16 @@ def test_serve_cli_refuses_public_host(make_env) -> None:  # type: ignore[no-unt
     env = make_env()
     assert main(["serve", "--host", "0.0.0.0"], env) == 2
     assert "refusing to serve on 0.0.0.0" in env.stderr.getvalue()
+
+
+def test_text_that_is_not_utf8_is_answered_with_replacement_characters(
+    server: RunningServer,
+) -> None:
+    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    head = b'{"model": "echo", "prompt": "'
+    for text in (b"caf\xe9 ok", b"caf\\udce9 ok"):
+        response = httpx.post(
+            server.base_url + "/completions", content=head + text + b'"}', headers=headers
+        )
+        assert response.status_code == 200, response.text
+        assert "caf\ufffd ok" in response.json()["choices"][0]["text"]

@@ -67,6 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> int:
     env = env or Environment.from_process()
+    from shellfish.tasks.request import clean_text
+
+    # Bytes that are not UTF-8 arrive as lone surrogates (surrogateescape): make them U+FFFD.
+    argv = [clean_text(arg) for arg in (sys.argv[1:] if argv is None else argv)]
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

@@ -168,7 +168,7 @@ GENERATION_FLAGS = (
 def _read_text(args: argparse.Namespace, env: Environment) -> str:
     text = " ".join(args.text).strip()
     if not text and not env.stdin_isatty:
-        text = env.stdin.read().strip()
+        text = env.read_stdin().strip()
     if not text:
         raise UsageError(
             "nothing to do: the request is empty", hint=f'try `shellfish {args.command} "..."`'
@@ -316,7 +316,7 @@ def _print_json(env: Environment, request: TaskRequest, done: Done | None) -> No
 
 def _read_context(source: str, env: Environment) -> str:
     if source == "-":
-        return env.stdin.read()
+        return env.read_stdin()
     from pathlib import Path
 
     path = Path(source).expanduser()

@@ -138,7 +138,7 @@ def _widget_lines(args: argparse.Namespace, env: Environment) -> list[str]:
     from shellfish.shell.markers import error_lines, reply_lines
     from shellfish.tasks.request import TaskRequest
 
-    text = env.stdin.read()
+    text = env.read_stdin()
     text = text[:-1] if text.endswith("\n") else text  # the here-string's newline
     if not text.strip():
         raise UsageError("nothing to do: the line is empty")

@@ -81,8 +81,9 @@ def parse_request(line: bytes) -> Request:
     if len(line) > MAX_LINE_BYTES:
         raise BadRequest(f"request line is larger than {MAX_LINE_BYTES} bytes", "too_large")
     try:
-        data = json.loads(line.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        # Bytes that are not UTF-8 become U+FFFD (as the CLI and the shell widgets do).
+        data = json.loads(line.decode("utf-8", errors="replace"))
+    except json.JSONDecodeError as exc:
         raise BadRequest(f"request is not valid JSON: {exc}", "bad_json") from exc
     if not isinstance(data, dict):
         raise BadRequest("request must be a JSON object", "bad_json")

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from shellfish.errors import ModelNotFound, ShellfishError, UsageError
 from shellfish.events import Done, Error, Event, Token
+from shellfish.tasks.request import clean_text
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -205,7 +206,8 @@ def create_app(backend: Backend, *, token: str | None = None) -> Starlette:
         if len(raw) > MAX_BODY_BYTES:
             raise _HTTPError(413, f"request body is larger than {MAX_BODY_BYTES} bytes")
         try:
-            body = json.loads(raw)
+            # Bytes that are not UTF-8, and lone surrogates from JSON escapes, become U+FFFD.
+            body = clean_text(json.loads(raw.decode("utf-8", errors="replace")))
         except ValueError as exc:
             raise _HTTPError(400, f"request body is not valid JSON: {exc}") from exc
         if not isinstance(body, dict):
