@@ -460,7 +460,12 @@ def test_cli_status_without_daemon_says_what_to_do(make_env) -> None:  # type: i
 
     env = make_env()
     assert main(["daemon", "status"], env) == 4
-    assert "not running - start it with `shellfish daemon start`" in env.stderr.getvalue()
+    # A status report on stdout, not an error line.
+    assert env.stdout.getvalue() == "not running - start it with `shellfish daemon start`\n"
+    assert "error" not in env.stderr.getvalue()
+    json_env = make_env()
+    assert main(["daemon", "status", "--json"], json_env) == 4
+    assert json.loads(json_env.stdout.getvalue()) == {"running": False}
     assert main(["daemon", "stop"], env) == 0
     assert "was not running" in env.stderr.getvalue()
     assert main(["daemon", "logs"], env) == 0

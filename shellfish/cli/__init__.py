@@ -37,8 +37,22 @@ COMMAND_MODULES = (
 )
 
 
+# Internal commands (the shell widgets' slow path): they work, but no usage text lists them.
+HIDDEN_COMMANDS = frozenset({"widget"})
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose "invalid choice" message leaves the hidden commands out."""
+
+    def _check_value(self, action: argparse.Action, value: object) -> None:
+        if isinstance(action, argparse._SubParsersAction) and value not in action.choices:
+            shown = ", ".join(repr(c) for c in action.choices if c not in HIDDEN_COMMANDS)
+            raise argparse.ArgumentError(action, f"invalid choice: {value!r} (choose from {shown})")
+        super()._check_value(action, value)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="shellfish",
         description=(
             "A local-first terminal assistant. Models run on this machine through ONNX Runtime; "
