@@ -109,77 +109,93 @@ def _rules() -> list[_Rule]:
         shell=("cookie", """(cookie[[:space:]]*:[[:space:]]*)[^'"]+()"""),
     )
     # Well-known token prefixes (value shapes published by the vendors): (name, Python
-    # pattern, shell trigger words, shell ERE after the boundary group; None: Python only).
+    # pattern, shell trigger words, shell ERE; None: Python only).
     prefixed: list[tuple[str, str, str | None, str | None]] = [
         (
             "aws-access-key-id",
             r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA)[0-9A-Z]{16}\b",
             "akia asia agpa aida aroa anpa",
-            "(akia|asia|agpa|aida|aroa|anpa)[0-9a-z]{16}()",
+            _SH_BOUNDARY + "(akia|asia|agpa|aida|aroa|anpa)[0-9a-z]{16}()",
         ),
-        ("github-token", r"\bgh[pousr]_[A-Za-z0-9]{30,}\b", "gh", "gh[pousr]_[a-z0-9]{30,}()"),
+        (
+            "github-token",
+            r"\bgh[pousr]_[A-Za-z0-9]{30,}\b",
+            "gh",
+            _SH_BOUNDARY + "gh[pousr]_[a-z0-9]{30,}()",
+        ),
         (
             "github-fine-grained",
             r"\bgithub_pat_[A-Za-z0-9_]{40,}\b",
             "github_pat_",
-            "github_pat_[a-z0-9_]{40,}()",
+            _SH_BOUNDARY + "github_pat_[a-z0-9_]{40,}()",
         ),
         (
             "gitlab-token",
             r"\bgl(?:pat|dt|ptt|rt|oas)-[A-Za-z0-9_-]{20,}\b",
             "gl",
-            "gl(pat|dt|ptt|rt|oas)-[a-z0-9_-]{20,}()",
+            _SH_BOUNDARY + "gl(pat|dt|ptt|rt|oas)-[a-z0-9_-]{20,}()",
         ),
         (
             "slack-token",
             r"\bxox[abposr]-[A-Za-z0-9-]{10,}\b",
             "xox",
-            "xox[abposr]-[a-z0-9-]{10,}()",
+            _SH_BOUNDARY + "xox[abposr]-[a-z0-9-]{10,}()",
         ),
-        ("slack-webhook", r"https://hooks\.slack\.com/services/[A-Za-z0-9/]+", None, None),
+        (
+            "slack-webhook",
+            r"https://hooks\.slack\.com/services/[A-Za-z0-9/]+",
+            "hooks.slack",
+            r"(hooks\.slack\.com/services/)[a-z0-9/]+()",  # the host stays, the path goes
+        ),
         ("anthropic-key", r"\bsk-ant-[A-Za-z0-9_-]{20,}", None, None),
         (
             "openai-key",
             r"\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}",
             "sk-",
-            "sk-[a-z0-9_-]{20,}()",
+            _SH_BOUNDARY + "sk-[a-z0-9_-]{20,}()",
         ),
         (
             "stripe-key",
             r"\b(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16,}\b",
             "_live_ _test_",
-            "(sk|rk|pk)_(live|test)_[a-z0-9]{16,}()",
+            _SH_BOUNDARY + "(sk|rk|pk)_(live|test)_[a-z0-9]{16,}()",
         ),
-        ("google-api-key", r"\bAIza[0-9A-Za-z_-]{35}\b", "aiza", "aiza[0-9a-z_-]{35}()"),
+        (
+            "google-api-key",
+            r"\bAIza[0-9A-Za-z_-]{35}\b",
+            "aiza",
+            _SH_BOUNDARY + "aiza[0-9a-z_-]{35}()",
+        ),
         (
             "google-oauth-token",
             r"\bya29\.[0-9A-Za-z._-]{20,}",
             "ya29.",
-            r"ya29\.[0-9a-z._-]{20,}()",
+            _SH_BOUNDARY + r"ya29\.[0-9a-z._-]{20,}()",
         ),
-        ("huggingface-token", r"\bhf_[A-Za-z0-9]{30,}\b", "hf_", "hf_[a-z0-9]{30,}()"),
-        ("npm-token", r"\bnpm_[A-Za-z0-9]{36}\b", "npm_", "npm_[a-z0-9]{36}()"),
-        ("pypi-token", r"\bpypi-[A-Za-z0-9_-]{50,}", "pypi-", "pypi-[a-z0-9_-]{50,}()"),
+        (
+            "huggingface-token",
+            r"\bhf_[A-Za-z0-9]{30,}\b",
+            "hf_",
+            _SH_BOUNDARY + "hf_[a-z0-9]{30,}()",
+        ),
+        ("npm-token", r"\bnpm_[A-Za-z0-9]{36}\b", "npm_", _SH_BOUNDARY + "npm_[a-z0-9]{36}()"),
+        (
+            "pypi-token",
+            r"\bpypi-[A-Za-z0-9_-]{50,}",
+            "pypi-",
+            _SH_BOUNDARY + "pypi-[a-z0-9_-]{50,}()",
+        ),
         ("digitalocean-token", r"\bdo[por]_v1_[a-f0-9]{64}\b", None, None),
         ("sendgrid-key", r"\bSG\.[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{16,}", None, None),
         (
             "jwt",
             r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}",
             "eyj",
-            r"eyj[a-z0-9_-]{8,}\.eyj[a-z0-9_-]{8,}\.[a-z0-9_-]{8,}()",
+            _SH_BOUNDARY + r"eyj[a-z0-9_-]{8,}\.eyj[a-z0-9_-]{8,}\.[a-z0-9_-]{8,}()",
         ),
     ]
     for name, pattern, when, ere in prefixed:
-        if name == "slack-webhook":
-            # The webhook path is the secret; the shell keeps the host so the shape stays.
-            add(
-                name,
-                pattern,
-                MASK,
-                shell=("hooks.slack", r"(hooks\.slack\.com/services/)[a-z0-9/]+()"),
-            )
-            continue
-        add(name, pattern, MASK, shell=(when, _SH_BOUNDARY + ere) if when and ere else None)
+        add(name, pattern, MASK, shell=(when, ere) if when and ere else None)
     # Azure storage / service bus connection strings: `AccountKey=...;`.
     add(
         "azure-key",
