@@ -150,7 +150,8 @@ class HistoryLog:
         """Store one finished exchange (redacted); returns its id, or None when disabled."""
         if not self.enabled:
             return None
-        from shellfish.remote.redaction import exchange_redactor, redact_value
+        from shellfish.remote.redaction import redact_value
+        from shellfish.shell.redact import exchange_redactor
 
         # Secrets of the request also go from the answer, where the model may echo them.
         redact = exchange_redactor(

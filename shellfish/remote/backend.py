@@ -106,7 +106,8 @@ class RemoteBackend:
     def payload(self, request: TaskRequest, *, streaming: bool = True) -> dict[str, Any]:
         """The request body exactly as it will be sent (redacted)."""
         from shellfish.remote.messages import chat_messages
-        from shellfish.remote.redaction import exchange_redactor, redact_value, redactor
+        from shellfish.remote.redaction import redact_value, redactor
+        from shellfish.shell.redact import exchange_redactor
 
         raw = chat_messages(request)
         # Earlier answers in a conversation may repeat a secret of an earlier question.

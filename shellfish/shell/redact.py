@@ -418,6 +418,37 @@ def mask_known(text: str, secrets: list[str]) -> str:
     return text
 
 
+def _strings_in(value: Any) -> list[str]:
+    """Every string inside a JSON-like value."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings_in(v)]
+    if isinstance(value, (list, tuple)):
+        return [s for v in value for s in _strings_in(v)]
+    return []
+
+
+def exchange_redactor(
+    sources: Any, redactor: Callable[[str], str] = redact
+) -> Callable[[str], str]:
+    """A redactor for one exchange: `redactor`, plus every secret value the rules find in
+    `sources` (the unredacted request, its context, earlier turns) masked wherever it occurs.
+
+    A model echoes secrets in prose ("-p passes the password hunter2") where no rule sees a
+    secret's shape; the request that held the secret is what identifies it.
+    """
+    secrets = sorted({s for text in _strings_in(sources) for s in secrets_in(text)}, key=len)
+    if not secrets:
+        return redactor
+    secrets.reverse()
+
+    def redact_exchange(text: str) -> str:
+        return redactor(mask_known(text, secrets))
+
+    return redact_exchange
+
+
 def redact_obj(value: Any) -> Any:
     """Redact every string inside nested dicts/lists/tuples (keys are kept as they are)."""
     if isinstance(value, str):
