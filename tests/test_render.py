@@ -173,3 +173,10 @@ def test_verbose_rate_leaves_loading_and_prefill_out():
     # 10 tokens in the second after the first token, not 11 tokens over 2 s.
     assert "10.0 tok/s after the first token" in err and "5.5" not in err
     assert "(stopped at 11 tokens, --max-tokens to raise)" in err
+
+
+def test_the_length_note_with_several_samples_names_no_sum():
+    from shellfish.ui.render import length_note
+
+    done = Done(texts=["a", "b"], completion_tokens=128, finish_reason="length")
+    assert length_note(done) == "(a sample stopped at the token limit, --max-tokens to raise)"

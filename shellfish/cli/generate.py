@@ -229,7 +229,9 @@ def _generic(args: argparse.Namespace, env: Environment) -> int:
 
 def _suggest(args: argparse.Namespace, env: Environment) -> int:
     request = _request("suggest", args, env)
-    done = _drain(_events(request, args, env), env, verbose=args.verbose)
+    # No length note: suggest samples several candidates, and one that rambles to the limit
+    # says nothing about the command shown.
+    done = _drain(_events(request, args, env), env, verbose=args.verbose, length_note=False)
     if done is None:
         return ExitStatus.ERROR
     if args.json:
@@ -251,7 +253,9 @@ def _suggest(args: argparse.Namespace, env: Environment) -> int:
     return ExitStatus.OK
 
 
-def _drain(events: Iterator[Event], env: Environment, *, verbose: bool) -> Done | None:
+def _drain(
+    events: Iterator[Event], env: Environment, *, verbose: bool, length_note: bool = True
+) -> Done | None:
     """Consume a stream without showing tokens; status lines go to stderr when verbose."""
     done = None
     for event in events:
@@ -262,9 +266,9 @@ def _drain(events: Iterator[Event], env: Environment, *, verbose: bool) -> Done 
         elif isinstance(event, Token):
             continue
     if done is not None:
-        from shellfish.ui.render import length_note
+        from shellfish.ui.render import length_note as note_for
 
-        note = length_note(done)
+        note = note_for(done) if length_note else None
         if note:
             env.info(note)
         if verbose:

@@ -88,6 +88,8 @@ def length_note(done: Done, hint: str = "--max-tokens") -> str | None:
     """The line saying an answer was cut at the token limit, or None when it was not."""
     if done.finish_reason != "length":
         return None
+    if len(done.texts) > 1:  # completion_tokens counts every sample
+        return f"(a sample stopped at the token limit, {hint} to raise)"
     return f"(stopped at {done.completion_tokens} tokens, {hint} to raise)"
 
 
