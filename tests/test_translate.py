@@ -89,3 +89,19 @@ def test_flan_models_retry_by_sampling_only() -> None:
     events = run(runner)
     assert events[-1].text == GERMAN and runner.calls[1][0] == "PROMPT"
     assert runner.calls[1][1].temperature > 0
+
+
+def test_an_answer_that_copies_the_example_is_refused() -> None:
+    copied = "Die Ampeln in Gutach wurden im nächsten Jahr eröffnet."
+    source = "The pedestrian lights in Gutach became operational on Tuesday."
+    runner = ScriptedRunner(
+        [source, copied, "Die Fußgängerampeln in Gutach gingen am Dienstag in Betrieb."]
+    )
+    events = run(runner, request(source))
+    done = events[-1]
+    assert done.extra["check"][1] == "the answer copies the prompt's example"
+    assert done.text.startswith("Die Fußgängerampeln")
+    # A source about next year may say "im nächsten Jahr".
+    from shellfish.tasks.translate import copies_example
+
+    assert copies_example("The bridge will open next year.", copied, "en", "de") is None

@@ -98,6 +98,24 @@ def untranslated(source: str, answer: str, source_lang: str, target_lang: str) -
     return None
 
 
+def _ngrams(words: list[str], n: int) -> set[tuple[str, ...]]:
+    return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
+
+
+def copies_example(source: str, answer: str, source_lang: str, target_lang: str) -> str | None:
+    """Why `answer` looks copied from the one-shot example, or None. A small model sometimes
+    pastes a phrase of the example's translation ("im nächsten Jahr eröffnet") into an
+    unrelated sentence; a source that shares a phrase with the example may share it too."""
+    if source_lang not in EXAMPLE or target_lang not in EXAMPLE:
+        return None
+    example_target = _ngrams(_words(EXAMPLE[target_lang]), 3)
+    if not example_target & _ngrams(_words(answer), 3):
+        return None
+    if _ngrams(_words(EXAMPLE[source_lang]), 2) & _ngrams(_words(source), 2):
+        return None
+    return "the answer copies the prompt's example"
+
+
 def strict_messages(request: TaskRequest, source: str, target: str) -> list[dict[str, str]]:
     """The stricter prompt: named languages in the user turn and a one-shot example."""
     src_lang, tgt_lang = request.options.get("from") or "en", request.options.get("to") or "de"
@@ -173,6 +191,8 @@ def run_translate(
         if done is None:
             return
         reason = untranslated(request.text, done.text, source_lang, target_lang)
+        if reason is None and text != prompt:  # the one-shot prompt carries the example
+            reason = copies_example(request.text, done.text, source_lang, target_lang)
         if reason is None or done.finish_reason == "cancelled" or config.n > 1:
             yield from events
             yield _mark(done, number, reasons)
