@@ -105,3 +105,15 @@ def test_an_answer_that_copies_the_example_is_refused() -> None:
     from shellfish.tasks.translate import copies_example
 
     assert copies_example("The bridge will open next year.", copied, "en", "de") is None
+
+
+def test_a_copied_example_is_never_preferred_and_function_words_do_not_excuse_it() -> None:
+    from shellfish.tasks.translate import copies_example
+
+    copied = "Die neuen Ampeln wurden im nächsten Jahr eröffnet."
+    source = "On Tuesday, the new pedestrian lights became operational."  # shares only "the new"
+    assert copies_example(source, copied, "en", "de") == "the answer copies the prompt's example"
+    half = "On Tuesday, the new pedestrian lights wurden operational."
+    runner = ScriptedRunner([half, copied, copied])
+    done = run(runner, request(source))[-1]
+    assert done.text == half and done.extra["retried"] == 2

@@ -111,7 +111,10 @@ def copies_example(source: str, answer: str, source_lang: str, target_lang: str)
     example_target = _ngrams(_words(EXAMPLE[target_lang]), 3)
     if not example_target & _ngrams(_words(answer), 3):
         return None
-    if _ngrams(_words(EXAMPLE[source_lang]), 2) & _ngrams(_words(source), 2):
+    # Phrases the source shares with the example's source, function words left out ("the new").
+    function = FUNCTION_WORDS.get(source_lang, frozenset())
+    shared = _ngrams(_words(EXAMPLE[source_lang]), 2) & _ngrams(_words(source), 2)
+    if any(not (set(pair) & function) for pair in shared):
         return None
     return "the answer copies the prompt's example"
 
@@ -199,6 +202,8 @@ def run_translate(
             return
         reasons.append(reason)
         score = _plausibility(request.text, done.text, target_lang)
+        if "example" in reason:
+            score -= 2.0  # last choice: invented content is worse than an untranslated sentence
         if best is None or score > best[0]:
             best = (score, events, done)
         if number + 1 < len(attempts):
