@@ -126,3 +126,17 @@ def test_truncated_onnx_file_is_one_clear_line(tiny_t5: Path, make_env) -> None:
     assert main(["translate", "--model", "tiny-t5", "--to", "de", "Hello"], env) == ExitStatus.MODEL
     err = env.stderr.getvalue().strip()
     assert "encoder_model.onnx" in err and "\n" not in err and "Traceback" not in err
+
+
+def test_bytes_that_are_not_utf8_are_replaced_on_every_cli_path(tiny_t5: Path, make_env) -> None:
+    """Python hands non-UTF-8 argv bytes on as lone surrogates; stdin may raise instead."""
+    import io
+
+    env = make_env()
+    argv = ["prompt", "--json", "--model", "tiny-t5", "--max-tokens", "2", "caf\udce9 ok"]
+    assert main(argv, env) == ExitStatus.OK, env.stderr.getvalue()
+    assert json.loads(env.stdout.getvalue())["request"] == "caf\ufffd ok"
+    env = make_env()
+    env.stdin = io.TextIOWrapper(io.BytesIO(b"caf\xe9 ok\n"), encoding="utf-8")
+    assert main(argv[:-1], env) == ExitStatus.OK, env.stderr.getvalue()
+    assert json.loads(env.stdout.getvalue())["request"] == "caf\ufffd ok"

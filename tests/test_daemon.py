@@ -257,6 +257,21 @@ def test_cancel_command_ends_the_stream(make_daemon: Callable[..., Daemon]) -> N
     sock.close()
 
 
+def test_text_that_is_not_utf8_is_answered_with_replacement_characters(
+    make_daemon: Callable[..., Daemon],
+) -> None:
+    """Raw bytes that are not UTF-8, and lone surrogates from JSON escapes, become U+FFFD."""
+    daemon = make_daemon()
+    sock = daemon.raw()
+    head = b'{"v": 1, "cmd": "generate", "request": {"task": "prompt", "model": "echo", "text": '
+    for text in (b'"caf\xe9 ok"', b'"caf\\udce9 ok"'):
+        sock.sendall(head + text + b"}}\n")
+        final = read_lines(sock)[-1]
+        assert final["kind"] == "done", final
+        assert final["texts"] == ["caf\ufffd ok"]
+    sock.close()
+
+
 def test_slow_reader_does_not_block_others(make_daemon: Callable[..., Daemon]) -> None:
     daemon = make_daemon()
     words = " ".join(f"word{i}" for i in range(40000))  # ~2 MB of replies: more than buffers hold
@@ -445,7 +460,12 @@ def test_cli_status_without_daemon_says_what_to_do(make_env) -> None:  # type: i
 
     env = make_env()
     assert main(["daemon", "status"], env) == 4
-    assert "not running - start it with `shellfish daemon start`" in env.stderr.getvalue()
+    # A status report on stdout, not an error line.
+    assert env.stdout.getvalue() == "not running - start it with `shellfish daemon start`\n"
+    assert "error" not in env.stderr.getvalue()
+    json_env = make_env()
+    assert main(["daemon", "status", "--json"], json_env) == 4
+    assert json.loads(json_env.stdout.getvalue()) == {"running": False}
     assert main(["daemon", "stop"], env) == 0
     assert "was not running" in env.stderr.getvalue()
     assert main(["daemon", "logs"], env) == 0

@@ -75,6 +75,17 @@ def test_seeded_secrets_never_reach_the_file(tmp_path):
     assert PASSWORD not in json.dumps(entry.context) and "messages" not in (entry.options or {})
 
 
+def test_a_secret_the_model_echoes_is_not_stored(tmp_path):
+    """`explain 'mysql -phunter2 ...'`: the answer repeats the password in plain prose."""
+    path = tmp_path / "h.sqlite3"
+    log = HistoryLog(path)
+    req = TaskRequest("explain", "mysql -u root -pHunt3rTwo shop < dump.sql")
+    log.record(req, done("Connects as root with the password Hunt3rTwo and loads dump.sql."))
+    assert b"Hunt3rTwo" not in path.read_bytes()
+    entry = log.search()[0]
+    assert entry.response == "Connects as root with the password [REDACTED] and loads dump.sql."
+
+
 def test_search_filters_and_order(tmp_path):
     times = iter(range(100))
     log = HistoryLog(tmp_path / "h.sqlite3", clock=lambda: float(next(times)))

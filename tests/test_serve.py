@@ -381,3 +381,16 @@ def test_serve_help_says_what_the_default_exposes(make_env, capsys) -> None:  # 
         main(["serve", "--help"], make_env())
     text = " ".join(capsys.readouterr().out.split())
     assert "any local user" in text and "--allow-origin" in text and "--token" in text
+
+
+def test_text_that_is_not_utf8_is_answered_with_replacement_characters(
+    server: RunningServer,
+) -> None:
+    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    head = b'{"model": "echo", "prompt": "'
+    for text in (b"caf\xe9 ok", b"caf\\udce9 ok"):
+        response = httpx.post(
+            server.base_url + "/completions", content=head + text + b'"}', headers=headers
+        )
+        assert response.status_code == 200, response.text
+        assert "caf\ufffd ok" in response.json()["choices"][0]["text"]

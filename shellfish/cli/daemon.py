@@ -29,7 +29,10 @@ def register(subparsers: Any) -> None:
     p = sub.add_parser("restart", help="stop, then start (after an upgrade)")
     p.add_argument("--preload", action="append", default=[], metavar="MODEL")
     p.set_defaults(func=cmd_restart)
-    p = sub.add_parser("status", help="pid, uptime, memory, requests, loaded models")
+    p = sub.add_parser(
+        "status",
+        help="pid, uptime, memory, requests, loaded models (exit status 4: not running)",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_status)
     p = sub.add_parser("logs", help="the end of the daemon log")
@@ -81,9 +84,21 @@ def cmd_restart(args: Any, env: Environment) -> int:
 
 def cmd_status(args: Any, env: Environment) -> int:
     from shellfish.daemon import lifecycle
+    from shellfish.errors import DaemonUnavailable, ExitStatus
 
-    status = lifecycle.status(env.paths)  # DaemonUnavailable -> exit 4 with a hint
+    try:
+        status = lifecycle.status(env.paths)
+    except DaemonUnavailable:
+        # "Not running" is the answer to the question, not an error; the exit status (4) still
+        # lets a script tell it apart.
+        if getattr(args, "json", False):
+            env.stdout.write(json.dumps({"running": False}) + "\n")
+        else:
+            env.stdout.write("not running - start it with `shellfish daemon start`\n")
+        env.stdout.flush()
+        return int(ExitStatus.DAEMON)
     if getattr(args, "json", False):
+        status = {"running": True, **status}
         env.stdout.write(json.dumps(status, indent=2, sort_keys=True) + "\n")
         return 0
     out = env.stdout

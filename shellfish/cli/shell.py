@@ -147,7 +147,7 @@ def _widget_lines(
     from shellfish.shell.markers import error_lines, suggestion_lines
     from shellfish.tasks.request import TaskRequest
 
-    text = env.stdin.read()
+    text = env.read_stdin()
     text = text[:-1] if text.endswith("\n") else text  # the here-string's newline
     if not text.strip():
         raise UsageError("nothing to do: the line is empty")

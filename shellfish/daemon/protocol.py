@@ -82,10 +82,11 @@ def parse_request(line: bytes) -> Request:
     if len(line) > MAX_LINE_BYTES:
         raise BadRequest(f"request line is larger than {MAX_LINE_BYTES} bytes", "too_large")
     try:
-        data = json.loads(line.decode("utf-8"), parse_int=_parse_int)
+        # Bytes that are not UTF-8 become U+FFFD (as the CLI and the shell widgets do).
+        data = json.loads(line.decode("utf-8", errors="replace"), parse_int=_parse_int)
     except RecursionError as exc:  # e.g. 100k nested arrays: the decoder recurses per level
         raise BadRequest("request is nested too deeply", "bad_json") from exc
-    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an over-long integer
+    except ValueError as exc:  # JSONDecodeError, an over-long integer
         raise BadRequest(f"request is not valid JSON: {exc}", "bad_json") from exc
     if not isinstance(data, dict):
         raise BadRequest("request must be a JSON object", "bad_json")

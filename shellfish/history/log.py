@@ -166,8 +166,12 @@ class HistoryLog:
         if not self.enabled:
             return None
         from shellfish.remote.redaction import redact_value
+        from shellfish.shell.redact import exchange_redactor
 
-        redact = self._redactor()
+        # Secrets of the request also go from the answer, where the model may echo them.
+        redact = exchange_redactor(
+            [request.text, request.context, request.options], self._redactor()
+        )
         # The conversation so far is already logged turn by turn; store only the options.
         options = {k: v for k, v in request.options.items() if k != "messages"}
         row = (

@@ -107,9 +107,12 @@ class RemoteBackend:
         """The request body exactly as it will be sent (redacted)."""
         from shellfish.remote.messages import chat_messages
         from shellfish.remote.redaction import redact_value, redactor
+        from shellfish.shell.redact import exchange_redactor
 
-        redact = self._redact or redactor()
-        messages = redact_value(chat_messages(request), redact)
+        raw = chat_messages(request)
+        # Earlier answers in a conversation may repeat a secret of an earlier question.
+        redact = exchange_redactor(raw, self._redact or redactor())
+        messages = redact_value(raw, redact)
         body: dict[str, Any] = {
             "model": request.options.get("remote_model") or self.settings.model,
             "messages": messages,

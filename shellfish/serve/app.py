@@ -281,7 +281,8 @@ def create_app(
                 raise _HTTPError(413, f"request body is larger than {max_body_bytes} bytes")
             chunks.append(chunk)
         try:
-            body = json.loads(b"".join(chunks))
+            # Bytes that are not UTF-8 become U+FFFD (as on every other path).
+            body = json.loads(b"".join(chunks).decode("utf-8", errors="replace"))
             # a lone surrogate escape parses but cannot become UTF-8 for the tokenizer
             json.dumps(body, ensure_ascii=False).encode("utf-8")
         except RecursionError as exc:

@@ -64,4 +64,9 @@ def run_task(
     prompt = build_prompt(request, runner.info.template, getattr(runner, "tokenizer", None))
     config = runner.info.defaults.merged(**request.generation)
     config.validate()
+    if request.task == "translate":
+        from shellfish.tasks.translate import run_translate
+
+        yield from run_translate(request, runner, prompt, config, cancel=cancel)
+        return
     yield from runner.generate(prompt, config, cancel=cancel)
