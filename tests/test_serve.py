@@ -388,7 +388,8 @@ def test_text_that_is_not_utf8_is_answered_with_replacement_characters(
 ) -> None:
     headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
     head = b'{"model": "echo", "prompt": "'
-    for text in (b"caf\xe9 ok", b"caf\\udce9 ok"):
+    # (a lone surrogate *escape* is a 400: test_hostile_requests_get_400_not_500)
+    for text in (b"caf\xe9 ok",):
         response = httpx.post(
             server.base_url + "/completions", content=head + text + b'"}', headers=headers
         )
