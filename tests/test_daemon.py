@@ -27,6 +27,7 @@ from shellfish.daemon import lifecycle, protocol, state
 from shellfish.errors import DaemonError, DaemonUnavailable, ModelNotFound, ProtocolError
 from shellfish.events import Done, Token
 from shellfish.paths import Paths, get_paths
+from shellfish.shell import markers
 from shellfish.tasks.request import TaskRequest
 
 TESTS = Path(__file__).resolve().parent
@@ -404,12 +405,12 @@ def test_lines_reply_format_for_widgets(make_daemon: Callable[..., Daemon]) -> N
     sock.close()
     lines = raw.decode().splitlines()
     cmds = [
-        protocol.unescape_payload(x.split("\t", 1)[1])
+        markers.unescape_payload(x.split("\t", 1)[1])
         for x in lines
         if x.startswith("SHELLFISH_CMD\t")
     ]
     warns = [
-        protocol.unescape_payload(x.split("\t", 1)[1])
+        markers.unescape_payload(x.split("\t", 1)[1])
         for x in lines
         if x.startswith("SHELLFISH_WARN\t")
     ]
@@ -471,17 +472,21 @@ def test_cli_status_of_a_running_daemon(  # type: ignore[no-untyped-def]
 
 def test_marker_lines_escape_and_round_trip() -> None:
     command = "printf 'a\\tb\\n' \\\n  | cat"
-    out = protocol.lines_for_final(Done(texts=[command, "ls"], extra={"warnings": ["rm: danger"]}))
+    out = markers.encode(
+        markers.reply_lines(Done(texts=[command, "ls"], extra={"warnings": ["rm: danger"]}))
+    )
     lines = out.decode().split("\n")
     assert lines[:4] == [
-        "SHELLFISH_CMD\t" + protocol.escape_payload(command),
+        "SHELLFISH_CMD\t" + markers.escape_payload(command),
         "SHELLFISH_CMD\tls",
         "SHELLFISH_WARN\trm: danger",
         "SHELLFISH_END",
     ]
     assert "\t" not in lines[0].split("\t", 1)[1] and "\n" not in lines[0]
-    assert protocol.unescape_payload(lines[0].split("\t", 1)[1]) == command
-    err = protocol.lines_for_final(protocol.error_event(ModelNotFound("gone", hint="pull it")))
+    assert markers.unescape_payload(lines[0].split("\t", 1)[1]) == command
+    err = markers.encode(
+        markers.reply_lines(protocol.error_event(ModelNotFound("gone", hint="pull it")))
+    )
     assert err == b"SHELLFISH_ERR\tgone - pull it\nSHELLFISH_END\n"
 
 

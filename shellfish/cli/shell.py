@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shellfish.environment import Environment
 from shellfish.errors import ExitStatus, ShellfishError, UsageError
+
+if TYPE_CHECKING:
+    from shellfish.events import Done, Event
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -117,25 +120,27 @@ def _context(args: argparse.Namespace, env: Environment) -> int:
 
 
 def _widget(args: argparse.Namespace, env: Environment) -> int:
-    from shellfish.shell.markers import error_lines
+    from shellfish.events import Error
+    from shellfish.shell import markers
 
     try:
-        lines = _widget_lines(args, env)
+        lines = markers.reply_lines(_widget_final(args, env))
     except ShellfishError as exc:
-        lines = error_lines(str(exc))
+        lines = markers.reply_lines(Error(exc.message, hint=exc.hint))
     except KeyboardInterrupt:
-        lines = error_lines("cancelled")
+        lines = markers.error_lines(markers.CANCELLED)
     except Exception as exc:  # the widget must always get an answer it can show
-        lines = error_lines(f"internal error: {type(exc).__name__}: {exc}")
-    env.stdout.write("".join(f"{line}\n" for line in lines))
+        lines = markers.error_lines(f"internal error: {type(exc).__name__}: {exc}")
+    # Bytes, as the daemon writes them on its socket: the two paths must not differ.
+    env.stdout.write(markers.encode(lines).decode("utf-8"))
     env.stdout.flush()
     return ExitStatus.OK
 
 
-def _widget_lines(args: argparse.Namespace, env: Environment) -> list[str]:
+def _widget_final(args: argparse.Namespace, env: Environment) -> Event | None:
+    """The final event (Done or Error) answering the widget's line; None when none came."""
     from shellfish.events import Done, Error
     from shellfish.shell.context import current_context
-    from shellfish.shell.markers import error_lines, reply_lines
     from shellfish.tasks.request import TaskRequest
 
     text = env.stdin.read()
@@ -160,13 +165,21 @@ def _widget_lines(args: argparse.Namespace, env: Environment) -> list[str]:
     done: Done | None = None
     for event in stream(request, env):
         if isinstance(event, Error):
-            message = f"{event.message} - {event.hint}" if event.hint else event.message
-            return error_lines(message)
+            return event
         if isinstance(event, Done):
             done = event
-    if done is None:
-        return error_lines("no answer came back")
-    warnings = done.extra.get("warnings")
-    return reply_lines(
-        done.texts, list(warnings) if isinstance(warnings, list) else None, shell=args.shell
-    )
+    if done is not None and not isinstance(done.extra.get("warnings"), list):
+        done = _with_warnings(done, args.shell)
+    return done
+
+
+def _with_warnings(done: Done, shell: str) -> Done:
+    """A remote answer carries no checks of its own: validate its best command here, so the
+    widget warns about it as it does about a local one (whose task validated it already)."""
+    import dataclasses
+
+    from shellfish.shell.validate import validate_command
+
+    best = next((c.strip() for c in done.texts if c.strip()), "")
+    warnings = validate_command(best, shell=shell).warnings if best else []
+    return dataclasses.replace(done, extra={**done.extra, "warnings": warnings})

@@ -23,6 +23,7 @@ from typing import Any
 from shellfish.daemon import protocol
 from shellfish.daemon.protocol import BadRequest, Request
 from shellfish.events import Error, Event, Token
+from shellfish.shell import markers
 
 log = logging.getLogger("shellfish.daemon")
 
@@ -249,7 +250,7 @@ class Connection:
                 if item is None:
                     break
                 if item.reply_format == "lines":
-                    data = protocol.lines_for_final(item.event) if item.final else b""
+                    data = markers.encode(markers.reply_lines(item.event)) if item.final else b""
                 else:
                     data = protocol.encode_event(
                         item.event, final=item.final, request_id=item.request_id
