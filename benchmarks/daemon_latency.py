@@ -84,9 +84,9 @@ def main() -> int:
         name = args.model
     os.environ.update(env)
 
+    from shellfish.client import lifecycle
     from shellfish.client.daemon import DaemonClient
     from shellfish.config import load_settings
-    from shellfish.daemon import lifecycle
     from shellfish.events import Done
     from shellfish.paths import get_paths
     from shellfish.store.pool import ModelPool

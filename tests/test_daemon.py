@@ -21,9 +21,10 @@ from pathlib import Path
 import pytest
 from test_daemon_support import install_fake_models
 
+from shellfish.client import lifecycle
 from shellfish.client.daemon import DaemonClient
 from shellfish.config import load_settings
-from shellfish.daemon import lifecycle, protocol, state
+from shellfish.daemon import protocol, state
 from shellfish.errors import DaemonError, DaemonUnavailable, ModelNotFound, ProtocolError
 from shellfish.events import Done, Token
 from shellfish.paths import Paths, get_paths

@@ -62,7 +62,7 @@ def _local(
         client = DaemonClient(env.paths)
         running = client.is_running()
         if not running and (policy == "daemon" or env.settings.daemon.autostart):
-            from shellfish.daemon.lifecycle import start_daemon
+            from shellfish.client.lifecycle import start_daemon
 
             start_daemon(env.paths, env.settings)
             running = True

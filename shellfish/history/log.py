@@ -135,9 +135,9 @@ class HistoryLog:
 
     def _redactor(self) -> Callable[[str], str]:
         if self._redact is None:
-            from shellfish.remote.redaction import redactor
+            from shellfish.shell.redact import redact
 
-            self._redact = redactor()
+            self._redact = redact
         return self._redact
 
     def record(
@@ -150,7 +150,7 @@ class HistoryLog:
         """Store one finished exchange (redacted); returns its id, or None when disabled."""
         if not self.enabled:
             return None
-        from shellfish.remote.redaction import redact_value
+        from shellfish.shell.redact import redact_obj
 
         redact = self._redactor()
         # The conversation so far is already logged turn by turn; store only the options.
@@ -159,8 +159,8 @@ class HistoryLog:
             self._clock() if ts is None else ts,
             request.task,
             redact(request.text),
-            json.dumps(redact_value(request.context, redact)) if request.context else None,
-            json.dumps(redact_value(options, redact)) if options else None,
+            json.dumps(redact_obj(request.context, redact)) if request.context else None,
+            json.dumps(redact_obj(options, redact)) if options else None,
             done.model or (request.model or ""),
             done.backend,
             redact("\n".join(done.texts) if len(done.texts) > 1 else done.text),

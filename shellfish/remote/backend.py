@@ -106,10 +106,9 @@ class RemoteBackend:
     def payload(self, request: TaskRequest, *, streaming: bool = True) -> dict[str, Any]:
         """The request body exactly as it will be sent (redacted)."""
         from shellfish.remote.messages import chat_messages
-        from shellfish.remote.redaction import redact_value, redactor
+        from shellfish.shell.redact import redact, redact_obj
 
-        redact = self._redact or redactor()
-        messages = redact_value(chat_messages(request), redact)
+        messages = redact_obj(chat_messages(request), self._redact or redact)
         body: dict[str, Any] = {
             "model": request.options.get("remote_model") or self.settings.model,
             "messages": messages,
