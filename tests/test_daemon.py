@@ -1,6 +1,6 @@
 """The daemon: a real process on a real Unix socket in a temp dir.
 
-Models are `EchoRunner` test doubles (tests/test_daemon_support.py) loaded in the daemon
+Models are `EchoRunner` test doubles (tests/daemon_doubles.py) loaded in the daemon
 process through `--loader`; they stand in for the model in tests of the daemon's mechanics.
 `tests/test_daemon_onnx.py` runs the same path through a real ONNX model.
 """
@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from test_daemon_support import install_fake_models
+from daemon_doubles import install_fake_models
 
 from shellfish.client import lifecycle
 from shellfish.client.daemon import DaemonClient
@@ -32,7 +32,7 @@ from shellfish.shell import markers
 from shellfish.tasks.request import TaskRequest
 
 TESTS = Path(__file__).resolve().parent
-LOADER = ["--loader", "test_daemon_support:loader_factory"]
+LOADER = ["--loader", "daemon_doubles:loader_factory"]
 
 
 def _short_home() -> Path:

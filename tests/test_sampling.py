@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from generated_models import needs_extra
 
 from shellfish.engine import sampling
 from shellfish.engine.stopping import StopStream
@@ -107,7 +108,7 @@ def test_sampling_follows_the_distribution() -> None:
 
 
 def test_repetition_penalty_matches_transformers() -> None:
-    torch = pytest.importorskip("torch")
+    torch = needs_extra("torch")
     from transformers import RepetitionPenaltyLogitsProcessor
 
     rng = np.random.default_rng(3)

@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest_causal import causal_models  # noqa: F401  (session fixture)
 from shell_harness import SUGGEST_BYTES, PtyShell, start_zsh
 from test_daemon_onnx import NAME, install_tiny_gpt2
 
@@ -51,7 +50,7 @@ def _suggest_in_zsh(tmp_path: Path, home: Path, shells: list[PtyShell], words: s
 
 def test_widget_gets_its_suggestion_from_the_real_daemon_and_engine(
     tmp_path: Path,
-    causal_models: Path,  # noqa: F811
+    causal_models: Path,
     shells: list[PtyShell],
 ) -> None:
     home = tmp_path / "home"
