@@ -134,6 +134,7 @@ def _runner(model: str | None, env: Environment) -> tuple[Any, str]:
             name=path.name,
             provider=env.settings.engine.provider,
             threads=env.settings.engine.threads,
+            max_context=env.settings.engine.max_context,
         )
         return runner, path.name
     from shellfish.store.pool import ModelPool

@@ -18,8 +18,6 @@ from shellfish.tasks.request import TaskRequest
 if TYPE_CHECKING:
     from shellfish.environment import Environment
 
-BACKENDS = ("auto", "local", "remote", "daemon", "inprocess")
-
 
 def stream(
     request: TaskRequest,
