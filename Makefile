@@ -2,13 +2,15 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.shellfish-dev-installed
-# The oldest Python pyproject's requires-python allows: from PATH or pyenv; empty when absent.
-PYTHON310 ?= $(firstword $(shell command -v python3.10) $(wildcard $(HOME)/.pyenv/versions/3.10*/bin/python))
+# The oldest Python pyproject's requires-python allows, from pyenv or PATH; empty when none runs
+# (a pyenv shim on PATH may exist without working, so each candidate is tried).
+PYTHON310 ?= $(shell for p in $(HOME)/.pyenv/versions/3.10*/bin/python $$(command -v python3.10); do \
+	"$$p" -c 'import sys; assert sys.version_info[:2] == (3, 10)' 2>/dev/null && { echo "$$p"; break; }; done)
 VENV310 := .venv310
 STAMP310 := $(VENV310)/.shellfish-dev-installed
 LINTED := shellfish tests benchmarks
 
-.PHONY: test test-slow test-all test-py310 check lint typecheck bench clean-venv
+.PHONY: test test-slow test-all test-py310 python310 check lint typecheck bench clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -44,6 +46,9 @@ $(STAMP310): pyproject.toml
 	test -x $(VENV310)/bin/python || $(PYTHON310) -m venv $(VENV310)
 	$(VENV310)/bin/python -m pip install -q -e '.[dev]'
 	touch $(STAMP310)
+
+python310:  # prints the interpreter test-py310 uses (nothing when there is none)
+	@echo $(PYTHON310)
 
 test-py310: $(STAMP310)
 	$(VENV310)/bin/python -m pytest -q

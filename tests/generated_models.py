@@ -59,7 +59,9 @@ def require(modules: Sequence[str], why: str) -> None:
 
 
 def load_builder(script: str) -> Any:
-    """Import a builder script of tests/fixtures/ as a module."""
+    """Import a builder script of tests/fixtures/ as a module (skips without the export extra:
+    the builders import torch)."""
+    require(EXPORT_DEPS, f"tests/fixtures/{script}")
     spec = importlib.util.spec_from_file_location(script.removesuffix(".py"), FIXTURES / script)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)

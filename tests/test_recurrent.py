@@ -33,7 +33,7 @@ def _load(path: Path) -> recurrent.RecurrentRunner:
 
 
 def _torch_model(models: Path, kind: str) -> Any:
-    import torch
+    torch = needs_extra("torch")
 
     builder = load_builder("build_recurrent.py")
     model = builder.CharRNN(kind)
@@ -49,7 +49,7 @@ def _torch_generate(
     Greedy without a seed; with a seed it draws with shellfish's sampling functions from the
     torch logits (temperature 1), so equal text means equal logits step after step.
     """
-    import torch
+    torch = needs_extra("torch")
 
     from shellfish.engine.sampling import sample_next
 
