@@ -5,15 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from shellfish.errors import UsageError
 from shellfish.eval.metric import (
+    Utility,
     aggregate_top_k,
     command_structure,
     command_template,
     exact_match,
     flag_score,
     nlc2cmd_score,
+    nlc2cmd_structure,
     template_match,
 )
 from shellfish.eval.run import load_pairs
@@ -66,17 +70,119 @@ def test_structure_extraction() -> None:
         ("find", frozenset({"-name", "-exec"})),
         ("rm", frozenset({"-f"})),
     ]
-    assert command_structure("sudo -u bob env X=1 ls -l") == [
-        ("sudo", frozenset({"-u"})),
-        ("env", frozenset()),
-        ("ls", frozenset({"-l"})),
-    ]
+    # wrappers are not programs of their own (shell.syntax's view)
+    assert command_structure("sudo -u bob env X=1 ls -l") == [("ls", frozenset({"-l"}))]
     assert command_structure("echo $(date +%s) > out.txt 2>&1") == [
         ("echo", frozenset()),
         ("date", frozenset()),
     ]
     assert command_structure("grep --color=auto x f") == [("grep", frozenset({"--color"}))]
     assert command_structure("echo 'unbalanced") == [("echo", frozenset())]
+
+
+# (prediction, reference, official score): pairs of the competition's reference scores that
+# show one quirk of the official parser each.
+OFFICIAL_QUIRKS = [
+    # every "sudo" is removed before parsing
+    ("sudo chmod +x rr.sh", "chmod +x rr.sh", 1.0),
+    # an unknown short flag becomes an argument when an argument slot is open
+    ("chmod +x pretty-print -r", "chmod +x pretty-print", 1.0),
+    # a utility outside the grammar makes the whole command unparsable: no utilities
+    ("yes | -n cp * /tmp", "yes | cp * /tmp", -1.0),
+    # nested commands count as utilities, their flags count for the outer one too
+    ("chmod 640 `find ./ -type f -print`", "chmod +x pretty-print", -0.5),
+    # an assignment's command substitution is parsed, the rest of the command is not
+    ('LBUFFER+="$(date)" -l', 'LBUFFER+="$(date)"', 1.0),
+    # find -exec: the terminator is part of the flag's name, the command's flags are find's
+    (
+        "find . -type d -exec chmod 777 {} -r \\;",
+        "find . -type d -exec chmod 777 {} \\;",
+        1.0,
+    ),
+]
+
+
+OFFICIAL_QUIRKS += [
+    # an unquoted word is no command string: watch's next slot (the rest of the line) takes it
+    ("watch cat /tmp/iostat.running", "watch -n10 cat /tmp/iostat.running", 0.5),
+    # an expanding word in a command-string slot is a plain argument
+    (
+        'ssh -o "StrictHostKeyChecking no" -i ${KEYDIR}/${KEY}.pem ${USERNAME}@$NAME "${COMMANDS}"',
+        "ssh -o UserKnownHostsFile=/dev/null username@hostname",
+        0.5,
+    ),
+    # a flag with an expansion in its value is still a flag
+    (
+        "$ my_temp_dir=$(mktemp --tmpdir=$temp_dir -t $template)",
+        "$ my_temp_dir=$(mktemp -d --tmpdir=$temp_dir -t $template)",
+        2 / 3,
+    ),
+    # in an assignment, $(...) runs even inside single quotes
+    ("PS4='+$(date \"+%s:%N\") %N:%i> ' | head -n 5", "PS4='+$(date \"+%s:%N\") %N:%i> '", 0.0),
+    # a trailing backslash does not end -exec's command
+    (
+        "find / -user olduser -type f -exec chown newuser {} \\ -type f",
+        "find / -user olduser  -type f  -exec chown newuser {} \\",
+        1.0,
+    ),
+    # utilities whose scorer grammar differs from the published synopses
+    ("ps -e -orss=,args= | sort -nr | head", "ps -e -orss=,args= | sort -nr | head", 1.0),
+    ("ifconfig -v eth0 down", "ifconfig eth0 down", 0.0),
+]
+
+
+@pytest.mark.parametrize(("prediction", "reference", "score"), OFFICIAL_QUIRKS)
+def test_official_parser_quirks(prediction: str, reference: str, score: float) -> None:
+    assert nlc2cmd_score(prediction, reference) == pytest.approx(score, abs=1e-6)
+
+
+def test_official_structure() -> None:
+    # xargs running a command without -I is given one; rm's flags count for xargs too
+    assert nlc2cmd_structure("find . -name '*.o' | xargs rm -f") == [
+        Utility("find", frozenset({"-name"})),
+        Utility("xargs", frozenset({"-I", "-f"})),
+        Utility("rm", frozenset({"-f"})),
+    ]
+    (egrep,) = nlc2cmd_structure("egrep -i x f")
+    assert (egrep.name, egrep.flags) == ("grep", frozenset({"-E", "-i"}))
+    (head,) = nlc2cmd_structure("head -5 f")
+    assert head.flags == frozenset({"-"})  # the grammar's "- K" flag
+    assert nlc2cmd_structure("ls && pwd") == []  # lists are not parsed
+    assert nlc2cmd_structure("git status") == []  # no grammar for git
+
+
+def test_parity_with_the_official_metric_on_its_reference_scores() -> None:
+    import json
+
+    from conftest import shared_path
+
+    path = shared_path("eval", "nlc2cmd", "reference-scores.jsonl")
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    assert len(rows) == 3653
+    bad = [
+        (row, ours)
+        for row in rows
+        if abs((ours := nlc2cmd_score(row["prediction"], row["reference"])) - row["score"]) > 1e-6
+    ]
+    examples = "\n".join(
+        f"{row['score']:+.3f} ours {ours:+.3f}: {row['prediction']!r} vs {row['reference']!r}"
+        for row, ours in bad[:10]
+    )
+    assert not bad, f"{len(bad)} pairs disagree, e.g.\n{examples}"
+
+
+def test_structure_splits_attached_values_and_sees_through_wrappers() -> None:
+    # the old tokenizer kept "-d:", "-nk2" and "-I{}" whole and stopped at doas/timeout
+    assert command_structure("cut -d: -f1 f | sort -nk2 | xargs -I{} echo {}") == [
+        ("cut", frozenset({"-d", "-f"})),
+        ("sort", frozenset({"-n", "-k"})),
+        ("xargs", frozenset({"-I"})),
+        ("echo", frozenset()),
+    ]
+    assert command_structure("sudo doas rm x; timeout 5 ls") == [
+        ("rm", frozenset()),
+        ("ls", frozenset()),
+    ]
 
 
 def test_aggregate_top_k() -> None:
@@ -94,7 +200,8 @@ def test_exact_and_template_match() -> None:
     )
     assert not template_match("find . | xargs grep x", "find . | xargs rm x")
     assert not template_match("ls -l", "ls -a")
-    assert command_template("cat a > b 2>&1") == "cat _ > _ 2 >& _"
+    assert command_template("cat a > b 2>&1") == "cat _ > _ 2>& _"
+    assert command_template("sudo rm -rf /x && ls") == "sudo rm -r -f _ && ls"
 
 
 def test_load_pairs_errors(tmp_path: Path) -> None:
@@ -196,3 +303,14 @@ def test_eval_cli_bad_inputs(make_env, tmp_path: Path) -> None:
     env = make_env()
     assert main(["eval", "--nl", str(tmp_path / "none.nl")], env) == ExitStatus.USAGE
     assert "cannot read" in env.stderr.getvalue()
+
+
+_SHELLISH = st.text(alphabet="ab -|&;<>()$`'\"\\{}=*/0129exfindxargs", max_size=60)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(max_size=60), _SHELLISH), st.sampled_from(["ls -l", "find . | xargs rm"]))
+def test_the_score_is_defined_for_any_text(text: str, reference: str) -> None:
+    score = nlc2cmd_score(text, reference)
+    assert -1.0 <= score <= 1.0
+    assert nlc2cmd_score(text, text) in (0.0, 1.0)  # nothing parsed, or everything matches

@@ -6,13 +6,14 @@ import io
 import json
 import sqlite3
 import stat
+import time
 
 import pytest
 
 from shellfish.cli import main
 from shellfish.environment import Environment
 from shellfish.events import Done
-from shellfish.history.log import HistoryError, HistoryLog
+from shellfish.history.log import HistoryBusy, HistoryError, HistoryLog
 from shellfish.history.migrations import LATEST, MIGRATIONS
 from shellfish.tasks.request import TaskRequest
 
@@ -196,3 +197,151 @@ def test_history_cli_on_a_corrupt_file(tmp_path):
     assert main(["history"], env) == 1
     err = env.stderr.getvalue()
     assert "unreadable" in err and "Traceback" not in err
+
+
+# -- a busy database (issue 15 item 8) ------------------------------------------------------------
+
+
+def _hold_exclusive_lock(path):
+    """Another connection holding the write lock, as a concurrent writer mid-transaction does."""
+    HistoryLog(path).record(TaskRequest("ask", "first"), done())  # the file exists, migrated
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    return holder
+
+
+def test_a_locked_database_is_busy_not_corrupt(tmp_path):
+    path = tmp_path / "h.sqlite3"
+    holder = _hold_exclusive_lock(path)
+    try:
+        started = time.monotonic()
+        with pytest.raises(HistoryBusy) as info:
+            HistoryLog(path).record(TaskRequest("ask", "second"), done())
+        waited = time.monotonic() - started
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    message = str(info.value)
+    assert "busy" in message and "unreadable" not in message and "move the file" not in message
+    assert waited < 2.0  # retried briefly, not for 5 s
+    assert HistoryLog(path).count() == 1  # nothing lost, nothing half-written
+
+
+def _writer(path: str, n: int, results) -> None:  # a separate process
+    from shellfish.history.log import HistoryBusy as Busy
+    from shellfish.history.log import HistoryLog as Log
+
+    log = Log(__import__("pathlib").Path(path), redact=lambda s: s)
+    outcome = {"ok": 0, "busy": 0, "other": []}
+    for i in range(n):
+        try:
+            log.record(TaskRequest("ask", f"q{i}"), done())
+            outcome["ok"] += 1
+        except Busy:
+            outcome["busy"] += 1
+        except Exception as exc:
+            outcome["other"].append(str(exc))
+    results.put(outcome)
+
+
+def test_many_concurrent_writer_processes(tmp_path):
+    import multiprocessing
+
+    path = tmp_path / "h.sqlite3"  # absent: the writers also race to create and migrate it
+    ctx = multiprocessing.get_context("fork")
+    results = ctx.Queue()
+    procs = [ctx.Process(target=_writer, args=(str(path), 25, results)) for _ in range(8)]
+    for p in procs:
+        p.start()
+    outcomes = [results.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(10)
+    assert [o["other"] for o in outcomes] == [[]] * len(procs)  # never "unreadable"
+    stored = sum(o["ok"] for o in outcomes)
+    assert stored + sum(o["busy"] for o in outcomes) == 8 * 25
+    assert HistoryLog(path).count() == stored
+
+
+def test_suggest_prints_first_and_skips_a_busy_history(make_env, monkeypatch) -> None:
+    import shellfish.client
+
+    env = make_env()
+    order: list[str] = []
+
+    class Stream(io.StringIO):
+        def __init__(self, name: str) -> None:
+            super().__init__()
+            self.name = name
+
+        def write(self, text: str) -> int:
+            order.append(f"{self.name}: {text.strip()}")
+            return super().write(text)
+
+    env.stdout, env.stderr = Stream("stdout"), Stream("stderr")  # type: ignore[misc]
+
+    def fake_route(request, env, policy, cancel):  # a model answering at once
+        yield Done(texts=["ls -la"], model="tiny", backend="local")
+
+    monkeypatch.setattr(shellfish.client, "_route", fake_route)
+    holder = _hold_exclusive_lock(env.paths.history_db)
+    try:
+        started = time.monotonic()
+        assert main(["suggest", "list files"], env) == 0
+        elapsed = time.monotonic() - started
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert order[0] == "stdout: ls -la"  # printed before history was even tried
+    notes = [line for line in order if line.startswith("stderr")]
+    assert len(notes) == 1 and "history" in notes[0] and "not recorded" in notes[0]
+    assert "unreadable" not in notes[0]
+    assert elapsed < 2.0
+    assert HistoryLog(env.paths.history_db).count() == 1  # only the entry written before
+
+
+def test_suggest_records_after_printing(make_env, monkeypatch) -> None:
+    import shellfish.client
+
+    env = make_env()
+
+    def fake_route(request, env, policy, cancel):
+        yield Done(texts=["du -sh ."], model="tiny", backend="local")
+
+    monkeypatch.setattr(shellfish.client, "_route", fake_route)
+    assert main(["suggest", "disk use here"], env) == 0
+    assert env.stdout.getvalue() == "du -sh .\n"
+    [entry] = HistoryLog(env.paths.history_db).search()
+    assert entry.request == "disk use here" and entry.response == "du -sh ."
+
+
+def test_the_widget_answers_before_a_busy_history(make_env, monkeypatch) -> None:
+    import shellfish.client
+
+    env = make_env("list files\n")
+
+    def fake_route(request, env, policy, cancel):
+        yield Done(texts=["ls"], model="tiny", backend="local")
+
+    monkeypatch.setattr(shellfish.client, "_route", fake_route)
+    holder = _hold_exclusive_lock(env.paths.history_db)
+    try:
+        assert main(["widget", "suggest"], env) == 0
+        assert "ls" in env.stdout.getvalue()
+        assert "not recorded" in env.stderr.getvalue()
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert main(["widget", "suggest"], make_env("list files\n")) == 0
+    assert [e.response for e in HistoryLog(env.paths.history_db).search()] == ["ls", "ls -la"]
+
+
+def test_history_cli_on_a_locked_database_says_busy(tmp_path):
+    env = _env(tmp_path)
+    holder = _hold_exclusive_lock(env.paths.history_db)
+    try:
+        assert main(["history"], env) == 1
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    err = env.stderr.getvalue()
+    assert "busy" in err and "unreadable" not in err and "move the file" not in err

@@ -193,3 +193,15 @@ def test_bm25_roundtrip(tmp_path: Path) -> None:
     loaded = BM25.load(tmp_path / "x")
     q = tokenize("count the lines")
     assert loaded.search(q, 3) == bm.search(q, 3)
+
+
+def test_history_and_pair_programs_skip_wrappers(machine: dict[str, Path], tmp_path: Path) -> None:
+    history = tmp_path / "bash_history"
+    history.write_text("sudo nice -n 5 frob -a notes.txt\n")
+    machine["cm"].write_text("sudo -u bob frob -a .\nls -S\n")
+    options = _options(machine, run_help=False)
+    options = BuildOptions(**{**options.__dict__, "history_files": [history]})
+    build_index(machine["root"], options)
+    index = KnowledgeIndex.load(machine["root"])
+    # the program is what runs, not the wrapper in front of it (was "sudo")
+    assert {d.program for d in index.docs if d.kind in ("history", "pair")} == {"frob", "ls"}

@@ -67,14 +67,7 @@ LAYERS: list[tuple[str, set[str], str]] = [
 
 #: Upward imports that only another helper's files can remove, as (importer, imported)
 #: modules. Asserted to be exactly the current set: delete an entry when its import goes.
-KNOWN_VIOLATIONS: set[tuple[str, str]] = {
-    # helper `suggest` moves these into the new `shellfish/suggest/` package and gives the
-    # command-structure helpers a home below `eval` (shell/syntax.py, helper `parser`)
-    ("shellfish.knowledge.index", "shellfish.eval.metric"),
-    ("shellfish.knowledge.validate", "shellfish.eval.metric"),
-    ("shellfish.knowledge.validate", "shellfish.tasks.request"),
-    ("shellfish.tasks.suggest", "shellfish.eval.metric"),
-}
+KNOWN_VIOLATIONS: set[tuple[str, str]] = set()
 
 
 def _layer_of() -> dict[str, int]:

@@ -19,8 +19,9 @@ from shellfish.errors import UsageError
 from shellfish.events import Done, Event, Status, Token
 from shellfish.knowledge.index import BuildOptions, build_index
 from shellfish.paths import get_paths
+from shellfish.suggest import run_suggest
+from shellfish.suggest.candidates import drop_unrequested_sudo, extract_command
 from shellfish.tasks.request import TaskRequest
-from shellfish.tasks.suggest import drop_unrequested_sudo, extract_command, run_suggest
 
 FROB_HELP = "Usage: frob [OPTION]... FILE\n  -a, --all     frobnicate hidden files too\n"
 
@@ -242,7 +243,8 @@ def test_flan_template_gets_a_flat_prompt(tmp_path: Path) -> None:
 
 
 def test_rank_candidates_weighs_problems() -> None:
-    from shellfish.tasks.suggest import Candidate, problem_penalty, rank_candidates
+    from shellfish.suggest.candidates import Candidate
+    from shellfish.suggest.ranking import problem_penalty, rank_candidates
 
     assert problem_penalty([]) == 0.0
     assert problem_penalty(["does not parse in zsh: parse error near `|'"]) == 2.0
@@ -267,7 +269,7 @@ def test_rank_candidates_weighs_problems() -> None:
 
 
 def test_request_similarity() -> None:
-    from shellfish.tasks.suggest import request_similarity
+    from shellfish.suggest.ranking import request_similarity
 
     assert request_similarity("Find all PHP files here", "find all php files here") == 1.0
     assert request_similarity("list files", "") == 0.0
@@ -275,7 +277,8 @@ def test_request_similarity() -> None:
 
 
 def test_programs_with_more_votes_win_and_the_model_leads_its_group() -> None:
-    from shellfish.tasks.suggest import Candidate, rank_candidates
+    from shellfish.suggest.candidates import Candidate
+    from shellfish.suggest.ranking import rank_candidates
 
     def ranked(model: str, *retrieved: tuple[str, float]) -> list[Candidate]:
         cands = [Candidate(model, "model", 0, certainty=0.9)] + [
@@ -298,10 +301,40 @@ def test_programs_with_more_votes_win_and_the_model_leads_its_group() -> None:
     assert ranked("ls -a", ("frob -a .", 0.3))[0].command == "ls -a"
 
 
-def test_duplicate_candidates_pool_their_votes() -> None:
-    from shellfish.tasks.suggest import Candidate, _dedupe, rank_candidates
+def test_the_vote_reads_programs_with_the_shell_parser() -> None:
+    from shellfish.suggest.ranking import vote_group
 
-    cands = _dedupe(
+    # wrappers are not programs of their own: `sudo chown` and `chown` vote together
+    assert vote_group("sudo -u bob chown root x") == vote_group("chown bob y") == ("chown",)
+    assert vote_group("timeout 5 frob -a .") == ("frob",)
+    # a find expression's `\(` groups and -exec commands; substitutions; xargs' command
+    assert vote_group("find . \\( -name a -o -name b \\) -exec rm {} \\;") == ("find", "rm")
+    assert vote_group("cp `which python3` env/bin/") == ("cp", "which")
+    assert vote_group("for f in *.txt; do wc -l $f; done") == ("wc",)
+    assert vote_group("find . -print0 | xargs -0 -I{} mv {} /tmp") == ("find", "xargs", "mv")
+
+
+def test_a_rewrite_starts_only_with_a_plain_program_word() -> None:
+    from shellfish.suggest.pipeline import _leading_program
+
+    assert _leading_program("frob -a .") == "frob"
+    assert _leading_program("frob") == "frob"
+    assert _leading_program("du -sh * | sort -h") == "du"
+    for command in (
+        "sudo frob -a",
+        "X=1 frob",
+        "/usr/bin/frob -a",
+        "'frob' -a",
+        "if x; then y; fi",
+    ):
+        assert _leading_program(command) == "", command
+
+
+def test_duplicate_candidates_pool_their_votes() -> None:
+    from shellfish.suggest.candidates import Candidate, dedupe
+    from shellfish.suggest.ranking import rank_candidates
+
+    cands = dedupe(
         [
             Candidate("ls -a", "model", 0),
             Candidate("du -sh .", "retrieved", 0, weight=0.8),

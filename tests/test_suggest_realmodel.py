@@ -88,7 +88,7 @@ def knowledge(tmp_path_factory: pytest.TempPathFactory) -> Paths:
 
 
 def _suggest(runner, paths: Paths, text: str, mode: str = "full") -> Done:
-    from shellfish.tasks.suggest import run_suggest
+    from shellfish.suggest import run_suggest
 
     request = TaskRequest(task="suggest", text=text, context={"shell": "bash", "os": "Linux"})
     events: list[Event] = list(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from shellfish.shell.validate import Validation, missing_programs, programs, validate_command
+from shellfish.suggest.checks import Validation, missing_programs, programs, validate_command
 
 needs_zsh = pytest.mark.skipif(shutil.which("zsh") is None, reason="zsh not installed")
 
@@ -73,3 +73,38 @@ def test_missing_program_is_a_problem() -> None:
     v = validate_command("nosuchprog-qq -x")
     assert not v.ok
     assert v.problems == ["nosuchprog-qq: command not found on this machine"]
+
+
+def test_nested_programs_are_checked_too() -> None:
+    # the commands xargs, find -exec, $(...) and sh -c run must exist as well
+    assert programs("find . -exec frob {} \\; | xargs -0 zap -q && echo $(quux) && sh -c 'k'") == [
+        "find",
+        "frob",
+        "xargs",
+        "zap",
+        "echo",
+        "quux",
+        "sh",
+        "k",
+    ]
+    which = {"find": "/x", "xargs": "/x", "sh": "/x"}.get
+    assert missing_programs("find . -exec frob {} \\; | xargs zap", which=which) == [
+        "frob",
+        "zap",
+    ]
+
+
+def test_flags_are_read_by_the_parser() -> None:
+    from shellfish.suggest.checks import flag_problems
+
+    docs = {"cut": {"-d", "-f"}, "frob": {"-a"}, "xargs": {"-I", "-0"}, "sudo": set()}
+    known = docs.get
+    assert flag_problems("cut -d' ' -f2 notes.txt", known) == []  # `-d ` is -d with a space
+    assert flag_problems("xargs -I{} frob -a {}", known) == []  # -I takes `{}`
+    # the command xargs runs is checked; a wrapper's options are not the program's
+    assert flag_problems("xargs -0 frob -z", known) == [
+        "frob: unknown flag -z (not in the local man page / --help)"
+    ]
+    assert flag_problems("sudo -u bob frob -a -q", known) == [
+        "frob: unknown flag -q (not in the local man page / --help)"
+    ]

@@ -199,7 +199,8 @@ def _request(task: str, args: argparse.Namespace, env: Environment, **options: A
 def _events(request: TaskRequest, args: argparse.Namespace, env: Environment) -> Iterator[Event]:
     from shellfish.client import stream
 
-    for event in stream(request, env, backend=args.backend):
+    # Not recorded here: the commands record once the answer is shown (record_answer).
+    for event in stream(request, env, backend=args.backend, record=False):
         if isinstance(event, Error):
             from shellfish.errors import ShellfishError
 
@@ -218,13 +219,23 @@ def _generic(args: argparse.Namespace, env: Environment) -> int:
     if args.json:
         done = _drain(events, env, verbose=args.verbose)
         _print_json(env, request, done)
+        _record(request, env, done)
         return ExitStatus.OK
     from shellfish.ui.render import render_stream
 
     done = render_stream(events, env, markdown=args.task in ("explain", "ask"))
     if done is not None and args.verbose:
         _say_model(env, done)
+    _record(request, env, done)
     return ExitStatus.OK if done is not None else ExitStatus.ERROR
+
+
+def _record(request: TaskRequest, env: Environment, done: Done | None) -> None:
+    """History is written after the answer is printed: a busy log never delays the answer."""
+    if done is not None:
+        from shellfish.client import record_answer
+
+        record_answer(request, env, done)
 
 
 def _suggest(args: argparse.Namespace, env: Environment) -> int:
@@ -232,6 +243,15 @@ def _suggest(args: argparse.Namespace, env: Environment) -> int:
     done = _drain(_events(request, args, env), env, verbose=args.verbose)
     if done is None:
         return ExitStatus.ERROR
+    try:
+        return _show_suggestion(args, env, request, done)
+    finally:
+        _record(request, env, done)
+
+
+def _show_suggestion(
+    args: argparse.Namespace, env: Environment, request: TaskRequest, done: Done
+) -> int:
     if args.json:
         _print_json(env, request, done)
         return ExitStatus.OK

@@ -34,6 +34,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     b.add_argument("--no-history", action="store_true", help="leave shell history out")
     b.add_argument(
+        "--no-shipped",
+        action="store_true",
+        help="leave out the NL2Bash train pairs and tldr pages shipped with shellfish",
+    )
+    b.add_argument(
         "--help-timeout",
         type=float,
         default=2.0,
@@ -68,8 +73,6 @@ def _usage(args: argparse.Namespace, env: Environment) -> int:
 
 
 def _build(args: argparse.Namespace, env: Environment) -> int:
-    from shellfish.knowledge.index import BuildOptions, build_index
-
     pairs = None
     if args.pairs:
         nl, cm = (Path(p).expanduser() for p in args.pairs)
@@ -81,24 +84,51 @@ def _build(args: argparse.Namespace, env: Environment) -> int:
         pairs = (nl.resolve(), cm.resolve())
     if args.help_timeout <= 0:
         raise UsageError("--help-timeout must be > 0")
+    env.stdout.write(
+        build(
+            env,
+            pairs=pairs,
+            history=not args.no_history,
+            shipped=not args.no_shipped,
+            run_help=not args.no_help,
+            help_timeout_s=args.help_timeout,
+        )
+        + "\n"
+    )
+    return ExitStatus.OK
+
+
+def build(
+    env: Environment,
+    *,
+    pairs: tuple[Path, Path] | None = None,
+    history: bool = True,
+    shipped: bool = True,
+    run_help: bool = True,
+    help_timeout_s: float = 2.0,
+) -> str:
+    """Build or refresh the index under env.paths.knowledge; one line saying what it holds."""
+    from shellfish.knowledge.history import default_history_files
+    from shellfish.knowledge.index import BuildOptions, build_index
+
     env.info("indexing programs on PATH, man pages and --help (first run takes a minute)...")
     report = build_index(
         env.paths.knowledge,
         BuildOptions(
             path_value=env.environ.get("PATH", ""),
-            history_files=[] if args.no_history else None,
+            history_files=default_history_files(env.environ) if history else [],
             pairs=pairs,
-            run_help=not args.no_help,
-            help_timeout_s=args.help_timeout,
+            shipped=shipped,
+            run_help=run_help,
+            help_timeout_s=help_timeout_s,
         ),
     )
-    env.stdout.write(
+    return (
         f"indexed {report.programs} programs ({report.updated} read, {report.kept} unchanged, "
         f"{report.removed} gone), {report.options} options, examples: "
         + ", ".join(f"{k} {v}" for k, v in report.examples.items())
-        + f" in {report.seconds:.1f} s\n"
+        + f" in {report.seconds:.1f} s"
     )
-    return ExitStatus.OK
 
 
 def _pull(args: argparse.Namespace, env: Environment) -> int:
@@ -110,8 +140,7 @@ def _pull(args: argparse.Namespace, env: Environment) -> int:
     download(url, dest)
     env.stdout.write(f"saved {dest}\n")
     if not args.no_build:
-        args.pairs, args.no_help, args.no_history, args.help_timeout = None, False, False, 2.0
-        return _build(args, env)
+        env.stdout.write(build(env) + "\n")
     return ExitStatus.OK
 
 

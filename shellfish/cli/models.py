@@ -14,7 +14,7 @@ from shellfish.errors import ModelError, UsageError
 if TYPE_CHECKING:
     from shellfish.environment import Environment
     from shellfish.store.progress import Progress
-    from shellfish.store.store import Store
+    from shellfish.store.store import InstalledModel, Store
 
 
 def register(subparsers: Any) -> None:
@@ -69,16 +69,41 @@ def make_store(env: Environment) -> Store:
 
 @contextlib.contextmanager
 def progress_bars(env: Environment) -> Iterator[Progress]:
-    """Rich bars on stderr for the long steps (none with SHELLFISH_NO_PROGRESS), always closed."""
+    """Rich bars on stderr for the long steps (none with SHELLFISH_NO_PROGRESS), always closed.
+
+    Also the scope of a long install, so SIGTERM (`kill`, a closing terminal's service
+    manager) stops it like Ctrl-C: cleanup runs, the converter is killed, the exit status is 130.
+    Python's default for SIGTERM ends the process on the spot and leaves both behind.
+    """
     from shellfish.store.progress import Progress, RichProgress
 
     progress = (
         Progress() if env.environ.get("SHELLFISH_NO_PROGRESS") else RichProgress(env.err_console)
     )
     try:
-        yield progress
+        with _sigterm_as_interrupt():
+            yield progress
     finally:
         progress.close()
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set handlers; its caller owns signals then
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def loader_validator() -> Any:
@@ -102,6 +127,17 @@ def _human(n: int) -> str:
     return f"{n} B"
 
 
+def _damaged(model: InstalledModel) -> bool:
+    return bool(_missing_or_malformed(model))
+
+
+def _missing_or_malformed(model: InstalledModel) -> list[str] | str:
+    try:
+        return model.missing_files()
+    except ModelError:
+        return "malformed manifest"
+
+
 def model_rows(store: Store) -> list[dict[str, Any]]:
     installed = {m.name: m for m in store.installed()}
     rows = []
@@ -111,7 +147,7 @@ def model_rows(store: Store) -> list[dict[str, Any]]:
             {
                 "name": d.name,
                 "installed": m is not None,
-                "damaged": bool(m and m.missing_files()),
+                "damaged": bool(m and _damaged(m)),
                 "size_on_disk": m.size_on_disk() if m else 0,
                 "download_size": d.download_size,
                 "family": d.family,
@@ -128,7 +164,7 @@ def model_rows(store: Store) -> list[dict[str, Any]]:
             {
                 "name": m.name,
                 "installed": True,
-                "damaged": bool(m.missing_files()),
+                "damaged": _damaged(m),
                 "size_on_disk": m.size_on_disk(),
                 "download_size": 0,
                 "family": m.family,
@@ -207,7 +243,7 @@ def cmd_info(args: argparse.Namespace, env: Environment) -> int:
         info.update(
             path=str(model.path),
             size_on_disk=model.size_on_disk(),
-            missing_files=model.missing_files(),
+            missing_files=_missing_or_malformed(model),
             manifest=model.manifest,
         )
     if args.json:
@@ -278,7 +314,16 @@ def cmd_rm(args: argparse.Namespace, env: Environment) -> int:
 
 
 def cmd_verify(args: argparse.Namespace, env: Environment) -> int:
+    from shellfish.store.store import MANIFEST
+
     store = make_store(env)
+    damaged = store.damaged_dir(args.name)
+    if damaged is not None:
+        raise ModelError(
+            f"model {args.name!r} is damaged: its manifest {damaged / MANIFEST} is missing or "
+            "unreadable",
+            hint=f"run `shellfish models rm {args.name}` and pull or import it again",
+        )
     model = store.get(args.name) or store.resolve(args.name)
     bad = model.verify()
     if bad:
@@ -286,7 +331,7 @@ def cmd_verify(args: argparse.Namespace, env: Environment) -> int:
             f"model {model.name!r} is damaged: {', '.join(bad[:3])} do not match",
             hint=f"run `shellfish models pull {model.name} --force`",
         )
-    env.info(f"{model.name}: all {len(model.manifest.get('files', {}))} files match")
+    env.info(f"{model.name}: all {len(model.files()[0])} files match")
     return 0
 
 

@@ -17,7 +17,13 @@ def register(subparsers: Any) -> None:
         "serve",
         help="an OpenAI-compatible HTTP endpoint over your local models",
         description="Serve /v1/models, /v1/chat/completions and /v1/completions (streaming "
-        "and not) from the models installed here. Loopback only unless --allow-remote.",
+        "and not) from the models installed here. Loopback only unless --allow-remote. "
+        "What the default exposes: without --token, any local user (any program on this "
+        "machine) can use your models through it. Web pages cannot: requests whose Host is "
+        "not loopback (or --host) are refused, so are browser Origins not named by "
+        "--allow-origin, and POST bodies not sent as application/json. Bodies over 4 MiB are "
+        "refused, max_tokens is capped at the model's context, and a client that disconnects "
+        "stops its generation.",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument(
@@ -32,6 +38,14 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument(
         "--allow-remote", action="store_true", help="allow a non-loopback --host (use with --token)"
+    )
+    p.add_argument(
+        "--allow-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="let web pages from ORIGIN (e.g. http://localhost:3000) call the endpoint, with "
+        "CORS headers; repeatable (default: every browser Origin is refused)",
     )
     p.add_argument("--preload", metavar="MODEL", help="load MODEL before accepting requests")
     p.set_defaults(func=cmd_serve)
@@ -48,13 +62,18 @@ def cmd_serve(args: Any, env: Environment) -> int:
         env.warn("serving beyond loopback without --token: anyone who can reach it can use it")
 
     from shellfish.serve.app import Backend, create_app
-    from shellfish.serve.server import serve_forever
+    from shellfish.serve.server import accepted_hosts, serve_forever
     from shellfish.store.pool import ModelPool
 
     pool = ModelPool(env.paths, env.settings)
     if args.preload:
         pool.get(args.preload)
-    app = create_app(Backend(pool, env.settings, env.paths), token=token)
+    app = create_app(
+        Backend(pool, env.settings, env.paths),
+        token=token,
+        hosts=accepted_hosts(args.host),
+        origins=args.allow_origin,
+    )
 
     def ready(host: str, port: int) -> None:
         shown = f"[{host}]" if ":" in host else host

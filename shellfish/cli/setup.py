@@ -52,6 +52,19 @@ def cmd_setup(args: argparse.Namespace, env: Environment) -> int:
                 validator=loader_validator(),
             )
         env.info(f"model {model.name}: installed at {model.path}")
+    _ensure_knowledge(env)
     env.info("to enable the zsh widget, add this line to ~/.zshrc:")
     env.stdout.write(ZSHRC_LINE + "\n")
     return 0
+
+
+def _ensure_knowledge(env: Environment) -> None:
+    """Build the knowledge index (shipped pairs and tldr pages, this machine's programs and
+    history) unless one exists: suggestions retrieve examples from the first request on."""
+    from shellfish.cli.knowledge import build
+    from shellfish.knowledge.index import index_mtime
+
+    if index_mtime(env.paths.knowledge):
+        env.info(f"knowledge index: already built at {env.paths.knowledge} (nothing to do)")
+        return
+    env.info("knowledge index: " + build(env))

@@ -123,8 +123,9 @@ def _widget(args: argparse.Namespace, env: Environment) -> int:
     from shellfish.events import Error
     from shellfish.shell import markers
 
+    answers: list[tuple[Any, Any]] = []
     try:
-        lines = markers.reply_lines(_widget_final(args, env))
+        lines = markers.reply_lines(_widget_final(args, env, answers))
     except ShellfishError as exc:
         lines = markers.reply_lines(Error(exc.message, hint=exc.hint))
     except KeyboardInterrupt:
@@ -134,11 +135,21 @@ def _widget(args: argparse.Namespace, env: Environment) -> int:
     # Bytes, as the daemon writes them on its socket: the two paths must not differ.
     env.stdout.write(markers.encode(lines).decode("utf-8"))
     env.stdout.flush()
+    if answers:  # after the answer is out: a busy history log never delays it
+        from shellfish.client import record_answer
+
+        request, done = answers[0]
+        record_answer(request, env, done)
     return ExitStatus.OK
 
 
-def _widget_final(args: argparse.Namespace, env: Environment) -> Event | None:
-    """The final event (Done or Error) answering the widget's line; None when none came."""
+def _widget_final(
+    args: argparse.Namespace, env: Environment, answers: list[tuple[Any, Any]]
+) -> Event | None:
+    """The final event (Done or Error) answering the widget's request; None when none came.
+    (request, Done) goes to `answers`, to be recorded once the reply is out."""
+    import dataclasses
+
     from shellfish.events import Done, Error
     from shellfish.shell.context import current_context
     from shellfish.tasks.request import TaskRequest
@@ -163,23 +174,26 @@ def _widget_final(args: argparse.Namespace, env: Environment) -> Event | None:
     from shellfish.client import stream
 
     done: Done | None = None
-    for event in stream(request, env):
+    for event in stream(request, env, record=False):
         if isinstance(event, Error):
             return event
         if isinstance(event, Done):
             done = event
-    if done is not None and not isinstance(done.extra.get("warnings"), list):
-        done = _with_warnings(done, args.shell)
+    if done is None:
+        return None
+    answers.append((request, done))
+    if not isinstance(done.extra.get("warnings"), list):
+        # A remote answer carries no checks of its own: warn about it as about a local one.
+        warnings = _best_command_warnings(done.texts, args.shell)
+        done = dataclasses.replace(done, extra={**done.extra, "warnings": warnings})
     return done
 
 
-def _with_warnings(done: Done, shell: str) -> Done:
-    """A remote answer carries no checks of its own: validate its best command here, so the
-    widget warns about it as it does about a local one (whose task validated it already)."""
-    import dataclasses
+def _best_command_warnings(commands: list[str], shell: str) -> list[str]:
+    """The checks' warnings for the best command, for an answer that came without any."""
+    best = next((c.strip() for c in commands if c.strip()), "")
+    if not best:
+        return []
+    from shellfish.suggest.checks import validate_command
 
-    from shellfish.shell.validate import validate_command
-
-    best = next((c.strip() for c in done.texts if c.strip()), "")
-    warnings = validate_command(best, shell=shell).warnings if best else []
-    return dataclasses.replace(done, extra={**done.extra, "warnings": warnings})
+    return validate_command(best, shell=shell).warnings

@@ -25,15 +25,20 @@ def stream(
     *,
     backend: str | None = None,
     cancel: threading.Event | None = None,
+    record: bool = True,
 ) -> Iterator[Event]:
     """Yield the events that answer `request`; records the exchange in the local history log.
 
     `backend`: None follows settings.remote.policy; `local`/`remote`/`auto` override it;
-    `daemon` requires the daemon; `inprocess` never uses it.
+    `daemon` requires the daemon; `inprocess` never uses it. `record=False`: the caller calls
+    `record_answer` itself once the answer is shown, so the user never waits on the log.
     """
     policy = backend or env.settings.remote.policy
     events = _route(request, env, policy, cancel)
-    yield from _recorded(request, env, events)
+    if record:
+        yield from _recorded(request, env, events)
+    else:
+        yield from events
 
 
 def _route(
@@ -91,14 +96,19 @@ def _recorded(request: TaskRequest, env: Environment, events: Iterator[Event]) -
                 done = event
             yield event
     finally:
-        if done is not None and env.settings.history.enabled:
-            _record(request, env, done)
+        if done is not None:
+            record_answer(request, env, done)
 
 
-def _record(request: TaskRequest, env: Environment, done: Done) -> None:
+def record_answer(request: TaskRequest, env: Environment, done: Done) -> None:
+    """Log one answer when history is enabled; never raises (a failure is one stderr line)."""
+    if not env.settings.history.enabled:
+        return
+    from shellfish.history.log import HistoryBusy, HistoryLog
+
     try:
-        from shellfish.history.log import HistoryLog
-
         HistoryLog(env.paths.history_db).record(request, done)
+    except HistoryBusy:
+        env.warn("history busy (another shellfish is writing it): this answer was not recorded")
     except Exception as exc:  # the log must never break an answer
         env.warn(f"could not write the history log: {exc}")

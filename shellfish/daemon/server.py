@@ -355,7 +355,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _warm_imports() -> None:
     for module in (
         "shellfish.tasks",
-        "shellfish.tasks.suggest",
+        "shellfish.suggest",
         "shellfish.tasks.prompts",
         "shellfish.store.routing",
         "shellfish.store.store",

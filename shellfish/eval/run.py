@@ -1,6 +1,6 @@
 """Run (request, command) pairs through the full suggestion path and score the answers.
 
-`evaluate` drives `shellfish.tasks.suggest.run_suggest` exactly as the CLI and the daemon do,
+`evaluate` drives `shellfish.suggest.run_suggest` exactly as the CLI and the daemon do,
 so the score measures what a user gets, timings included (wall time per request, model and
 retrieval and validation together).
 """
@@ -112,8 +112,8 @@ def evaluate(
     """Yield one scored Item per pair, in order (the caller aggregates into a Report)."""
     if config not in CONFIGS:
         raise UsageError(f"unknown --config {config!r}", hint=f"use one of {', '.join(CONFIGS)}")
+    from shellfish.suggest import run_suggest
     from shellfish.tasks.request import TaskRequest
-    from shellfish.tasks.suggest import run_suggest
 
     for text, reference in pairs:
         if cancel is not None and cancel.is_set():

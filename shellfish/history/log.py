@@ -3,7 +3,9 @@
 `HistoryLog(path).record(request, done)` stores one exchange; every stored text (request,
 context, options, response) goes through redaction first. `search` and `get` read it back for
 `shellfish history`. The file is private (0600); a database from a newer shellfish or a file
-that is not SQLite gives a clear `HistoryError` and is never overwritten.
+that is not SQLite gives a clear `HistoryError` and is never overwritten. A database another
+connection keeps locked for longer than `busy_timeout` seconds raises `HistoryBusy`: busy is not
+broken, and callers skip the entry rather than tell the user to move the file away.
 """
 
 from __future__ import annotations
@@ -25,6 +27,10 @@ from shellfish.tasks.request import TaskRequest
 
 class HistoryError(ShellfishError):
     """The history database cannot be opened, read or written."""
+
+
+class HistoryBusy(HistoryError):
+    """Another connection holds the database lock longer than we wait: busy, not broken."""
 
 
 @dataclass(frozen=True)
@@ -65,8 +71,12 @@ class HistoryLog:
         enabled: bool = True,
         redact: Callable[[str], str] | None = None,
         clock: Callable[[], float] = time.time,
+        busy_timeout: float = 0.5,
     ) -> None:
         self.path = Path(path)
+        # Short: history is written after the answer is shown, and a skipped entry costs less
+        # than a user waiting on another process's transaction.
+        self.busy_timeout = busy_timeout
         self.enabled = enabled
         self._redact = redact
         self._clock = clock
@@ -88,7 +98,7 @@ class HistoryLog:
                     "`shellfish config set history.enabled false`",
                 ) from exc
         try:
-            conn = sqlite3.connect(self.path, timeout=5.0, isolation_level=None)
+            conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
         except sqlite3.Error as exc:
             raise self._broken(exc) from exc
         try:
@@ -110,6 +120,11 @@ class HistoryLog:
         return conn
 
     def _broken(self, exc: Exception) -> HistoryError:
+        if _is_busy(exc):
+            return HistoryBusy(
+                f"the history log {self.path} is busy (another shellfish holds its lock)",
+                hint="try again in a moment; the file is fine",
+            )
         return HistoryError(
             f"the history log {self.path} is unreadable ({exc})",
             hint="move the file away to start a new log; it was left untouched",
@@ -243,6 +258,14 @@ class HistoryLog:
             self._run(False, lambda c: c.execute("SELECT COUNT(*) FROM interactions").fetchone()[0])
             or 0
         )
+
+
+def _is_busy(exc: BaseException) -> bool:
+    """SQLITE_BUSY / SQLITE_LOCKED (any extended code): another connection holds the lock."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
 
 
 def _json(text: str | None) -> dict[str, Any] | None:

@@ -58,6 +58,8 @@ class BuildOptions:
     history_files: list[Path] | None = None
     pairs: tuple[Path, Path] | None = None  # NL file, command file (aligned lines)
     tldr_zip: Path | None = None
+    # the NL2Bash train pairs and tldr pages inside the package (shellfish/knowledge/shipped.py)
+    shipped: bool = False
     platform: str = field(default_factory=lambda: platform.system().lower())
     run_help: bool = True
     help_timeout_s: float = 2.0
@@ -101,22 +103,27 @@ def _read_lines(path: Path) -> list[str]:
         raise KnowledgeError(f"cannot read {path}: {exc.strerror}", hint="check the path") from exc
 
 
-def _pair_docs(pairs: tuple[Path, Path]) -> list[Doc]:
+def _pair_docs(pairs: tuple[Path, Path], prefix: str = "pair") -> list[Doc]:
     nl, cm = _read_lines(pairs[0]), _read_lines(pairs[1])
     if len(nl) != len(cm):
         raise KnowledgeError(
             f"{pairs[0]} has {len(nl)} lines but {pairs[1]} has {len(cm)}",
             hint="the request and command files must be aligned line by line",
         )
-    from shellfish.eval.metric import WRAPPERS, command_structure
-
     docs = []
     for i, (text, command) in enumerate(zip(nl, cm, strict=True)):
         if text.strip() and command.strip():
-            utilities = [u for u, _f in command_structure(command) if u not in WRAPPERS]
-            program = utilities[0] if utilities else ""
-            docs.append(Doc(f"pair:{i}", "pair", program, text.strip(), command.strip()))
+            doc = Doc(f"{prefix}:{i}", "pair", _program(command), text.strip(), command.strip())
+            docs.append(doc)
     return docs
+
+
+def _program(command: str) -> str:
+    """The first program `command` runs (wrappers such as sudo skipped), "" when none."""
+    from shellfish.shell.syntax import programs
+
+    found = programs(command)
+    return found[0] if found else ""
 
 
 def _tldr_platforms(system: str) -> tuple[str, ...]:
@@ -142,7 +149,11 @@ def build_index(root: Path, options: BuildOptions | None = None) -> BuildReport:
         workers=opts.workers,
     )
     docs: list[Doc] = []
+    from shellfish.knowledge.shipped import shipped_pairs, shipped_tldr
+
     tldr_zip = opts.tldr_zip or (root / "tldr.zip")
+    if not tldr_zip.exists() and opts.tldr_zip is None and opts.shipped:
+        tldr_zip = shipped_tldr() or tldr_zip  # a pulled archive wins over the shipped one
     n_tldr = 0
     if tldr_zip.exists():
         from shellfish.knowledge.tldr import read_archive
@@ -156,18 +167,22 @@ def build_index(root: Path, options: BuildOptions | None = None) -> BuildReport:
     if pairs is None and previous_meta.get("pairs"):
         kept = [Path(p) for p in previous_meta["pairs"]]
         pairs = (kept[0], kept[1]) if all(p.exists() for p in kept) else None
-    n_pairs = 0
+    pair_docs: list[Doc] = []
+    shipped = shipped_pairs() if opts.shipped else None
+    if shipped is not None:
+        pair_docs = _pair_docs(shipped, prefix="pair:nl2bash")
     if pairs is not None:
-        pair_docs = _pair_docs(pairs)
-        docs.extend(pair_docs)
-        n_pairs = len(pair_docs)
+        # the user's own pairs come in addition; one already shipped is not indexed twice
+        seen = {(d.text, d.command) for d in pair_docs}
+        pair_docs += [d for d in _pair_docs(pairs) if (d.text, d.command) not in seen]
+    docs.extend(pair_docs)
+    n_pairs = len(pair_docs)
     from shellfish.knowledge.history import default_history_files, history_commands
 
     files = opts.history_files if opts.history_files is not None else default_history_files()
     history = history_commands(files)
     for i, command in enumerate(history):
-        program = command.split()[0] if command.split() else ""
-        docs.append(Doc(f"history:{i}", "history", program, "", command))
+        docs.append(Doc(f"history:{i}", "history", _program(command), "", command))
 
     examples = BM25().fit([_doc_tokens(d) for d in docs])
     option_rows = [
@@ -202,6 +217,7 @@ def build_index(root: Path, options: BuildOptions | None = None) -> BuildReport:
             "built_at": time.time(),
             "pairs": [str(p) for p in pairs] if pairs else None,
             "tldr": str(tldr_zip) if tldr_zip.exists() else None,
+            "shipped": opts.shipped,
             "history_files": [str(p) for p in files],
             "report": asdict(report),
         },

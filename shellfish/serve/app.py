@@ -13,10 +13,10 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator
 from typing import TYPE_CHECKING, Any
 
-from shellfish.errors import ModelNotFound, ShellfishError, UsageError
+from shellfish.errors import ModelNotFound, PromptTooLong, ShellfishError, UsageError
 from shellfish.events import Done, Error, Event, Token
 
 if TYPE_CHECKING:
@@ -61,18 +61,38 @@ class Backend:
             return wanted
         return resolve_model_name(TaskRequest("chat", "", model=wanted), self.settings, self.paths)
 
-    def generate(
-        self,
-        model: str,
-        prompt: str | list[dict[str, str]],
-        overrides: dict[str, Any],
-        cancel: threading.Event,
-    ) -> Iterator[Event]:
+    def prepare(
+        self, model: str, prompt: str | list[dict[str, str]], overrides: dict[str, Any]
+    ) -> tuple[str, GenerationConfig]:
+        """The prompt as text and its generation config, checked against the model's context.
+
+        A prompt longer than the context raises `PromptTooLong` (a 400, before any answer
+        starts); `max_tokens` is capped at the context length, so one request cannot hold the
+        model for minutes on tokens it could never produce (the engines cap further by the
+        room the prompt leaves, per family).
+        """
         runner = self.pool.get(model)
         if not isinstance(prompt, str):
             prompt = render_messages(runner, prompt)
         config = _config(runner.info.defaults, overrides)
-        return runner.generate(prompt, config, cancel=cancel)
+        context = runner.info.context_length
+        if context > 0:
+            used = runner.count_tokens(prompt)
+            # a causal model's answer shares the context with the prompt: keep room for one token
+            readable = context - 1 if runner.info.family == "causal" else context
+            if used > readable:
+                raise PromptTooLong(
+                    f"the prompt is {used} tokens but {model} reads at most {readable}",
+                    hint="shorten the prompt or pick a model with a longer context",
+                )
+            if config.max_new_tokens > context:
+                config = config.merged(max_new_tokens=context)
+        return prompt, config
+
+    def generate(
+        self, model: str, prompt: str, config: GenerationConfig, cancel: threading.Event
+    ) -> Iterator[Event]:
+        return self.pool.get(model).generate(prompt, config, cancel=cancel)
 
 
 def render_messages(runner: Any, messages: list[dict[str, str]]) -> str:
@@ -180,10 +200,31 @@ def _messages(body: dict[str, Any]) -> list[dict[str, str]]:
 # -- the app --------------------------------------------------------------------------------------
 
 
-def create_app(backend: Backend, *, token: str | None = None) -> Starlette:
+def create_app(
+    backend: Backend,
+    *,
+    token: str | None = None,
+    hosts: Collection[str] | None = (),
+    origins: Collection[str] = (),
+    max_body_bytes: int = MAX_BODY_BYTES,
+) -> Starlette:
+    """The endpoint's ASGI app.
+
+    Without a token anyone who can open the port may use it, so the app also refuses what a web
+    page could send it: a `Host` header that is neither loopback nor one of `hosts` (DNS
+    rebinding; `hosts=None` accepts any, for a wildcard bind the user opted into), a browser
+    `Origin` not in `origins` (the allowed ones also get CORS headers), and a POST body that is
+    not declared `application/json` (HTML forms and `no-cors` fetches cannot declare it).
+    Bodies over `max_body_bytes` are refused without being read past the limit.
+    """
     from starlette.applications import Starlette
+    from starlette.middleware import Middleware
     from starlette.responses import JSONResponse, StreamingResponse
     from starlette.routing import Route
+
+    from shellfish.serve.server import host_allowed
+
+    allowed_origins = frozenset(origins)
 
     def error(
         status: int, message: str, kind: str = "invalid_request_error", code: str | None = None
@@ -193,19 +234,60 @@ def create_app(backend: Backend, *, token: str | None = None) -> Starlette:
             status_code=status,
         )
 
+    def refused(request: Request) -> Response | None:
+        """An error response for a request this server must not answer, else None."""
+        host = request.headers.get("host", "")
+        if hosts is not None and not host_allowed(host, hosts):
+            return error(
+                403,
+                f"Host {host!r} is not this server's name (only loopback names are accepted)",
+                "permission_error",
+            )
+        origin = request.headers.get("origin")
+        if origin is not None and origin not in allowed_origins:
+            return error(
+                403,
+                f"requests from web pages are refused (Origin {origin!r})",
+                "permission_error",
+                code="origin_not_allowed",
+            )
+        if not authorized(request):
+            return error(401, "invalid or missing bearer token", "authentication_error")
+        return None
+
     def authorized(request: Request) -> bool:
         if not token:
             return True
         header = request.headers.get("authorization", "")
         scheme, _, given = header.partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip(), token)
+        # Bytes: compare_digest refuses non-ASCII str. Headers arrive decoded as latin-1, so
+        # encoding back gives the raw bytes a client sent (a UTF-8 token matches).
+        return scheme.lower() == "bearer" and hmac.compare_digest(
+            given.strip().encode("latin-1"), token.encode("utf-8")
+        )
 
     async def read_body(request: Request) -> dict[str, Any]:
-        raw = await request.body()
-        if len(raw) > MAX_BODY_BYTES:
-            raise _HTTPError(413, f"request body is larger than {MAX_BODY_BYTES} bytes")
+        media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+        if media_type != "application/json":
+            raise _HTTPError(415, "the request body must be JSON (Content-Type: application/json)")
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > max_body_bytes:
+            raise _HTTPError(413, f"request body is larger than {max_body_bytes} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():  # stop at the limit: never hold a huge body
+            size += len(chunk)
+            if size > max_body_bytes:
+                raise _HTTPError(413, f"request body is larger than {max_body_bytes} bytes")
+            chunks.append(chunk)
         try:
-            body = json.loads(raw)
+            body = json.loads(b"".join(chunks))
+            # a lone surrogate escape parses but cannot become UTF-8 for the tokenizer
+            json.dumps(body, ensure_ascii=False).encode("utf-8")
+        except RecursionError as exc:
+            raise _HTTPError(400, "request body is nested too deeply") from exc
+        except UnicodeEncodeError as exc:
+            raise _HTTPError(400, "request body holds a lone UTF-16 surrogate") from exc
         except ValueError as exc:
             raise _HTTPError(400, f"request body is not valid JSON: {exc}") from exc
         if not isinstance(body, dict):
@@ -213,8 +295,8 @@ def create_app(backend: Backend, *, token: str | None = None) -> Starlette:
         return body
 
     async def models(request: Request) -> Response:
-        if not authorized(request):
-            return error(401, "invalid or missing bearer token", "authentication_error")
+        if (refusal := refused(request)) is not None:
+            return refusal
         names = await asyncio.to_thread(backend.models)
         return JSONResponse(
             {
@@ -227,23 +309,24 @@ def create_app(backend: Backend, *, token: str | None = None) -> Starlette:
         )
 
     async def completion(request: Request, chat: bool) -> Response:
-        if not authorized(request):
-            return error(401, "invalid or missing bearer token", "authentication_error")
+        if (refusal := refused(request)) is not None:
+            return refusal
         try:
             body = await read_body(request)
             overrides = _generation_overrides(body)
             if chat:
-                prompt: str | list[dict[str, str]] = _messages(body)
+                wanted: str | list[dict[str, str]] = _messages(body)
             else:
-                prompt = body.get("prompt")  # type: ignore[assignment]
-                if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
-                    prompt = prompt[0]
-                if not isinstance(prompt, str):
+                wanted = body.get("prompt")  # type: ignore[assignment]
+                if isinstance(wanted, list) and len(wanted) == 1 and isinstance(wanted[0], str):
+                    wanted = wanted[0]
+                if not isinstance(wanted, str):
                     raise UsageError("prompt must be a string")
             model_field = body.get("model")
             if model_field is not None and not isinstance(model_field, str):
                 raise UsageError("model must be a string")
             model = await asyncio.to_thread(backend.resolve, model_field)
+            prompt, config = await asyncio.to_thread(backend.prepare, model, wanted, overrides)
         except _HTTPError as exc:
             return error(exc.status, exc.message)
         except ModelNotFound as exc:
@@ -254,9 +337,11 @@ def create_app(backend: Backend, *, token: str | None = None) -> Starlette:
         cancel = threading.Event()
 
         def events() -> Iterator[Event]:
-            return backend.generate(model, prompt, overrides, cancel)
+            return backend.generate(model, prompt, config, cancel)
 
         if body.get("stream"):
+            # Starlette cancels the response when the client disconnects; _pump then sets
+            # `cancel` and the runner stops at its next step.
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             return StreamingResponse(
                 reply.sse(_pump(events, cancel), include_usage),
@@ -264,10 +349,12 @@ def create_app(backend: Backend, *, token: str | None = None) -> Starlette:
                 headers={"Cache-Control": "no-cache"},
             )
         try:
-            done = await asyncio.to_thread(_collect, events)
+            done = await _until_disconnect(
+                request.receive, asyncio.to_thread(_collect, events), cancel
+            )
         except ModelNotFound as exc:
             return error(404, str(exc), code="model_not_found")
-        except UsageError as exc:
+        except (UsageError, PromptTooLong) as exc:
             return error(400, str(exc))
         except ShellfishError as exc:
             return error(500, str(exc), "server_error")
@@ -279,13 +366,51 @@ def create_app(backend: Backend, *, token: str | None = None) -> Starlette:
     async def completions(request: Request) -> Response:
         return await completion(request, chat=False)
 
+    middleware = []
+    if allowed_origins:
+        from starlette.middleware.cors import CORSMiddleware
+
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=sorted(allowed_origins),
+                allow_methods=["GET", "POST"],
+                allow_headers=["authorization", "content-type"],
+            )
+        )
     return Starlette(
         routes=[
             Route("/v1/models", models, methods=["GET"]),
             Route("/v1/chat/completions", chat_completions, methods=["POST"]),
             Route("/v1/completions", completions, methods=["POST"]),
-        ]
+        ],
+        middleware=middleware,
     )
+
+
+async def _until_disconnect(
+    receive: Callable[[], Awaitable[Any]], work: Awaitable[Done], cancel: threading.Event
+) -> Done:
+    """Await `work`; if the client disconnects first, set `cancel` and let the work wind down.
+
+    A non-streaming reply sends nothing until the end, so nothing else notices a client that
+    left: without this the model kept generating (and every later request waited) for minutes.
+    """
+    job = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnected(receive))
+    try:
+        await asyncio.wait({job, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not job.done():
+            cancel.set()  # the client left (or the server is stopping): stop at the next step
+        watcher.cancel()
+    return await job
+
+
+async def _disconnected(receive: Callable[[], Awaitable[Any]]) -> None:
+    """Return when the ASGI server reports the client gone (the body is already read)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 class _HTTPError(Exception):

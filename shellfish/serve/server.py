@@ -10,6 +10,7 @@ import ipaddress
 import socket
 import threading
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,34 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def host_allowed(header: str, names: Collection[str]) -> bool:
+    """Whether an HTTP `Host` header names loopback or one of `names` (any port).
+
+    A page on a DNS-rebound name reaches 127.0.0.1 with its own name in `Host`; refusing names
+    that are not ours keeps web pages out of a server that has no token.
+    """
+    if header.startswith("["):
+        name = header[1:].partition("]")[0]
+    else:
+        name = header.rpartition(":")[0] if header.count(":") == 1 else header
+    name = name.lower()
+    return bool(name) and (is_loopback(name) or name in {n.lower() for n in names})
+
+
+def accepted_hosts(bind_host: str) -> frozenset[str] | None:
+    """The `Host` names (besides loopback) a server bound to `bind_host` answers; None: any.
+
+    A wildcard bind (0.0.0.0, ::) only happens with --allow-remote, where the machine's names
+    are not known in advance.
+    """
+    try:
+        if ipaddress.ip_address(bind_host).is_unspecified:
+            return None
+    except ValueError:
+        pass
+    return frozenset({bind_host})
 
 
 def check_host(host: str, *, allow_remote: bool = False) -> None:
@@ -140,10 +169,17 @@ def start_pool_server(
     host: str = "127.0.0.1",
     port: int = 0,
     token: str | None = None,
+    origins: Collection[str] = (),
+    max_body_bytes: int | None = None,
 ) -> RunningServer:
     """The endpoint over `pool`, in a thread: what tests (e.g. the remote fallback's) start."""
-    from shellfish.serve.app import Backend, create_app
+    from shellfish.serve.app import MAX_BODY_BYTES, Backend, create_app
 
-    return start_in_thread(
-        create_app(Backend(pool, settings, paths), token=token), host=host, port=port
+    app = create_app(
+        Backend(pool, settings, paths),
+        token=token,
+        hosts=accepted_hosts(host),
+        origins=origins,
+        max_body_bytes=max_body_bytes or MAX_BODY_BYTES,
     )
+    return start_in_thread(app, host=host, port=port)

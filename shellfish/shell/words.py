@@ -1,104 +1,58 @@
-"""Lexical view of a command line: simple commands, separators, and the program each runs.
+"""Compatibility layer over `shellfish.shell.syntax` (the one command-line parser).
 
-Used by the danger checks and the validator. No shell is run; quoting follows POSIX `shlex`,
-with a rough fallback when quotes are unbalanced.
+Kept only while `shell/danger.py` and `shell/validate.py` still call the old word-list API;
+new code uses `syntax.parse` / `syntax.simple_commands` directly. To be deleted once they are
+ported.
 """
 
 from __future__ import annotations
 
 import re
-import shlex
 
-SEPARATORS = frozenset({"|", "||", "&&", ";", "&", "\n", "|&", ";;"})
-# Prefixes that run the next word as the program.
-WRAPPERS = frozenset(
-    {
-        "sudo",
-        "doas",
-        "env",
-        "nice",
-        "nohup",
-        "time",
-        "command",
-        "exec",
-        "builtin",
-        "noglob",
-        "ionice",
-    }
+from shellfish.shell.grammar import (
+    INTERPRETERS,
+    KEYWORDS,
+    REDIRECT_OPERATORS,
+    SEPARATORS,
+    WRAPPERS,
 )
-# Programs that run whatever code they are given (piped into, or as an argument).
-INTERPRETERS = frozenset(
-    {"sh", "bash", "zsh", "dash", "ksh", "fish", "csh", "tcsh"}
-    | {"python", "python3", "perl", "ruby", "node"}
-)
-# Words that open or continue compound commands: the program is the word after them.
-KEYWORDS = frozenset(
-    {
-        "if",
-        "then",
-        "else",
-        "elif",
-        "fi",
-        "do",
-        "done",
-        "while",
-        "until",
-        "!",
-        "{",
-        "}",
-        "(",
-        ")",
-        "((",
-        "))",
-        "[[",
-        "]]",
-        "coproc",
-    }
-)
-_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\[[^]]*\])?\+?=")
-_WRAPPER_ARGS = frozenset({"-u", "-g", "-n", "-c", "-C", "-p", "-D", "-h"})
+from shellfish.shell.syntax import SimpleCommand, parse, simple_commands
+
+_PLAIN = re.compile(r"[A-Za-z0-9_@%+=:,./\[\]{}!^~*?-]+")
+
+__all__ = ["INTERPRETERS", "KEYWORDS", "SEPARATORS", "WRAPPERS", "program_of", "split_commands"]
+
+
+def _words(command: SimpleCommand) -> list[str]:
+    words = list(command.words)
+    for r in command.redirects:
+        words += [(str(r.fd) if r.fd is not None else "") + r.op, r.target]
+    return words
 
 
 def split_commands(line: str) -> list[tuple[list[str], str]]:
-    """Split a line into simple commands, each with the separator that follows it."""
-    lexer = shlex.shlex(line, posix=True, punctuation_chars=";&|<>()")
-    lexer.whitespace = " \t\r"
-    lexer.wordchars += "$~*?[]{}=:,@%+^!#/.\\-"
-    lexer.commenters = ""
-    try:
-        tokens = list(lexer)
-    except ValueError:  # unbalanced quotes: fall back to a rough split
-        tokens = re.findall(r"\|\||&&|[|;&\n]|[^\s|;&]+", line)
-    out: list[tuple[list[str], str]] = []
-    current: list[str] = []
-    for tok in tokens:
-        if tok in SEPARATORS:
-            out.append((current, tok))
-            current = []
-        else:
-            current.append(tok)
-    out.append((current, ""))
-    return [(words, sep) for words, sep in out if words]
+    """Every simple command of `line` (nested ones included) as (words, separator).
+
+    The words are unquoted; each redirection follows them as its operator and its target.
+    """
+    return [(_words(c), c.separator) for c in simple_commands(line) if c.words or c.redirects]
 
 
 def program_of(words: list[str]) -> tuple[str, list[str]]:
     """The program word a simple command runs (as written) and its arguments.
 
-    Skips `VAR=value` assignments, wrappers such as `sudo -u bob` and compound-command
-    keywords. Returns ("", []) for a command that only assigns.
+    Returns ("", []) for a command that only assigns.
     """
-    i = 0
-    while i < len(words):
-        word = words[i]
-        if word in KEYWORDS or _ASSIGNMENT.match(word):
-            i += 1
-            continue
-        base = word.rsplit("/", 1)[-1]
-        if base in WRAPPERS:
-            i += 1
-            while i < len(words) and words[i].startswith("-"):
-                takes_arg = words[i] in _WRAPPER_ARGS and base in {"sudo", "doas", "nice", "ionice"}
-                i += 2 if takes_arg else 1
-            continue
-        return word, words[i + 1 :]
-    return "", []
+    quoted = " ".join(_quote(w) for w in words)
+    commands = parse(quoted).commands
+    if not commands or not commands[0].program:
+        return "", []
+    return commands[0].program, list(commands[0].args)
+
+
+def _quote(word: str) -> str:
+    # Redirection operators stay operators, plain words (keywords, assignments) stay as they
+    # are; anything else is quoted into one shell word.
+    if word.lstrip("0123456789") in REDIRECT_OPERATORS or _PLAIN.fullmatch(word):
+        return word
+    return "'" + word.replace("'", "'\\''") + "'"

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from shellfish.errors import ModelError
 from shellfish.paths import Paths
+from shellfish.store.convert_worker import die_with_parent_hook
 from shellfish.store.progress import Progress
 
 WORKER = Path(__file__).resolve().parent / "convert_worker.py"
@@ -194,21 +195,16 @@ def run_worker(
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        preexec_fn=die_with_parent_hook(),  # SIGKILLed shellfish: the kernel ends the worker
     )
-    assert proc.stderr is not None and proc.stdout is not None
-    tail: list[str] = []
-    unsupported = ""
-    for line in proc.stderr:
-        line = line.rstrip("\n")
-        if line.startswith("@@step "):
-            if progress and line[7:] in steps:
-                progress.advance(key, 1)
-        elif line.startswith("@@unsupported "):
-            unsupported = line[len("@@unsupported ") :]
-        elif line.strip():
-            tail = [*tail[-20:], line]
-    out = proc.stdout.read()
-    code = proc.wait()
+    try:
+        code, out, unsupported, tail = _watch(proc, steps, key, progress)
+    except BaseException:
+        # Ctrl-C, SIGTERM (raised as KeyboardInterrupt by the CLI) or a bug: never leave a
+        # converter running on its own; the caller's cleanup then removes its files.
+        proc.kill()
+        proc.wait()
+        raise
     if code == 3 and unsupported:
         raise UnsupportedModel(
             f"cannot convert {label}: {unsupported}",
@@ -224,6 +220,26 @@ def run_worker(
         progress.done(key)
     info = json.loads(out.strip().splitlines()[-1]) if out.strip() else {}
     return ConversionResult(str(info.get("architecture", "?")), time.monotonic() - start)
+
+
+def _watch(
+    proc: subprocess.Popen[str], steps: tuple[str, ...], key: str, progress: Progress | None
+) -> tuple[int, str, str, list[str]]:
+    """Follow the worker's stderr to its end: (exit status, stdout, unsupported, stderr tail)."""
+    assert proc.stderr is not None and proc.stdout is not None
+    tail: list[str] = []
+    unsupported = ""
+    for line in proc.stderr:
+        line = line.rstrip("\n")
+        if line.startswith("@@step "):
+            if progress and line[7:] in steps:
+                progress.advance(key, 1)
+        elif line.startswith("@@unsupported "):
+            unsupported = line[len("@@unsupported ") :]
+        elif line.strip():
+            tail = [*tail[-20:], line]
+    out = proc.stdout.read()
+    return proc.wait(), out, unsupported, tail
 
 
 def convert_gguf(

@@ -52,6 +52,37 @@ EXIT_UNSUPPORTED = 3
 TIE_TOLERANCE = 0.15
 
 
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def die_with_parent_hook() -> Any:
+    """A `preexec_fn` that makes the child get SIGKILL when this process dies (Linux).
+
+    Without it a converter (or the builder it runs) keeps converting for minutes after
+    shellfish is killed. libc is looked up here, in the parent: the hook then runs between
+    fork and exec, where loading libraries is unsafe. It also exits at once if the parent
+    already died before the request took effect. None elsewhere: the parent's own cleanup
+    (kill on any exception) is all there is.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+    import signal
+
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def hook() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return hook
+
+
 def step(name: str) -> None:
     print(f"@@step {name}", file=sys.stderr, flush=True)
 
@@ -186,7 +217,13 @@ def build_onnx(
     cache.mkdir(parents=True, exist_ok=True)
     cmd = builder_command(hf_dir, out, cache, precision, list(options or []))
     print("@@builder " + " ".join(cmd[3:]), file=sys.stderr, flush=True)
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.run(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=die_with_parent_hook(),  # the builder dies with this worker
+    )
     if proc.returncode != 0:
         tail = "\n".join(proc.stdout.splitlines()[-15:])
         raise RuntimeError(f"onnxruntime-genai builder failed (exit {proc.returncode}):\n{tail}")

@@ -18,7 +18,7 @@ from typing import Any
 from shellfish.errors import ModelError
 from shellfish.store.catalog import Descriptor, Source
 from shellfish.store.progress import Progress
-from shellfish.store.store import MANIFEST, InstalledModel, Store
+from shellfish.store.store import MANIFEST, InstalledModel, Store, check_name
 
 # (path, name) -> list of warnings; raises ModelError when the model does not load.
 Validator = Callable[[Path, str], list[str]]
@@ -248,7 +248,7 @@ def import_path(
     if not path.exists():
         raise ModelError(f"{path} does not exist", hint="give a .gguf file or a model directory")
     # A directory's whole name ("qwen2.5-coder-0.5b-instruct" has dots); a file's stem.
-    name = name or (path.name if path.is_dir() else path.stem).lower()
+    name = check_name(name or (path.name if path.is_dir() else path.stem).lower())
     if store.get(name) is not None and not force:
         raise ModelError(
             f"model {name!r} is already installed",

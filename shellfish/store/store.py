@@ -6,6 +6,12 @@ directory `<models>/.staging-<name>-<random>/` on the same filesystem, verified,
 written last, and then renamed into place - so a directory without a manifest, or a staging
 directory, is never taken for an installed model, and an interrupted pull leaves nothing that
 looks installed. Partial downloads live in `<models>/.downloads/<name>/` so a later pull resumes.
+
+Every install holds `lock(name)` (an flock on `<models>/.lock-<name>`) while its staging and
+work directories (`.staging-`, `.work-`, and `.trash-`/`.old-` while removing or replacing)
+exist, so a leftover whose name's lock is free belongs to a process that died: `sweep` removes
+those, and every new install sweeps first. A damaged model (manifest missing, corrupt or
+malformed) is never loaded, but `remove` still deletes its directory.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -40,6 +47,20 @@ MANIFEST_KEYS = (
     "source",
 )
 CHUNK = 1 << 20
+# Names are directory names: no separators, no leading dot (hidden: staging, locks) or dash.
+VALID_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}")
+# Directories an install or removal keeps only while it holds the name's lock.
+LEFTOVER_PREFIXES = (".staging-", ".work-", ".trash-", ".old-")
+
+
+def check_name(name: str) -> str:
+    """`name` when it is a valid model name, else a ModelError (never a path outside the store)."""
+    if not isinstance(name, str) or not VALID_NAME.fullmatch(name) or ".." in name:
+        raise ModelError(
+            f"invalid model name {name!r}",
+            hint="use letters, digits, . - _ + (starting with a letter or digit)",
+        )
+    return name
 
 
 class DiskFull(ModelError):
@@ -93,11 +114,32 @@ class InstalledModel:
     def size_on_disk(self) -> int:
         return dir_size(self.path)
 
+    def files(self) -> tuple[dict[str, str], dict[str, int]]:
+        """The manifest's {file: sha256} and {file: size}; ModelError when they are malformed.
+
+        A hand-edited or truncated manifest must give a clear error, not a traceback, and must
+        never make a check read a file outside the model's directory.
+        """
+        files = self.manifest.get("files", {})
+        sizes = self.manifest.get("sizes", {})
+        well_formed = (
+            isinstance(files, dict)
+            and isinstance(sizes, dict)
+            and all(_inside(rel) and isinstance(d, str) for rel, d in files.items())
+            and all(isinstance(n, int) and not isinstance(n, bool) for n in sizes.values())
+        )
+        if not well_formed:
+            raise ModelError(
+                f"model {self.name!r} has a malformed manifest ({self.path / MANIFEST})",
+                hint=f"run `shellfish models rm {self.name}` and pull or import it again",
+            )
+        return files, sizes
+
     def missing_files(self) -> list[str]:
         """Manifest files that are absent or have the wrong size (cheap: no hashing)."""
         missing = []
-        sizes = self.manifest.get("sizes", {})
-        for rel in self.manifest.get("files", {}):
+        files, sizes = self.files()
+        for rel in files:
             p = self.path / rel
             if not p.is_file() or (rel in sizes and p.stat().st_size != sizes[rel]):
                 missing.append(rel)
@@ -117,12 +159,19 @@ class InstalledModel:
     def verify(self, progress: Callable[[int], None] | None = None) -> list[str]:
         """Full check: hash every file; returns the files whose sha256 differs from the manifest."""
         bad = self.missing_files()
-        for rel, digest in self.manifest.get("files", {}).items():
+        for rel, digest in self.files()[0].items():
             if rel in bad:
                 continue
             if sha256_file(self.path / rel, progress) != digest:
                 bad.append(rel)
         return bad
+
+
+def _inside(rel: object) -> bool:
+    """Whether a manifest path is relative and stays inside the model directory."""
+    if not isinstance(rel, str) or not rel or rel.startswith("/") or "\\" in rel:
+        return False
+    return ".." not in rel.split("/")
 
 
 def hash_tree(
@@ -224,7 +273,8 @@ class Store:
             return None
         if not isinstance(manifest, dict):
             return None
-        return InstalledModel(str(manifest.get("name", path.name)), path, manifest)
+        # The directory is the name: a manifest's own `name` may be stale or hand-edited.
+        return InstalledModel(path.name, path, manifest)
 
     def installed(self) -> list[InstalledModel]:
         if not self.root.is_dir():
@@ -234,6 +284,13 @@ class Store:
 
     def get(self, name: str) -> InstalledModel | None:
         return self._load(self.root / name) if name and "/" not in name else None
+
+    def damaged_dir(self, name: str) -> Path | None:
+        """The directory of `name` when it exists but its manifest is missing or unreadable."""
+        if not name or not VALID_NAME.fullmatch(name):
+            return None
+        path = self.root / name
+        return path if path.is_dir() and self._load(path) is None else None
 
     def resolve(self, name_or_alias: str) -> InstalledModel:
         """The installed model called (or aliased) `name_or_alias`; checks its files exist."""
@@ -258,6 +315,7 @@ class Store:
     @contextlib.contextmanager
     def lock(self, name: str) -> Iterator[None]:
         """Exclusive lock on `name` so two pulls of one model never interleave."""
+        check_name(name)
         self.root.mkdir(parents=True, exist_ok=True)
         lock_path = self.root / f".lock-{name}"
         with lock_path.open("a") as fh:
@@ -279,11 +337,9 @@ class Store:
 
         The caller holds `lock(name)`; leftovers of earlier crashed attempts are cleared first.
         """
-        if not name or "/" in name or name.startswith("."):
-            raise ModelError(f"invalid model name {name!r}", hint="use letters, digits, . - _")
+        check_name(name)
         self.root.mkdir(parents=True, exist_ok=True)
-        for stale in self.root.glob(f".staging-{name}-*"):
-            shutil.rmtree(stale, ignore_errors=True)
+        self.sweep(held=name)
         path = Path(tempfile.mkdtemp(prefix=f".staging-{name}-", dir=self.root))
         try:
             yield Staging(self, name, path)
@@ -291,19 +347,50 @@ class Store:
             if path.exists():
                 shutil.rmtree(path, ignore_errors=True)
 
+    def sweep(self, *, held: str | None = None) -> list[Path]:
+        """Remove staging/work/trash directories left by processes that died; returns them.
+
+        A leftover is stale when its model's lock is free (its owner held the lock for as
+        long as the directory was meant to live); `held` names the lock the caller holds, whose
+        leftovers are stale by definition. Those of an install in progress are kept.
+        """
+        if not self.root.is_dir():
+            return []
+        by_name: dict[str, list[Path]] = {}
+        for entry in self.root.iterdir():
+            prefix = next((p for p in LEFTOVER_PREFIXES if entry.name.startswith(p)), None)
+            name = entry.name[len(prefix) :].rpartition("-")[0] if prefix else ""
+            if name and VALID_NAME.fullmatch(name) and entry.is_dir():
+                by_name.setdefault(name, []).append(entry)
+        removed: list[Path] = []
+        for name, entries in sorted(by_name.items()):
+            with contextlib.ExitStack() as stack:
+                if name != held:
+                    try:
+                        stack.enter_context(self.lock(name))
+                    except ModelError:
+                        continue  # in progress in another process
+                for entry in entries:
+                    shutil.rmtree(entry, ignore_errors=True)
+                    removed.append(entry)
+        return removed
+
     def remove(self, name_or_alias: str) -> Path:
+        """Delete an installed model, also one whose manifest is missing or corrupt."""
         model = self.get(name_or_alias)
         if model is None:
             desc = self.catalog.find(name_or_alias)
             model = self.get(desc.name) if desc else None
-        if model is None:
+        path = model.path if model is not None else self.damaged_dir(name_or_alias)
+        if path is None:
             raise ModelNotFound(
                 f"model {name_or_alias!r} is not installed",
                 hint="`shellfish models list` shows what is installed",
             )
-        with self.lock(model.name):
-            trash = self.root / f".trash-{model.name}-{os.getpid()}"
-            os.replace(model.path, trash)  # atomic: it stops looking installed at once
+        name = path.name
+        with self.lock(name):
+            trash = self.root / f".trash-{name}-{os.getpid()}"
+            os.replace(path, trash)  # atomic: it stops looking installed at once
             shutil.rmtree(trash, ignore_errors=True)
-        shutil.rmtree(self.downloads_dir(model.name), ignore_errors=True)
-        return model.path
+        shutil.rmtree(self.downloads_dir(name), ignore_errors=True)
+        return path

@@ -1,8 +1,9 @@
 """Tasks: turn a TaskRequest into a prompt for a model, run it, stream events.
 
 Used in-process by the CLI and inside the daemon, so both give the same answers. Suggest and
-fix go through `tasks.suggest` (retrieval, candidates, validation); the rest build a prompt in
-`tasks.prompts` and stream the runner's events.
+fix go through `shellfish.suggest` (retrieval, candidates, checks, ranking) with the prompt of
+`tasks.suggest_prompts`; the rest build a prompt in `tasks.prompts` and stream the runner's
+events.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def run_task(
         yield Status(f"loading {name}", {"model": name})
     runner = pool.get(name)
     if request.task in ("suggest", "fix"):
-        from shellfish.tasks.suggest import run_suggest
+        from shellfish.suggest import run_suggest
 
         yield from run_suggest(request, runner, settings=settings, paths=paths, cancel=cancel)
         return

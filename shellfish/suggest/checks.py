@@ -1,25 +1,35 @@
-"""Checks on every suggestion before a user sees it.
+"""Checks on every suggestion before a user sees it; never runs the command.
 
-`validate_command(cmd, shell="zsh")` answers three questions:
+`validate_command(cmd, shell)` answers four questions:
 - does every program the line runs exist on this machine (`shutil.which`, shell builtins
   and keywords known; paths checked as files)?
 - does the line parse (`zsh -n` / `bash -n`, when that shell is installed)?
+- does every flag exist in the program's local documentation (`flag_problems`, given the
+  knowledge index's `known_flags` as a `check`)? Programs we know no options for are not
+  judged: no documentation is not evidence of a wrong flag.
 - is it dangerous (`shellfish.shell.danger`)?
 
-Flag checks against local `--help` output belong to the knowledge index; it plugs in through
-`checks`: callables taking the command line and returning problem lines.
+`check_candidates` runs them on a request's candidates and fills in their findings.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from shellfish.shell.danger import classify
-from shellfish.shell.words import program_of, split_commands
+from shellfish.shell.syntax import simple_commands
+
+if TYPE_CHECKING:
+    from shellfish.knowledge.index import KnowledgeIndex
+    from shellfish.suggest.candidates import Candidate
+    from shellfish.tasks.request import TaskRequest
 
 Check = Callable[[str], list[str]]
 
@@ -35,6 +45,8 @@ _BUILTIN_WORDS = (
     "noglob nocorrect "
 )
 BUILTINS = frozenset(_BUILTIN_WORDS.split())
+# Flags every program is assumed to take.
+ALWAYS_OK = frozenset({"--help", "--version", "-h"})
 
 PARSE_TIMEOUT_S = 3.0
 
@@ -51,14 +63,53 @@ class Validation:
         return [f"danger: {d}" for d in self.danger] + self.problems
 
 
+def validate_command(
+    cmd: str,
+    shell: str = "zsh",
+    *,
+    checks: Sequence[Check] = (),
+    which: Callable[[str], str | None] = shutil.which,
+    cwd: str | None = None,
+) -> Validation:
+    """Check one suggested command line; `checks` add problem lines of their own."""
+    problems: list[str] = []
+    if not cmd.strip():
+        return Validation(ok=False, problems=["the command is empty"])
+    for word in missing_programs(cmd, which=which, cwd=cwd):
+        problems.append(f"{word}: command not found on this machine")
+    error = parse_error(cmd, shell)
+    if error:
+        problems.append(f"does not parse in {shell}: {error}")
+    for check in checks:
+        problems.extend(check(cmd))
+    return Validation(ok=not problems, problems=problems, danger=classify(cmd))
+
+
+def check_candidates(
+    candidates: list[Candidate], request: TaskRequest, index: KnowledgeIndex | None = None
+) -> None:
+    """Fill in `valid`, `problems`, `danger` and `warnings` of each candidate (in place)."""
+    ctx = request.context or {}
+    shell = str(ctx.get("shell") or "bash").rsplit("/", 1)[-1]
+    cwd = str(ctx["cwd"]) if ctx.get("cwd") else None
+    if cwd is not None and not Path(cwd).is_dir():
+        cwd = None
+    checks: list[Check] = []
+    if index is not None:
+        known = index.known_flags
+        checks.append(lambda cmd: flag_problems(cmd, known))
+    for c in candidates:
+        result = validate_command(c.command, shell, checks=checks, cwd=cwd)
+        c.valid = bool(result.ok)
+        c.problems = list(result.problems)
+        c.danger = list(result.danger)
+        c.warnings = [f"danger: {d}" for d in result.danger]
+
+
 def programs(cmd: str) -> list[str]:
-    """The program word of each simple command in `cmd`, in order, without duplicates."""
-    seen: list[str] = []
-    for words, _sep in split_commands(cmd):
-        word, _args = program_of(words)
-        if word and word not in seen:
-            seen.append(word)
-    return seen
+    """The program word (as written, quotes removed) of each simple command in `cmd`, nested
+    ones included (``$(...)``, ``xargs``, ``find -exec``, ``sh -c``), in order, once each."""
+    return list(dict.fromkeys(c.program for c in simple_commands(cmd) if c.program))
 
 
 def missing_programs(
@@ -109,23 +160,25 @@ def parse_error(cmd: str, shell: str = "zsh") -> str | None:
     return message
 
 
-def validate_command(
-    cmd: str,
-    shell: str = "zsh",
-    *,
-    checks: Sequence[Check] = (),
-    which: Callable[[str], str | None] = shutil.which,
-    cwd: str | None = None,
-) -> Validation:
-    """Check one suggested command line; never runs it."""
-    problems: list[str] = []
-    if not cmd.strip():
-        return Validation(ok=False, problems=["the command is empty"])
-    for word in missing_programs(cmd, which=which, cwd=cwd):
-        problems.append(f"{word}: command not found on this machine")
-    error = parse_error(cmd, shell)
-    if error:
-        problems.append(f"does not parse in {shell}: {error}")
-    for check in checks:
-        problems.extend(check(cmd))
-    return Validation(ok=not problems, problems=problems, danger=classify(cmd))
+def flag_problems(command: str, known: Callable[[str], set[str] | None]) -> list[str]:
+    """One problem line per flag in `command` that its program does not document."""
+    problems = []
+    for simple in simple_commands(command):
+        documented = known(simple.name) if simple.name else None
+        if documented is None:
+            continue
+        problems += [
+            f"{simple.name}: unknown flag {flag} (not in the local man page / --help)"
+            for flag in sorted(simple.flag_names())
+            if not _documented(flag, documented)
+        ]
+    return problems
+
+
+def _documented(flag: str, documented: set[str]) -> bool:
+    if flag in ALWAYS_OK or flag in documented or re.fullmatch(r"-\d+", flag):
+        return True
+    # GNU accepts unambiguous prefixes of long options
+    return flag.startswith("--") and any(
+        d.startswith(flag) for d in documented if d.startswith("--")
+    )
