@@ -19,7 +19,7 @@ from shellfish.cli import main
 from shellfish.client import stream
 from shellfish.errors import ExitStatus, ModelNotFound
 from shellfish.events import Done, Status, Token
-from shellfish.tasks.request import TaskRequest
+from shellfish.request import TaskRequest
 
 GEN = {"max_new_tokens": 6, "temperature": 0.0}
 

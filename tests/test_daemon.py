@@ -28,8 +28,8 @@ from shellfish.daemon import protocol, state
 from shellfish.errors import DaemonError, DaemonUnavailable, ModelNotFound, ProtocolError
 from shellfish.events import Done, Token
 from shellfish.paths import Paths, get_paths
+from shellfish.request import TaskRequest
 from shellfish.shell import markers
-from shellfish.tasks.request import TaskRequest
 
 TESTS = Path(__file__).resolve().parent
 LOADER = ["--loader", "daemon_doubles:loader_factory"]

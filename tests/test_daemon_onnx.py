@@ -15,7 +15,7 @@ from test_daemon import Daemon, make_daemon  # noqa: F401  (fixture)
 
 from shellfish.engine.base import GenerationConfig
 from shellfish.events import Done, Token
-from shellfish.tasks.request import TaskRequest
+from shellfish.request import TaskRequest
 
 NAME = "tiny-gpt2"
 

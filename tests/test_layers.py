@@ -26,9 +26,10 @@ PACKAGE = Path(__file__).resolve().parents[1] / "shellfish"
 LAYERS: list[tuple[str, set[str], str]] = [
     (
         "base",
-        {"shellfish", "errors", "events", "paths", "config", "environment"},
-        "what every part shares: the error tree, the typed events, paths, settings and the "
-        "Environment; they know nothing of models, shells or processes",
+        {"shellfish", "errors", "events", "request", "paths", "config", "environment"},
+        "what every part shares: the error tree, the typed events, the TaskRequest every part "
+        "passes on, paths, settings and the Environment; they know nothing of models, shells "
+        "or processes",
     ),
     ("engine", {"engine"}, "runs one ONNX model: tokenizer, sessions, sampling, kv cache"),
     (
@@ -40,7 +41,8 @@ LAYERS: list[tuple[str, set[str], str]] = [
     (
         "tasks",
         {"tasks", "suggest"},
-        "turn a TaskRequest into model calls and typed events; the same in every process",
+        "turn a TaskRequest into model calls and typed events, the same in every process "
+        "(tasks dispatches; suggest is the suggest/fix pipeline and never imports tasks)",
     ),
     (
         "backends",

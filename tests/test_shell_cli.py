@@ -14,6 +14,7 @@ import pytest
 import shellfish.client
 from shellfish.cli import main
 from shellfish.events import Done, Error
+from shellfish.request import TaskRequest
 from shellfish.shell import markers
 from shellfish.shell.context import (
     MAX_FILE_BYTES,
@@ -25,7 +26,6 @@ from shellfish.shell.context import (
     unescape,
 )
 from shellfish.shell.init import SHELLS, render, script_path
-from shellfish.tasks.request import TaskRequest
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = {shell: (REPO / "shell-hooks" / name).read_text() for shell, name in SHELLS.items()}

@@ -151,8 +151,8 @@ def _widget_final(
     import dataclasses
 
     from shellfish.events import Done, Error
+    from shellfish.request import TaskRequest
     from shellfish.shell.context import current_context
-    from shellfish.tasks.request import TaskRequest
 
     text = env.stdin.read()
     text = text[:-1] if text.endswith("\n") else text  # the here-string's newline

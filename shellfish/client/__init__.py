@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from shellfish.errors import DaemonUnavailable, ModelNotFound
 from shellfish.events import Done, Event, Status
-from shellfish.tasks.request import TaskRequest
+from shellfish.request import TaskRequest
 
 if TYPE_CHECKING:
     from shellfish.environment import Environment

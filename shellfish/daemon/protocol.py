@@ -25,7 +25,7 @@ from shellfish.errors import (
     UsageError,
 )
 from shellfish.events import Error, Event, event_from_dict, event_to_dict
-from shellfish.tasks.request import TASK_NAMES, TaskRequest
+from shellfish.request import TASK_NAMES, TaskRequest
 
 PROTOCOL_VERSION = 1
 MAX_LINE_BYTES = 1 << 20  # one request line, newline excluded

@@ -22,7 +22,7 @@ from typing import Any
 from shellfish.errors import ShellfishError
 from shellfish.events import Done
 from shellfish.history.migrations import LATEST, migrate, schema_version
-from shellfish.tasks.request import TaskRequest
+from shellfish.request import TaskRequest
 
 
 class HistoryError(ShellfishError):
@@ -260,11 +260,16 @@ class HistoryLog:
         )
 
 
+# SQLITE_BUSY and SQLITE_LOCKED: sqlite3 names them only from Python 3.11 (as it sets
+# `sqlite_errorcode` only from 3.11; 3.10 takes the message test below).
+_BUSY_CODES = (5, 6)
+
+
 def _is_busy(exc: BaseException) -> bool:
     """SQLITE_BUSY / SQLITE_LOCKED (any extended code): another connection holds the lock."""
     code = getattr(exc, "sqlite_errorcode", None)
     if isinstance(code, int):
-        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+        return code & 0xFF in _BUSY_CODES
     return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
 
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from shellfish.errors import RemoteError
 from shellfish.events import Done, Event, Status, Token
-from shellfish.tasks.request import TaskRequest
+from shellfish.request import TaskRequest
 
 if TYPE_CHECKING:
     from shellfish.config import RemoteSettings
