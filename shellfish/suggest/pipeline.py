@@ -59,8 +59,11 @@ def run_suggest(
     mode: str = "full",
 ) -> Iterator[Event]:
     """Stream the events answering a suggest or fix request (see the package docstring)."""
+    from shellfish.store.pool import queue_waited_ms
+
     mode = _checked_mode(request, mode)
     started = time.perf_counter()
+    waited = queue_waited_ms()  # the times reported leave out waiting for a busy model
     found = _retrieve(request, paths, mode)
     for warning in found.warnings:
         yield Status(warning, {"warning": True})
@@ -82,7 +85,8 @@ def run_suggest(
                 rank_candidates(candidates)
     else:
         rank_by_position(candidates)
-    yield _answer(done, candidates, found, mode, started)
+    elapsed_ms = (time.perf_counter() - started) * 1000 - (queue_waited_ms() - waited)
+    yield _answer(done, candidates, found, mode, elapsed_ms)
 
 
 def _checked_mode(request: TaskRequest, mode: str) -> str:
@@ -204,7 +208,7 @@ def _last_done(events: Iterator[Event]) -> Done | None:
 
 
 def _answer(
-    done: Done, candidates: list[Candidate], found: Retrieved, mode: str, started: float
+    done: Done, candidates: list[Candidate], found: Retrieved, mode: str, elapsed_ms: float
 ) -> Done:
     """The final event: ranked commands, the runner's figures, and what the stages found."""
     best = candidates[0] if candidates else None
@@ -218,7 +222,7 @@ def _answer(
         "warnings": warnings,
         "retrieved": [h.doc.id for h in found.hits],
         "mode": mode,
-        "suggest_ms": round((time.perf_counter() - started) * 1000, 1),
+        "suggest_ms": round(elapsed_ms, 1),
     }
     return Done(
         texts=[c.command for c in candidates],
@@ -229,7 +233,7 @@ def _answer(
         load_ms=done.load_ms,
         prefill_ms=done.prefill_ms,
         first_token_ms=done.first_token_ms,
-        total_ms=(time.perf_counter() - started) * 1000,
+        total_ms=elapsed_ms,
         finish_reason=done.finish_reason,
         extra={**done.extra, **extra},
     )
