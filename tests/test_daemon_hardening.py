@@ -400,4 +400,4 @@ def test_clients_that_hang_up_with_requests_queued_give_the_budget_back(
         sock.sendall(lines)
         sock.close()  # hang up at once, replies unread
     assert wait_for(lambda: daemon.client.status()["queued_requests"] == 0, timeout=20)
-    assert daemon.client.status()["connections"] == 1
+    assert wait_for(lambda: daemon.client.status()["connections"] == 1, timeout=5)
