@@ -61,7 +61,12 @@ LAYERS: list[tuple[str, set[str], str]] = [
         {"client"},
         "routes one request to the daemon (starting it), this process or a remote, and records it",
     ),
-    ("eval", {"eval"}, "scores tasks on data sets; runs tasks directly, never through a client"),
+    (
+        "offline",
+        {"eval", "tune"},
+        "offline jobs over data sets: scoring the tasks (eval), fine-tuning a model on "
+        "request->command pairs (tune); they run tasks and the store directly, never a client",
+    ),
     ("ui", {"ui"}, "what a terminal user sees: the renderer and the REPL (which asks a client)"),
     ("bench", {"bench"}, "times our engine against peers; may use anything below"),
     ("cli", {"cli", "__main__"}, "the thin command line over all of it; nothing imports it"),

@@ -36,6 +36,7 @@ from shellfish.store.pool import Loader, ModelPool
 
 if TYPE_CHECKING:
     from shellfish.config import Settings
+    from shellfish.request import TaskRequest
 
 log = logging.getLogger("shellfish.daemon")
 
@@ -301,6 +302,8 @@ class DaemonServer:
                     conn.send(done, request, final=True)
                     with self._counter_lock:
                         self.requests_served += 1
+                    if request.reply_format == "lines":
+                        self._record_widget_exchange(request.task, done)
                     return
                 if isinstance(event, Error):
                     conn.send(event, request, final=True)
@@ -313,6 +316,21 @@ class DaemonServer:
                 close()
             conn.end_generation()
         conn.send(internal_error("generation ended without a result"), request, final=True)
+
+    def _record_widget_exchange(self, task: TaskRequest, done: Done) -> None:
+        """Log a shell widget's exchange in the history (after the reply went out).
+
+        Clients that go through `shellfish.client.stream` record their own exchanges; a
+        `lines` request comes from zsh's socket fast path, which has no Python to do it.
+        """
+        if not self.settings.history.enabled:
+            return
+        try:
+            from shellfish.history.log import HistoryLog
+
+            HistoryLog(self.paths.history_db).record(task, done)
+        except Exception:  # the log must never break the daemon
+            log.exception("could not write the history log")
 
     def cmd_load(self, request: Request) -> Done:
         assert request.model is not None

@@ -23,7 +23,7 @@ DROP_UNREQUESTED_SUDO = True
 @dataclass
 class Candidate:
     command: str
-    source: str  # "model" | "retrieved"
+    source: str  # "model" | "retrieved" | "rewrite" (a fix's mechanical correction)
     rank: int  # position within its source
     valid: bool = True
     problems: list[str] = field(default_factory=list)

@@ -14,7 +14,7 @@ from collections.abc import Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
 from shellfish.errors import UsageError
-from shellfish.events import Done, Event, Status, Token
+from shellfish.events import Done, Error, Event, Status, Token
 from shellfish.shell.syntax import parse
 from shellfish.suggest.candidates import Candidate, certainty, clean_answer, command_key, dedupe
 from shellfish.suggest.checks import check_candidates
@@ -74,6 +74,15 @@ def run_suggest(
         yield Done(texts=[], finish_reason="cancelled", extra={"candidates": []})
         return
     candidates = _gather(request, done, found, mode)
+    if request.task == "fix":
+        candidates = _fix_candidates(candidates, request)
+        if not candidates:
+            yield Error(
+                f"no fix found for `{request.text}`",
+                code="no_fix",
+                hint="nothing different from it came back; its own error message says more",
+            )
+            return
     if mode == "full":
         check_candidates(candidates, request, found.index)
         rank_candidates(candidates)
@@ -142,9 +151,26 @@ def _gather(request: TaskRequest, done: Done, found: Retrieved, mode: str) -> li
         )
         for i, text in enumerate(done.texts)
     ]
-    if mode == "full":
+    # A fix's retrieved commands match the words of a broken line, not what it meant: they
+    # stay examples in the prompt but do not vote (measured: benchmarks/fix_quality.py).
+    if mode == "full" and request.task != "fix":
         candidates += neighbour_candidates(found.hits, request, VOTING_NEIGHBOURS)
     return dedupe([c for c in candidates if c.command])
+
+
+def _fix_candidates(candidates: list[Candidate], request: TaskRequest) -> list[Candidate]:
+    """Fix candidates: the mechanical corrections (nearest program / file name, see
+    `shellfish.suggest.failure.rewrites`) join the model's answers, voting like a model answer,
+    and no candidate is the failed command itself (whitespace aside)."""
+    from shellfish.suggest.failure import analyse, rewrites
+
+    failed = command_key(request.text)
+    extra = [
+        Candidate(command=line, source="rewrite", rank=i, weight=1.0 / (1 + i))
+        for i, line in enumerate(rewrites(analyse(request.text, request.context)))
+    ]
+    kept = [c for c in candidates if command_key(c.command) != failed]
+    return dedupe(kept + [c for c in extra if command_key(c.command) != failed])
 
 
 def _adapt(
