@@ -77,8 +77,8 @@ def main() -> None:
     from shellfish.client.local import get_pool
     from shellfish.environment import Environment
     from shellfish.events import Done
+    from shellfish.request import TaskRequest
     from shellfish.tasks import run_task
-    from shellfish.tasks.request import TaskRequest
 
     environ = {**os.environ, "SHELLFISH_HISTORY_ENABLED": "false"}
     env = Environment(environ=environ)

@@ -83,7 +83,7 @@ class Environment:
         if buffer is not None:
             data: bytes = buffer.read()
             return data.decode("utf-8", errors="replace")
-        from shellfish.tasks.request import clean_text
+        from shellfish.request import clean_text
 
         text: str = clean_text(self.stdin.read())
         return text

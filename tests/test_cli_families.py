@@ -11,7 +11,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest_engine import rnn_models, t5_models  # noqa: F401  (session fixtures)
 
 from shellfish.cli import main
 from shellfish.engine.base import GenerationConfig
@@ -38,7 +37,7 @@ def _greedy(path: Path, prompt: str, max_new_tokens: int) -> str:
 
 
 @pytest.fixture
-def tiny_t5(t5_models: Path, shellfish_home: Path) -> Path:  # noqa: F811
+def tiny_t5(t5_models: Path, shellfish_home: Path) -> Path:
     return _install(
         t5_models / "split",
         shellfish_home,
@@ -50,7 +49,7 @@ def tiny_t5(t5_models: Path, shellfish_home: Path) -> Path:  # noqa: F811
 
 
 @pytest.fixture
-def tiny_lstm(rnn_models: Path, shellfish_home: Path) -> Path:  # noqa: F811
+def tiny_lstm(rnn_models: Path, shellfish_home: Path) -> Path:
     return _install(
         rnn_models / "lstm", shellfish_home, "tiny-lstm", family="recurrent", tasks=["prompt"]
     )

@@ -23,12 +23,12 @@ from pathlib import Path
 import psutil
 import pytest
 import test_daemon
+from daemon_doubles import EchoRunner
 from test_daemon import TESTS, Daemon, read_lines, wait_for
-from test_daemon_support import EchoRunner
 
 from shellfish.daemon import protocol
 from shellfish.events import Done, Token
-from shellfish.tasks.request import TaskRequest
+from shellfish.request import TaskRequest
 
 make_daemon = test_daemon.make_daemon  # the real-daemon fixture
 
@@ -267,7 +267,7 @@ def test_out_of_file_descriptors_backs_off_and_recovers(
         process.wait(10)
 
 
-LOADER_SPEC = "test_daemon_support:loader_factory"
+LOADER_SPEC = "daemon_doubles:loader_factory"
 
 
 def _connect(daemon: Daemon) -> socket.socket:
@@ -400,4 +400,4 @@ def test_clients_that_hang_up_with_requests_queued_give_the_budget_back(
         sock.sendall(lines)
         sock.close()  # hang up at once, replies unread
     assert wait_for(lambda: daemon.client.status()["queued_requests"] == 0, timeout=20)
-    assert daemon.client.status()["connections"] == 1
+    assert wait_for(lambda: daemon.client.status()["connections"] == 1, timeout=5)

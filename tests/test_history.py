@@ -15,7 +15,7 @@ from shellfish.environment import Environment
 from shellfish.events import Done
 from shellfish.history.log import HistoryBusy, HistoryError, HistoryLog
 from shellfish.history.migrations import LATEST, MIGRATIONS
-from shellfish.tasks.request import TaskRequest
+from shellfish.request import TaskRequest
 
 SECRET = "sk-proj-Zx9QwErTyUiOp1234567890abcdEFGH"
 PASSWORD = "hunter2-very-secret"

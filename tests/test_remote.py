@@ -19,7 +19,7 @@ from shellfish.errors import RemoteError, ShellfishError
 from shellfish.events import Done, Status, Token
 from shellfish.paths import get_paths
 from shellfish.remote.backend import RemoteBackend
-from shellfish.tasks.request import TaskRequest
+from shellfish.request import TaskRequest
 
 sys.path.insert(0, str(Path(__file__).parent))
 from openai_server import OpenAIServer

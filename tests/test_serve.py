@@ -1,6 +1,6 @@
 """`shellfish serve`: the official `openai` client against a real uvicorn server on 127.0.0.1.
 
-The models are EchoRunner test doubles (tests/test_daemon_support.py) in a real ModelPool: they
+The models are EchoRunner test doubles (tests/daemon_doubles.py) in a real ModelPool: they
 echo their prompt, so every answer below is computed, not canned.
 """
 
@@ -15,7 +15,7 @@ from typing import ClassVar
 
 import httpx
 import pytest
-from test_daemon_support import EchoRunner, install_fake_models
+from daemon_doubles import EchoRunner, install_fake_models
 
 from shellfish.config import Settings
 from shellfish.errors import ModelNotFound, UsageError

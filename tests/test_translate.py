@@ -7,7 +7,7 @@ from typing import Any
 
 from shellfish.engine.base import GenerationConfig, ModelInfo
 from shellfish.events import Done, Status, Token
-from shellfish.tasks.request import TaskRequest
+from shellfish.request import TaskRequest
 from shellfish.tasks.translate import language_scores, run_translate, untranslated
 
 SOURCE = "Two sets of lights so close to one another: intentional or just a silly error?"

@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> int:
     env = env or Environment.from_process()
-    from shellfish.tasks.request import clean_text
+    from shellfish.request import clean_text
 
     # Bytes that are not UTF-8 arrive as lone surrogates (surrogateescape): make them U+FFFD.
     argv = [clean_text(arg) for arg in (sys.argv[1:] if argv is None else argv)]

@@ -55,7 +55,7 @@ def _extra(args: Any) -> list[str]:
 
 
 def cmd_start(args: Any, env: Environment) -> int:
-    from shellfish.daemon import lifecycle
+    from shellfish.client import lifecycle
 
     info = lifecycle.start(env.paths, env.settings, environ=env.environ, extra_args=_extra(args))
     word = "already running" if info.get("already_running") else "started"
@@ -64,7 +64,7 @@ def cmd_start(args: Any, env: Environment) -> int:
 
 
 def cmd_stop(args: Any, env: Environment) -> int:
-    from shellfish.daemon import lifecycle
+    from shellfish.client import lifecycle
 
     env.info(
         "shellfish daemon stopped"
@@ -75,7 +75,7 @@ def cmd_stop(args: Any, env: Environment) -> int:
 
 
 def cmd_restart(args: Any, env: Environment) -> int:
-    from shellfish.daemon import lifecycle
+    from shellfish.client import lifecycle
 
     info = lifecycle.restart(env.paths, env.settings, environ=env.environ, extra_args=_extra(args))
     env.info(f"shellfish daemon restarted (pid {info.get('pid')})")
@@ -83,7 +83,7 @@ def cmd_restart(args: Any, env: Environment) -> int:
 
 
 def cmd_status(args: Any, env: Environment) -> int:
-    from shellfish.daemon import lifecycle
+    from shellfish.client import lifecycle
     from shellfish.errors import DaemonUnavailable, ExitStatus
 
     try:
@@ -129,7 +129,7 @@ def cmd_status(args: Any, env: Environment) -> int:
 
 
 def cmd_logs(args: Any, env: Environment) -> int:
-    from shellfish.daemon import lifecycle
+    from shellfish.client import lifecycle
 
     lines = lifecycle.read_log(env.paths, args.lines)
     if not lines and not env.paths.daemon_log.exists():

@@ -10,7 +10,7 @@ from typing import Any
 from shellfish.environment import Environment
 from shellfish.errors import ExitStatus, UsageError
 from shellfish.events import Done, Error, Event, Status, Token
-from shellfish.tasks.request import TaskRequest
+from shellfish.request import TaskRequest
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

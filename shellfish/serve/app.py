@@ -53,8 +53,8 @@ class Backend:
 
     def resolve(self, model: str | None) -> str:
         """The installed model for an OpenAI `model` field (empty or "shellfish": routed)."""
+        from shellfish.request import TaskRequest
         from shellfish.tasks import resolve_model_name
-        from shellfish.tasks.request import TaskRequest
 
         wanted = None if not model or model == "shellfish" else model
         if wanted is not None and self.pool.is_loaded(wanted):

@@ -449,12 +449,15 @@ def exchange_redactor(
     return redact_exchange
 
 
-def redact_obj(value: Any) -> Any:
-    """Redact every string inside nested dicts/lists/tuples (keys are kept as they are)."""
+def redact_obj(value: Any, redactor: Callable[[str], str] = redact) -> Any:
+    """Redact every string inside nested dicts/lists/tuples (keys are kept as they are).
+
+    `redactor` replaces `redact` where a caller was given its own (tests, a stricter policy).
+    """
     if isinstance(value, str):
-        return redact(value)
+        return redactor(value)
     if isinstance(value, dict):
-        return {k: redact_obj(v) for k, v in value.items()}
+        return {k: redact_obj(v, redactor) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [redact_obj(v) for v in value]
+        return [redact_obj(v, redactor) for v in value]
     return value

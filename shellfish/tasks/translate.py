@@ -17,7 +17,7 @@ from dataclasses import replace
 from typing import Any
 
 from shellfish.events import Done, Event, Status, Token
-from shellfish.tasks.request import TaskRequest
+from shellfish.request import TaskRequest
 
 # Frequent function words, which carry a language's fingerprint even in short sentences.
 FUNCTION_WORDS: dict[str, frozenset[str]] = {

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from shellfish.errors import ExitStatus, ShellfishError
 from shellfish.events import Event
-from shellfish.tasks.request import TaskRequest
+from shellfish.request import TaskRequest
 
 if TYPE_CHECKING:
     from prompt_toolkit.completion import Completer, Completion
