@@ -273,3 +273,12 @@ def test_repl_cli_needs_a_terminal(tmp_path):
 def test_ways_to_leave(tmp_path, keys):
     status, _, stream, _ = run_repl(make_env(tmp_path), keys)
     assert status == 0 and stream.calls == []
+
+
+def test_repl_danger_warnings_judge_paths_from_where_the_repl_runs(tmp_path) -> None:
+    """An absolute spelling of the home directory is as dangerous as `~` (issue 14 item 2)."""
+    from shellfish.ui.repl import danger_warnings
+
+    home = str(tmp_path / "me")
+    assert danger_warnings(f"rm -rf {home}/*", cwd=str(tmp_path), home=home)
+    assert not danger_warnings("rm -rf ./build", cwd=home, home=home)

@@ -94,13 +94,16 @@ def extract_commands(text: str) -> list[str]:
     return []
 
 
-def danger_warnings(command: str) -> list[str]:
-    """What the command could destroy, from `shellfish.shell.danger` (empty if unavailable)."""
-    try:
-        from shellfish.shell.danger import dangers
-    except ImportError:
-        return []
-    return [d.message for d in dangers(command)]
+def danger_warnings(command: str, cwd: str | None = None, home: str | None = None) -> list[str]:
+    """What the command could destroy if run here, from `shellfish.shell.danger`.
+
+    Paths are judged against `cwd` and `home` (default: this process's), so `rm -rf /home/me/*`
+    typed in /home/me is the home directory, not some path.
+    """
+    from shellfish.shell.danger import dangers
+
+    where = cwd if cwd is not None else os.getcwd()
+    return [d.message for d in dangers(command, where, home or os.path.expanduser("~"))]
 
 
 def run_in_shell(command: str, env: Environment) -> int:
