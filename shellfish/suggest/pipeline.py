@@ -25,6 +25,7 @@ from shellfish.suggest.ranking import (
     vote_group,
 )
 from shellfish.suggest.retrieval import Retrieved, neighbour_candidates, retrieve
+from shellfish.suggest.timing import StageClock
 from shellfish.tasks.suggest_prompts import build_messages, render_prompt
 
 if TYPE_CHECKING:
@@ -61,28 +62,39 @@ def run_suggest(
     """Stream the events answering a suggest or fix request (see the package docstring)."""
     mode = _checked_mode(request, mode)
     started = time.perf_counter()
+    clock = StageClock(started)
     found = _retrieve(request, paths, mode)
+    clock.lap("retrieval")
     for warning in found.warnings:
         yield Status(warning, {"warning": True})
     prompt = render_prompt(runner, build_messages(request, found.examples, found.option_lines))
     config = _generation_config(runner, request, mode)
+    clock.lap("prompt")
     done = yield from _generate(runner, prompt, config, cancel)
+    clock.lap_generation(done)
     if done is None:  # a runner that ended without Done: treat as cancelled
         yield Done(texts=[], finish_reason="cancelled", extra={"candidates": []})
         return
     candidates = _gather(request, done, found, mode)
+    clock.lap("candidates")
     if mode == "full":
         check_candidates(candidates, request, found.index)
+        clock.lap("checks")
         rank_candidates(candidates)
+        clock.lap("rank")
         if ADAPT_RETRIEVED and candidates and candidates[0].source == "retrieved":
             adapted = _adapt(candidates, runner, prompt, config, request, cancel)
+            clock.lap("adapt")
             if adapted is not None:
                 check_candidates([adapted], request, found.index)
+                clock.lap("checks")
                 candidates.append(adapted)
                 rank_candidates(candidates)
+                clock.lap("rank")
     else:
         rank_by_position(candidates)
-    yield _answer(done, candidates, found, mode, started)
+        clock.lap("rank")
+    yield _answer(done, candidates, found, mode, started, clock)
 
 
 def _checked_mode(request: TaskRequest, mode: str) -> str:
@@ -204,7 +216,12 @@ def _last_done(events: Iterator[Event]) -> Done | None:
 
 
 def _answer(
-    done: Done, candidates: list[Candidate], found: Retrieved, mode: str, started: float
+    done: Done,
+    candidates: list[Candidate],
+    found: Retrieved,
+    mode: str,
+    started: float,
+    clock: StageClock | None = None,
 ) -> Done:
     """The final event: ranked commands, the runner's figures, and what the stages found."""
     best = candidates[0] if candidates else None
@@ -220,6 +237,8 @@ def _answer(
         "mode": mode,
         "suggest_ms": round((time.perf_counter() - started) * 1000, 1),
     }
+    if clock is not None:
+        extra["stages_ms"] = clock.rounded()
     return Done(
         texts=[c.command for c in candidates],
         model=done.model,
