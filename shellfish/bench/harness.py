@@ -32,14 +32,11 @@ def _worker_env(engine: str, base: dict[str, str]) -> dict[str, str]:
     env = dict(base)
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
-        overlay_var = engine_class(engine).overlay_env if engine in available_names() else None
+        cls = engine_class(engine) if engine in available_names() else None
     except Exception:  # an engine that does not import is reported by its worker
-        overlay_var = None
-    if overlay_var:
-        from shellfish.bench.engines.optimum_ort import OVERLAY_ENV
-
-        default = "/work/cache/bench-peers/optimum-overlay" if overlay_var == OVERLAY_ENV else ""
-        overlay = env.get(overlay_var, default)
+        cls = None
+    if cls is not None and cls.overlay_env:
+        overlay = env.get(cls.overlay_env) or cls.default_overlay(env)
         if overlay and os.path.isdir(overlay):
             env["PYTHONPATH"] = overlay + os.pathsep + env.get("PYTHONPATH", "")
     return env
