@@ -168,3 +168,41 @@ def test_quant_is_read_from_the_gguf_header(tmp_path: Path) -> None:
     (tmp_path / "bad.gguf").write_bytes(b"NOPE")
     with pytest.raises(ModelError):
         quant_name(tmp_path / "bad.gguf")
+
+
+def test_an_int4_only_bench_takes_ratios_against_shellfish_int4() -> None:
+    from shellfish.bench import report
+    from shellfish.bench.results import BenchResult, EngineResult
+    from shellfish.bench.spec import Plan
+
+    def points(ttft: dict[int, float], total16: float) -> dict[str, dict[str, object]]:
+        out: dict[str, dict[str, object]] = {
+            f"c{c}-n1": {"context": c, "new_tokens": 1, "times_ms": [t], "median_ms": t}
+            for c, t in ttft.items()
+        }
+        out["c16-n16"] = {"context": 16, "new_tokens": 16, "times_ms": [0], "median_ms": total16}
+        return out
+
+    ours = EngineResult(
+        "shellfish-int4",
+        points=points({16: 10.0, 128: 40.0}, 40.0),
+        load_ms=500.0,
+        peak_rss_mb=600.0,
+        load_avg=[15.2, 16.04],
+    )
+    peer = EngineResult(
+        "llama.cpp",
+        points=points({16: 5.0, 128: 60.0}, 55.0),
+        load_ms=250.0,
+        peak_rss_mb=900.0,
+    )
+    missing = EngineResult("ort-genai-int4", status="unavailable", reason="not installed")
+    result = BenchResult(model={"name": "q"}, plan=Plan().to_dict(), engines=[missing, ours, peer])
+    assert result.reference is ours
+    header, rows = report.ratios_rows(result)
+    assert header == ["engine", "load", "TTFT ctx 16", "TTFT ctx 128", "decode", "RSS"]
+    # decode: (55 - 5) / 15 over (40 - 10) / 15
+    assert rows == [["llama.cpp", "0.50x", "0.50x", "1.50x", "1.67x", "1.50x"]]
+    header, rows = report.summary_rows(result)
+    assert rows[0][header.index("load avg")] == "15.2 -> 16.0"
+    assert "Ratios (peer / shellfish-int4" in report.markdown(result)

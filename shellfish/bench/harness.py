@@ -87,6 +87,7 @@ def run_engine(
     )
     env = _worker_env(engine, dict(os.environ if environ is None else environ))
     started = time.monotonic()
+    load_start = os.getloadavg()[0]
     proc = subprocess.Popen(
         [python, "-m", worker_module],
         stdin=subprocess.PIPE,
@@ -139,6 +140,7 @@ def run_engine(
         result.reason = f"worker exited with status {code}" + (f": {tail}" if tail else "")
     result.peak_rss_mb = max(peak, result.peak_rss_mb or 0.0) or None
     result.wall_s = time.monotonic() - started
+    result.load_avg = [round(load_start, 2), round(os.getloadavg()[0], 2)]
     return result
 
 
