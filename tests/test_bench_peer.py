@@ -206,3 +206,30 @@ def test_an_int4_only_bench_takes_ratios_against_shellfish_int4() -> None:
     header, rows = report.summary_rows(result)
     assert rows[0][header.index("load avg")] == "15.2 -> 16.0"
     assert "Ratios (peer / shellfish-int4" in report.markdown(result)
+
+
+def test_cli_build_peer_starts_once_and_reports(make_env, monkeypatch) -> None:
+    from shellfish.cli import main
+
+    started: list[str] = []
+
+    def fake_start(name: str, paths: Any, environ: dict[str, str], **kw: Any) -> Any:
+        started.append(name)
+        status = peer_build.BuildStatus(name=name, state="building", pid=1, started=0.0)
+        peer_build._write(paths, status)
+        return status
+
+    monkeypatch.setattr(peer_build, "start_build", fake_start)
+    env = make_env()
+    assert main(["bench", "--build-peer", "llama.cpp"], env) == 0, env.stderr.getvalue()
+    assert started == ["llama.cpp"] and "still building" in env.stdout.getvalue()
+    paths = get_paths(env.environ)
+    done = peer_build.BuildStatus(name="llama.cpp", state="done", wheel="/w.whl")
+    peer_build._write(paths, done)
+    env = make_env()
+    assert main(["bench", "--build-peer", "llama.cpp"], env) == 0
+    assert started == ["llama.cpp"]  # not started again
+    assert "built (/w.whl)" in env.stdout.getvalue()
+    env = make_env()
+    assert main(["bench", "--build-peer", "vllm"], env) != 0
+    assert "no buildable peer" in env.stderr.getvalue()
