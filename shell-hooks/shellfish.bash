@@ -13,9 +13,11 @@
 #   SHELLFISH_SUGGEST_KEY  default \C-x\C-a (Ctrl+X then Ctrl+A): turn the words on the line
 #                          into a command. Undo (Ctrl+_) brings the words back.
 #   SHELLFISH_FIX_KEY      default \C-x\C-w (Ctrl+X then Ctrl+W): propose a fix for the last
-#                          command that failed.
+#                          command that failed (from the command, its exit status and this
+#                          machine; the command's output is never captured, nor is it re-run).
 # bash has no way to wait for a socket while you type, so in bash the widget runs the CLI and
-# waits for it (Ctrl+C cancels); the CLI uses the daemon when it runs. zsh is asynchronous.
+# waits for it (Ctrl+C cancels and keeps your words); the CLI uses the daemon when it runs.
+# zsh is asynchronous. SHELLFISH_INDICATOR is the text shown after your words meanwhile.
 # Other settings: SHELLFISH_CONTEXT_CAPTURE=0 (record nothing), SHELLFISH_CONTEXT_MAX=20,
 # SHELLFISH_CLI=shellfish. Context capture uses the DEBUG trap and PROMPT_COMMAND.
 # Replies are marker lines:
@@ -28,6 +30,7 @@
 [[ -n ${SHELLFISH_FIX_KEY+x} ]] || SHELLFISH_FIX_KEY='\C-x\C-w'
 [[ -n ${SHELLFISH_CLI+x} ]] || SHELLFISH_CLI='shellfish'
 [[ -n ${SHELLFISH_CONTEXT_MAX+x} ]] || SHELLFISH_CONTEXT_MAX=20
+[[ -n ${SHELLFISH_INDICATOR+x} ]] || SHELLFISH_INDICATOR='  [shellfish: thinking - Ctrl+C cancels]'
 
 _shellfish_runtime_dir() {
   if [[ -n $SHELLFISH_HOME ]]; then
@@ -49,11 +52,13 @@ _shellfish_last_cmd= _shellfish_last_status=0 _shellfish_armed= _shellfish_have_
 # Redaction on the hot path (the Python `shellfish.shell.redact` runs again before sending);
 # the same rules as shellfish.zsh: (kept prefix) secret (kept suffix), matched lower-cased.
 # A rule runs only when one of its trigger words occurs (lower-cased): regexes are slow.
+# BEGIN generated redaction table: python -m shellfish.shell.redact_hooks --write
 _shellfish_redact_when=(
   'private'
   '://'
   'authorization'
   'x-'
+  'cookie'
   'akia asia agpa aida aroa anpa'
   'gh'
   'github_pat_'
@@ -63,22 +68,28 @@ _shellfish_redact_when=(
   'sk-'
   '_live_ _test_'
   'aiza'
+  'ya29.'
   'hf_'
   'npm_'
   'pypi-'
   'eyj'
+  'accountkey sharedaccess'
   'pass pwd secret token key auth credential'
   'pass secret token key'
+  'password'
   'mysql mariadb sshpass mongo'
+  'login'
+  'htpasswd'
   'redis-cli'
   '-u --user'
   'aws'
 )
 _shellfish_redact_rules=(
   '(-----begin [a-z0-9 ]*private key-----)[^-]+()'
-  '([a-z][a-z0-9+.-]*://[^][:space:]:/@'\''"]+:)[^][:space:]@/'\''"]+(@)'
+  '([a-z][a-z0-9+.-]*://[^][:space:]:/@'\''"]+:)[^][:space:]/'\''"]+(@)'
   '((proxy-)?authorization:[[:space:]]*((bearer|basic|token|digest|bot)[[:space:]]+)?)[^][:space:]'\''"]+()'
   '(x-(api-key|auth-token|access-token|api-token):[[:space:]]*)[^][:space:]'\''"]+()'
+  '(cookie[[:space:]]*:[[:space:]]*)[^'\''"]+()'
   '(^|[^a-z0-9_])(akia|asia|agpa|aida|aroa|anpa)[0-9a-z]{16}()'
   '(^|[^a-z0-9_])gh[pousr]_[a-z0-9]{30,}()'
   '(^|[^a-z0-9_])github_pat_[a-z0-9_]{40,}()'
@@ -88,17 +99,23 @@ _shellfish_redact_rules=(
   '(^|[^a-z0-9_])sk-[a-z0-9_-]{20,}()'
   '(^|[^a-z0-9_])(sk|rk|pk)_(live|test)_[a-z0-9]{16,}()'
   '(^|[^a-z0-9_])aiza[0-9a-z_-]{35}()'
+  '(^|[^a-z0-9_])ya29\.[0-9a-z._-]{20,}()'
   '(^|[^a-z0-9_])hf_[a-z0-9]{30,}()'
   '(^|[^a-z0-9_])npm_[a-z0-9]{36}()'
   '(^|[^a-z0-9_])pypi-[a-z0-9_-]{50,}()'
   '(^|[^a-z0-9_])eyj[a-z0-9_-]{8,}\.eyj[a-z0-9_-]{8,}\.[a-z0-9_-]{8,}()'
+  '((accountkey|sharedaccesskey|sharedaccesssignature)[[:space:]]*=[[:space:]]*)[^][:space:];'\''"]+()'
   '([a-z0-9_.-]*(password|passwd|passphrase|pass|pwd|secret|token|api[_-]?key|apikey|access[_-]?key|private[_-]?key|auth[_-]?key|client[_-]?secret|credentials?|session[_-]?key)[a-z0-9_]*[[:space:]]*[=:][[:space:]]*)("[^"$]+"|'\''[^'\'']+'\''|[^][:space:]'\''"`&;|<>()$~/.-][^][:space:]'\''"`&;|<>()]*)()'
   '((^|[[:space:]])(--[a-z0-9-]*|-)(password|passwd|passphrase|secret|token|api-key|apikey|access-key|client-secret)(=|[[:space:]]+))("[^"$]+"|'\''[^'\'']+'\''|[^][:space:]'\''"`&;|<>()$~/.-][^][:space:]'\''"`&;|<>()]*)()'
+  '((machine[[:space:]]+[^[:space:]]+|default)([[:space:]]+(login|account)[[:space:]]+[^[:space:]]+)*[[:space:]]+password[[:space:]]+)("[^"]+"|'\''[^'\'']+'\''|[^][:space:]'\''"`&;|<>()]+)()'
   '((mysql|mysqldump|mysqladmin|mariadb|sshpass|mongo|mongosh)[^|;&]*[[:space:]]-p[[:space:]]*)("[^"]+"|'\''[^'\'']+'\''|[^][:space:]'\''"`&;|<>()]+)()'
+  '((docker|podman|buildah|nerdctl|az)[[:space:]]+login[^|;&]*[[:space:]]-p(=|[[:space:]]*))("[^"]+"|'\''[^'\'']+'\''|[^][:space:]'\''"`&;|<>()]+)()'
+  '(htpasswd([[:space:]]+-[a-z]+)*[[:space:]]+-[a-z]*b[a-z]*([[:space:]]+-[a-z]+)*([[:space:]]+[^][:space:]'\''"&;|<>-][^][:space:]]*){2}[[:space:]]+|htpasswd([[:space:]]+-[a-z]+)*[[:space:]]+-[a-z]*(nb|bn)[a-z]*([[:space:]]+-[a-z]+)*[[:space:]]+[^][:space:]'\''"&;|<>-][^][:space:]]*[[:space:]]+)("[^"]+"|'\''[^'\'']+'\''|[^][:space:]'\''"`&;|<>()]+)()'
   '(redis-cli[^|;&]*[[:space:]]-a[[:space:]]+)("[^"]+"|'\''[^'\'']+'\''|[^][:space:]'\''"`&;|<>()]+)()'
   '([[:space:]](-u|--user)[[:space:]]+[^][:space:]:'\''"]+:)[^][:space:]'\''"]+()'
   '(aws_?secret_?access_?key[[:space:]]*[=:]?[[:space:]]*)[a-z0-9/+]{40}()'
 )
+# END generated redaction table
 
 # _shellfish_redact TEXT -> REPLY
 _shellfish_redact() {
@@ -231,14 +248,47 @@ _shellfish_exit() {
 }
 
 # _shellfish_request TASK TEXT EXTRA_JSON: run the CLI, parse its marker lines, update the line.
+# The typed words stay in READLINE_LINE the whole time: a cancel (Ctrl+C) or a failure leaves
+# them as they were, and only an answer replaces them (one readline edit, so undo works). The
+# indicator is drawn over the current screen line and readline redraws the line afterwards, so
+# nothing of it stays on the screen.
 _shellfish_request() {
-  local task=$1 text=$2 extra=$3 out line cmd= err= other= w
+  local task=$1 text=$2 extra=$3 line cmd= err= other= w pid st tmp ended= prompt
   local -a cli warns=()
   eval "cli=($SHELLFISH_CLI)"
-  printf 'shellfish: thinking... (Ctrl+C cancels)\n' >&2
-  out=$(printf '%s\n' "$text" | "${cli[@]}" widget "$task" --shell bash --context-extra "$extra" 2>&1)
-  local ended=
-  while IFS= read -r line; do
+  # `local -` restores the options on return; without job control the background CLI shares
+  # the shell's process group (Ctrl+C reaches it too) and bash prints no "[1] pid" lines.
+  local -
+  set +m
+  tmp=$(command mktemp "${TMPDIR:-/tmp}/shellfish.XXXXXX" 2>/dev/null) || {
+    printf '\nshellfish: cannot create a temporary file in %s\n' "${TMPDIR:-/tmp}" >&2
+    return 0
+  }
+  # Ctrl+C interrupts `wait` (the trap runs, wait returns 130): cancel, keep the line. The trap
+  # goes first so that a Ctrl+C at any moment cancels, not the user's own INT trap.
+  local old_trap cancelled=
+  old_trap=$(trap -p INT)
+  trap 'cancelled=1; [[ -n $pid ]] && command kill -TERM $pid 2>/dev/null' INT
+  # the prompt again (its last line), unless showing it would run commands (starship & co.)
+  prompt=
+  [[ $PS1 == *'$('* || $PS1 == *'`'* ]] || prompt=${PS1@P}
+  printf '\r\e[K%s%s%s' "${prompt##*$'\n'}" "$READLINE_LINE" "$SHELLFISH_INDICATOR" >&2
+  { "${cli[@]}" widget "$task" --shell bash --context-extra "$extra" <<< "$text" > "$tmp" 2>&1 & } 2>/dev/null
+  pid=$!
+  [[ -n $cancelled ]] || wait "$pid"
+  st=$?
+  [[ -n $cancelled ]] && st=130
+  eval "${old_trap:-trap - INT}"
+  printf '\r\e[K' >&2
+  if (( st > 128 )); then
+    # No command substitution from here on: one run after the interrupt makes bash split the
+    # next command line the user enters (bash 5.2: `echo a-b` ran `echo`, then `a-b`).
+    command kill -TERM "$pid" 2>/dev/null
+    command rm -f -- "$tmp"
+    printf 'shellfish: cancelled\n' >&2
+    return 0
+  fi
+  while IFS= read -r line || [[ -n $line ]]; do
     case $line in
       SHELLFISH_CMD$'\t'*) [[ -z $cmd ]] && { _shellfish_unescape "${line#*$'\t'}"; cmd=$REPLY; } ;;
       SHELLFISH_WARN$'\t'*) _shellfish_unescape "${line#*$'\t'}"; warns+=("$REPLY") ;;
@@ -246,7 +296,8 @@ _shellfish_request() {
       SHELLFISH_END) ended=1; break ;;
       *) [[ -n $line ]] && other=$line ;;
     esac
-  done <<< "$out"
+  done < "$tmp"
+  command rm -f -- "$tmp"
   if [[ -n $cmd ]]; then
     READLINE_LINE=$cmd
     READLINE_POINT=${#READLINE_LINE}
@@ -274,7 +325,8 @@ _shellfish_fix() {
   elif (( _shellfish_last_status == 0 )); then
     printf 'shellfish: the last command succeeded - nothing to fix\n' >&2
   else
-    _shellfish_request fix "$_shellfish_last_cmd" "{\"exit_status\":$_shellfish_last_status}"
+    # the CLI adds this shell's PATH; the command's output is not captured (see the zsh script)
+    _shellfish_request fix "$_shellfish_last_cmd" "{\"last_exit_status\":$_shellfish_last_status}"
   fi
 }
 

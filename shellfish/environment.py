@@ -45,7 +45,10 @@ class Environment:
 
     @cached_property
     def paths(self) -> Paths:
-        return get_paths(self.environ)
+        paths = get_paths(self.environ)
+        for note in paths.notes:  # e.g. a runtime dir taken by another user: say where we went
+            self.warn(note)
+        return paths
 
     @cached_property
     def settings(self) -> Settings:
@@ -72,6 +75,18 @@ class Environment:
         from rich.console import Console
 
         return Console(file=self.stderr, no_color="NO_COLOR" in self.environ, highlight=False)
+
+    def read_stdin(self) -> str:
+        """All of stdin as text. Bytes that are not UTF-8 become U+FFFD: a text stream would
+        raise (UTF-8 locale) or hand on lone surrogates (C locale)."""
+        buffer = getattr(self.stdin, "buffer", None)
+        if buffer is not None:
+            data: bytes = buffer.read()
+            return data.decode("utf-8", errors="replace")
+        from shellfish.request import clean_text
+
+        text: str = clean_text(self.stdin.read())
+        return text
 
     def override_settings(self, dotted: dict[str, object]) -> None:
         """Apply command-line flags on top of file and environment settings."""

@@ -31,7 +31,13 @@ def test_split_adds_the_outside_stages_by_difference() -> None:
     stages = split_stages(100.0, done)
     assert stages["socket"] == pytest.approx(10.0)
     assert stages["daemon"] == pytest.approx(5.0)
+    assert stages["queue"] == 0.0
     assert stages["other"] == pytest.approx(3.0)
+    assert sum(stages.values()) == pytest.approx(100.0)
+    # waiting for a busy model is its own stage, out of the daemon's share
+    done["extra"]["queue_ms"] = 4.0
+    stages = split_stages(100.0, done)
+    assert stages["queue"] == 4.0 and stages["daemon"] == pytest.approx(1.0)
     assert sum(stages.values()) == pytest.approx(100.0)
     # clocks read apart can make a difference a hair negative: clamped, never below 0
     assert split_stages(89.9, done)["socket"] == 0.0
@@ -62,7 +68,9 @@ def test_ask_times_a_widget_request_through_a_real_daemon(
     for record in records:
         assert record.command  # the echo model answered
         assert set(record.stages_ms) <= set(ALL_STAGES)
-        assert {"socket", "daemon", "retrieval", "prompt", "checks"} <= set(record.stages_ms)
+        assert {"socket", "queue", "daemon", "retrieval", "prompt", "checks"} <= set(
+            record.stages_ms
+        )
         assert all(v >= 0 for v in record.stages_ms.values())
         # every millisecond the widget waited is in some stage (up to the pipeline's rounding)
         assert sum(record.stages_ms.values()) == pytest.approx(record.wall_ms, abs=1.0)

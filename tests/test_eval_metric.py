@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from shellfish.errors import UsageError
 from shellfish.eval.metric import (
@@ -301,3 +303,14 @@ def test_eval_cli_bad_inputs(make_env, tmp_path: Path) -> None:
     env = make_env()
     assert main(["eval", "--nl", str(tmp_path / "none.nl")], env) == ExitStatus.USAGE
     assert "cannot read" in env.stderr.getvalue()
+
+
+_SHELLISH = st.text(alphabet="ab -|&;<>()$`'\"\\{}=*/0129exfindxargs", max_size=60)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(max_size=60), _SHELLISH), st.sampled_from(["ls -l", "find . | xargs rm"]))
+def test_the_score_is_defined_for_any_text(text: str, reference: str) -> None:
+    score = nlc2cmd_score(text, reference)
+    assert -1.0 <= score <= 1.0
+    assert nlc2cmd_score(text, text) in (0.0, 1.0)  # nothing parsed, or everything matches

@@ -12,9 +12,9 @@ import pytest
 from shellfish.config import Settings
 from shellfish.engine.base import GenerationConfig
 from shellfish.events import Done, Event, Token
+from shellfish.request import TaskRequest
 from shellfish.suggest import run_suggest
 from shellfish.suggest.timing import STAGES, StageClock
-from shellfish.tasks.request import TaskRequest
 from tests.test_suggest import CallScriptedRunner, ScriptedRunner, world  # noqa: F401
 
 
@@ -104,3 +104,13 @@ def test_rounding_never_grows_a_stage(value: float) -> None:
     clock = StageClock()
     clock.ms["decode"] = value
     assert clock.rounded()["decode"] <= value
+
+
+def test_time_queued_for_a_busy_model_is_left_out_of_the_laps() -> None:
+    waited = [0.0]
+    clock = StageClock(waited=lambda: waited[0])
+    time.sleep(0.03)
+    waited[0] = 25.0  # 25 of those ~30 ms were spent queued (as the pool would count them)
+    assert clock.lap("prefill") <= 30.0 - 25.0 + 20.0  # the rest, plus scheduling slack
+    waited[0] = 1000.0  # more reported waiting than elapsed: clamped at 0, never negative
+    assert clock.lap("decode") == 0.0

@@ -55,6 +55,13 @@ def one(line: str) -> SimpleCommand:
         ("sudo -- rm x", "rm", ("sudo",)),
         ("\\rm -f x", "rm", ()),
         ("/usr/bin/rm x", "/usr/bin/rm", ()),
+        ("watch -n 5 df -h", "df", ("watch",)),
+        ("setsid ./daemon", "./daemon", ("setsid",)),
+        ("busybox rm -rf x", "rm", ("busybox",)),
+        ("flock /tmp/lock make", "make", ("flock",)),
+        ("pkexec --user root rm x", "rm", ("pkexec",)),
+        ("eatmydata apt-get install x", "apt-get", ("eatmydata",)),
+        ("caffeinate -i make", "make", ("caffeinate",)),
     ],
 )
 def test_program_after_wrappers(line: str, program: str, wrappers: tuple[str, ...]) -> None:
@@ -249,6 +256,19 @@ def test_shell_c_bodies_are_parsed() -> None:
     assert programs("eval 'rm x; ls'") == ("eval", "rm", "ls")
 
 
+def test_su_c_bodies_are_parsed() -> None:
+    cs = simple_commands("su -c 'rm -rf /tmp/x' bob; sudo su - root -c \"ls\"; su --command=id")
+    assert [(c.name, c.via) for c in cs] == [
+        ("su", ""),
+        ("rm", "-c"),
+        ("su", ""),
+        ("ls", "-c"),
+        ("su", ""),
+        ("id", "-c"),
+    ]
+    assert [(c.name, c.via) for c in simple_commands("su -l bob")] == [("su", "")]
+
+
 def test_find_exec() -> None:
     cs = simple_commands("find . -name '*.o' -exec rm -f {} \\; -execdir chmod 644 {} + | wc")
     assert [(c.name, c.via) for c in cs] == [
@@ -327,6 +347,31 @@ def test_never_raises_and_invariants_hold(text: str) -> None:
         assert c.args == c.words[len(c.words) - len(c.args) :]
         for child in c.nested:
             assert child.depth == c.depth + 1
+
+
+_NESTED = st.recursive(
+    st.sampled_from(["ls", "a b", "x=1", "-la", "'q'", "$v", "|", ";", "&&", ">f", "2>&1", ""]),
+    lambda inner: st.one_of(
+        st.tuples(inner, inner).map(" ".join),
+        inner.map(lambda t: f"$({t})"),
+        inner.map(lambda t: f'"{t}"'),
+        inner.map(lambda t: f"`{t}`"),
+        inner.map(lambda t: f"<({t})"),
+        inner.map(lambda t: f"sh -c '{t}'"),
+        inner.map(lambda t: f"({t})"),
+        inner.map(lambda t: f"{t})"),  # unbalanced on purpose
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(_NESTED)
+def test_nested_constructs_never_raise(text: str) -> None:
+    line = parse(text)
+    for c in line.walk():
+        assert c.depth <= 24
+        assert len(c.expansions) == len(c.words) == len(c.raw_words)
 
 
 _WORD = st.text(

@@ -6,7 +6,8 @@ carries the pipeline's stages (`extra.stages_ms`, see docs/protocol.md); the two
 outside the pipeline come by difference:
 
 - `socket`: client wall time - `daemon_ms` (connect, JSON both ways, the daemon's reader);
-- `daemon`: `daemon_ms` - `suggest_ms` (dispatch, looking the model up in the pool).
+- `queue`: `queue_ms`, waiting for a model another request was using;
+- `daemon`: `daemon_ms` - `queue_ms` - `suggest_ms` (dispatch, looking the model up).
 
 so a record's stages add up to its wall time, minus the pipeline's unaccounted rest (the
 `Done` being built), which is reported as `other`. benchmarks/suggest_stages.py drives it.
@@ -26,7 +27,7 @@ from typing import Any
 from shellfish.suggest.timing import STAGES
 
 # Plot / table order: what the user waits for, first to last.
-ALL_STAGES = ("socket", "daemon", *STAGES, "other")
+ALL_STAGES = ("socket", "queue", "daemon", *STAGES, "other")
 
 
 @dataclass
@@ -74,10 +75,12 @@ def split_stages(wall_ms: float, done: dict[str, Any]) -> dict[str, float]:
     extra = done.get("extra") or {}
     pipeline = {k: float(v) for k, v in (extra.get("stages_ms") or {}).items()}
     suggest_ms = float(extra.get("suggest_ms") or sum(pipeline.values()))
-    daemon_ms = float(extra.get("daemon_ms") or suggest_ms)
+    queue_ms = float(extra.get("queue_ms") or 0.0)
+    daemon_ms = float(extra.get("daemon_ms") or suggest_ms + queue_ms)
     stages = {
         "socket": max(wall_ms - daemon_ms, 0.0),
-        "daemon": max(daemon_ms - suggest_ms, 0.0),
+        "queue": queue_ms,
+        "daemon": max(daemon_ms - queue_ms - suggest_ms, 0.0),
         **pipeline,
         "other": max(suggest_ms - sum(pipeline.values()), 0.0),
     }

@@ -3,12 +3,14 @@
 Newline-delimited JSON over a Unix stream socket. A request is one object
 `{"v": 1, "cmd": ..., "id": ...}`; a reply is a stream of event objects (`shellfish.events`)
 each with `"final": false` except the last. Errors travel as data (`kind: "error"` with a
-`code`). Shell widgets may ask for `reply_format: "lines"`: marker lines instead of JSON.
+`code`). Shell widgets may ask for `reply_format: "lines"`: marker lines instead of JSON, encoded
+by `shellfish.shell.markers` (the one codec the CLI's widget path uses too).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,8 +25,8 @@ from shellfish.errors import (
     ShellfishError,
     UsageError,
 )
-from shellfish.events import Done, Error, Event, event_from_dict, event_to_dict
-from shellfish.tasks.request import TASK_NAMES, TaskRequest
+from shellfish.events import Error, Event, event_from_dict, event_to_dict
+from shellfish.request import TASK_NAMES, TaskRequest
 
 PROTOCOL_VERSION = 1
 MAX_LINE_BYTES = 1 << 20  # one request line, newline excluded
@@ -33,12 +35,6 @@ MAX_LINE_BYTES = 1 << 20  # one request line, newline excluded
 TASK_COMMANDS = ("suggest", "translate", "explain", "ask")
 COMMANDS = ("generate", *TASK_COMMANDS, "load", "unload", "status", "cancel", "shutdown", "ping")
 REPLY_FORMATS = ("json", "lines")
-
-# Marker lines for `reply_format: "lines"` (the zsh / bash widgets match exactly these).
-MARK_CMD = "SHELLFISH_CMD"
-MARK_WARN = "SHELLFISH_WARN"
-MARK_ERR = "SHELLFISH_ERR"
-MARK_END = "SHELLFISH_END"
 
 RESTART_HINT = "restart the daemon (`shellfish daemon restart`)"
 
@@ -81,8 +77,11 @@ def parse_request(line: bytes) -> Request:
     if len(line) > MAX_LINE_BYTES:
         raise BadRequest(f"request line is larger than {MAX_LINE_BYTES} bytes", "too_large")
     try:
-        data = json.loads(line.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        # Bytes that are not UTF-8 become U+FFFD (as the CLI and the shell widgets do).
+        data = json.loads(line.decode("utf-8", errors="replace"), parse_int=_parse_int)
+    except RecursionError as exc:  # e.g. 100k nested arrays: the decoder recurses per level
+        raise BadRequest("request is nested too deeply", "bad_json") from exc
+    except ValueError as exc:  # JSONDecodeError, an over-long integer
         raise BadRequest(f"request is not valid JSON: {exc}", "bad_json") from exc
     if not isinstance(data, dict):
         raise BadRequest("request must be a JSON object", "bad_json")
@@ -94,6 +93,16 @@ def parse_request(line: bytes) -> Request:
         exc.request_id = request_id
         exc.reply_format = reply_format if reply_format in REPLY_FORMATS else "json"
         raise
+
+
+#: Longer integers are refused on every Python (3.11+ refuses over 4300 digits on its own).
+MAX_INT_DIGITS = 1000
+
+
+def _parse_int(text: str) -> int:
+    if len(text) > MAX_INT_DIGITS:
+        raise ValueError(f"an integer of {len(text)} digits (at most {MAX_INT_DIGITS})")
+    return int(text)
 
 
 def _validate(data: dict[str, Any], request_id: Any, reply_format: Any) -> Request:
@@ -128,6 +137,7 @@ def _validate(data: dict[str, Any], request_id: Any, reply_format: Any) -> Reque
             payload = {**payload, "task": cmd}
         try:
             request.task = TaskRequest.from_dict(payload)
+            check_generation(request.task.generation)
         except ValueError as exc:
             raise BadRequest(str(exc), request_id=request_id) from exc
         if request.task.task not in TASK_NAMES:  # pragma: no cover - from_dict checks it
@@ -138,6 +148,50 @@ def _validate(data: dict[str, Any], request_id: Any, reply_format: Any) -> Reque
             raise BadRequest(f"'{cmd}' needs a non-empty 'model' string", request_id=request_id)
         request.model = model
     return request
+
+
+#: Upper bounds on `generation` values a client may ask for (the CLI's flags stay far below).
+GENERATION_LIMITS = {"max_new_tokens": 1 << 16, "n": 64, "num_beams": 64, "top_k": 1 << 20}
+
+
+def check_generation(generation: dict[str, Any]) -> None:
+    """Validate a request's `generation` overrides (names, JSON types, ranges); ValueError.
+
+    The daemon checks them before running anything, so a bad value is `bad_request` with a
+    message naming the field, never an `internal` error from deep inside a runner.
+    """
+    import dataclasses as dc
+
+    from shellfish.engine.base import GenerationConfig
+    from shellfish.errors import UsageError
+
+    fields = {f.name: f for f in dc.fields(GenerationConfig)}
+    for name, value in generation.items():
+        if name not in fields:
+            raise ValueError(f"unknown generation setting {name!r}; known: {', '.join(fields)}")
+        if value is None:
+            continue
+        kind = str(fields[name].type)
+        if kind.startswith("int") and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ValueError(f"generation.{name} must be an integer")
+        if kind == "float" and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ValueError(f"generation.{name} must be a number")
+        if kind == "bool" and not isinstance(value, bool):
+            raise ValueError(f"generation.{name} must be true or false")
+        if name == "stop" and (
+            not isinstance(value, list) or not all(isinstance(x, str) for x in value)
+        ):
+            raise ValueError("generation.stop must be a list of strings")
+        if name in GENERATION_LIMITS and value > GENERATION_LIMITS[name]:
+            raise ValueError(f"generation.{name} must be at most {GENERATION_LIMITS[name]}")
+        if kind == "float" and not math.isfinite(value):
+            raise ValueError(f"generation.{name} must be a finite number")
+        if name == "seed" and not 0 <= value < 1 << 64:
+            raise ValueError("generation.seed must be in [0, 2**64)")
+    try:
+        GenerationConfig().merged(**generation).validate()
+    except UsageError as exc:
+        raise ValueError(f"bad generation settings: {exc.message}") from exc
 
 
 def make_request(
@@ -184,43 +238,6 @@ def decode_reply(line: bytes) -> tuple[Event, bool]:
     except ValueError as exc:
         raise ProtocolError(f"the daemon sent a malformed reply: {exc}", hint=RESTART_HINT) from exc
     return event, bool(data.get("final", False))
-
-
-def escape_payload(text: str) -> str:
-    """Escape `\\`, newline and tab so a payload fits on one marker line."""
-    return text.replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t")
-
-
-def unescape_payload(text: str) -> str:
-    out: list[str] = []
-    chars = iter(text)
-    for ch in chars:
-        if ch != "\\":
-            out.append(ch)
-            continue
-        nxt = next(chars, "")
-        out.append({"n": "\n", "t": "\t", "\\": "\\"}.get(nxt, "\\" + nxt))
-    return "".join(out)
-
-
-def marker_line(marker: str, payload: str | None = None) -> bytes:
-    if payload is None:
-        return f"{marker}\n".encode()
-    return f"{marker}\t{escape_payload(payload)}\n".encode()
-
-
-def lines_for_final(event: Event) -> bytes:
-    """The marker lines that end a `reply_format: "lines"` reply."""
-    out = b""
-    if isinstance(event, Done):
-        for text in event.texts:
-            out += marker_line(MARK_CMD, text)
-        for warning in event.extra.get("warnings", []) or []:
-            out += marker_line(MARK_WARN, str(warning))
-    elif isinstance(event, Error):
-        message = f"{event.message} - {event.hint}" if event.hint else event.message
-        out += marker_line(MARK_ERR, message)
-    return out + marker_line(MARK_END)
 
 
 # -- errors as data, both ways ------------------------------------------------------------------

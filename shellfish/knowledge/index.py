@@ -113,9 +113,8 @@ def _pair_docs(pairs: tuple[Path, Path], prefix: str = "pair") -> list[Doc]:
     docs = []
     for i, (text, command) in enumerate(zip(nl, cm, strict=True)):
         if text.strip() and command.strip():
-            docs.append(
-                Doc(f"{prefix}:{i}", "pair", _program(command), text.strip(), command.strip())
-            )
+            doc = Doc(f"{prefix}:{i}", "pair", _program(command), text.strip(), command.strip())
+            docs.append(doc)
     return docs
 
 

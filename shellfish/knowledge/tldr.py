@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import re
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from shellfish.errors import ShellfishError
+from shellfish.errors import DownloadError, ShellfishError
 
 DEFAULT_URL = "https://github.com/tldr-pages/tldr/releases/latest/download/tldr.zip"
 PLATFORMS = {
@@ -29,6 +30,11 @@ _ALTERNATIVES = re.compile(r"^\[([^\]|]+)\|[^\]]*\]$")
 
 class KnowledgeError(ShellfishError):
     """The knowledge index or one of its sources is missing, corrupt or unreachable."""
+
+
+class KnowledgeDownloadError(KnowledgeError, DownloadError):
+    """A knowledge source could not be downloaded: the same exit status as a failed
+    `shellfish models pull`, so scripts see one status for "the download failed"."""
 
 
 @dataclass(frozen=True)
@@ -47,8 +53,16 @@ def _placeholder(match: re.Match[str]) -> str:
     return inner
 
 
-def parse_page(text: str, program: str, platform: str = "common") -> list[Example]:
-    """The examples of one tldr page (empty for a page without any)."""
+def parse_page(
+    text: str,
+    program: str,
+    platform: str = "common",
+    fill: Callable[[re.Match[str]], str] | None = None,
+) -> list[Example]:
+    """The examples of one tldr page (empty for a page without any).
+
+    `fill` turns each ``{{placeholder}}`` into an argument (default: its text as written).
+    """
     out: list[Example] = []
     description = ""
     for raw in text.splitlines():
@@ -56,14 +70,18 @@ def parse_page(text: str, program: str, platform: str = "common") -> list[Exampl
         if line.startswith("- "):
             description = re.sub(r"\[(\w+)\]", r"\1", line[2:].rstrip(":").strip())
         elif line.startswith("`") and line.endswith("`") and len(line) > 2 and description:
-            command = _PLACEHOLDER.sub(_placeholder, line[1:-1]).strip()
+            command = _PLACEHOLDER.sub(fill or _placeholder, line[1:-1]).strip()
             out.append(Example(program, platform, description, command))
             description = ""
     return out
 
 
-def read_archive(path: Path, platforms: tuple[str, ...] = ("common", "linux")) -> list[Example]:
-    """All English examples of `platforms` in a tldr zip archive."""
+def read_archive(
+    path: Path,
+    platforms: tuple[str, ...] = ("common", "linux"),
+    fill: Callable[[re.Match[str]], str] | None = None,
+) -> list[Example]:
+    """All English examples of `platforms` in a tldr zip archive (`fill`: see parse_page)."""
     try:
         with zipfile.ZipFile(path) as zf:
             examples: list[Example] = []
@@ -74,7 +92,7 @@ def read_archive(path: Path, platforms: tuple[str, ...] = ("common", "linux")) -
                 if parts[1] not in platforms:
                     continue
                 text = zf.read(name).decode("utf-8", errors="replace")
-                examples.extend(parse_page(text, parts[2][:-3], parts[1]))
+                examples.extend(parse_page(text, parts[2][:-3], parts[1], fill))
             return examples
     except (zipfile.BadZipFile, OSError) as exc:
         raise KnowledgeError(
@@ -98,7 +116,7 @@ def download(url: str, dest: Path, *, timeout_s: float = 30.0) -> Path:
     try:
         with httpx.stream("GET", url, timeout=timeout_s, follow_redirects=True) as response:
             if response.status_code != 200:
-                raise KnowledgeError(
+                raise KnowledgeDownloadError(
                     f"downloading tldr pages from {url} failed: HTTP {response.status_code}",
                     hint="check the URL (--url or SHELLFISH_TLDR_URL) and try again",
                 )
@@ -107,13 +125,13 @@ def download(url: str, dest: Path, *, timeout_s: float = 30.0) -> Path:
                 for chunk in response.iter_bytes():
                     size += len(chunk)
                     if size > MAX_BYTES:
-                        raise KnowledgeError(
+                        raise KnowledgeDownloadError(
                             f"the tldr archive at {url} is larger than {MAX_BYTES} bytes"
                         )
                     fh.write(chunk)
     except httpx.HTTPError as exc:
         tmp.unlink(missing_ok=True)
-        raise KnowledgeError(
+        raise KnowledgeDownloadError(
             f"downloading tldr pages from {url} failed: {exc}",
             hint="check the network and try again",
         ) from exc
@@ -122,7 +140,7 @@ def download(url: str, dest: Path, *, timeout_s: float = 30.0) -> Path:
         raise
     if not zipfile.is_zipfile(tmp):
         tmp.unlink(missing_ok=True)
-        raise KnowledgeError(f"{url} did not return a zip archive", hint="check the URL")
+        raise KnowledgeDownloadError(f"{url} did not return a zip archive", hint="check the URL")
     tmp.replace(dest)
     return dest
 

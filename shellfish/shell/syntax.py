@@ -12,11 +12,17 @@ fd redirections (``2>&1``, ``&>``), subshells and groups, compound-command keywo
     programs(line)         -> the program names of those commands, in order
 
 Contract: these functions never raise, whatever the text (unbalanced quotes, garbage, NUL);
-what cannot be parsed is kept as words and reported in `CommandLine.problems`.
+what cannot be parsed is kept as words and reported in `CommandLine.problems`. The API only
+grows: names and meanings stay (fields added later, such as `SimpleCommand.raw_words`, are
+left out of equality so existing comparisons keep working).
+
+Where a word's type matters (which options take a value, which programs wrap others) the
+tables are in `shellfish.shell.grammar`, the one place for them.
 
 What counts as "nested": the body of ``sh -c '...'`` (any shell in `grammar.SHELLS`, also
-behind ``sudo``), ``eval``'s words, ``find -exec ... ;`` / ``+``, the command ``xargs`` runs,
-and command/process substitutions anywhere in a word (also inside double quotes). Wrappers
+behind ``sudo``) and of ``su -c '...'`` (`grammar.COMMAND_OPTION_RUNNERS`), ``eval``'s words,
+``find -exec ... ;`` / ``+``, the command ``xargs`` runs, and command/process substitutions
+anywhere in a word (also inside double quotes). Wrappers
 (``sudo``, ``env``, ``nice``, ``timeout``... see `grammar.WRAPPERS`) are not commands of
 their own: they are recorded on the command they run (``sudo rm x``: program ``rm``, wrapper
 ``sudo``).
@@ -29,6 +35,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
 from shellfish.shell.grammar import (
+    COMMAND_OPTION_RUNNERS,
     FIND_EXEC_ACTIONS,
     HEADER_KEYWORDS,
     INTERPRETERS,
@@ -47,6 +54,7 @@ __all__ = [
     "SHELLS",
     "WRAPPERS",
     "CommandLine",
+    "Expansion",
     "Flag",
     "Redirect",
     "SimpleCommand",
@@ -483,14 +491,19 @@ class _Lexer:
             elif c == '"':
                 word.quoted = True
                 self._double_quoted(word)
-            elif c == "$":
-                self._dollar(word)
-            elif c == "`":
-                self._backtick(word)
             else:
-                word.value += c
-                self.i += 1
+                self._expansion_or_char(word, c)
         return word
+
+    def _expansion_or_char(self, word: _Word, c: str) -> None:
+        """Take a ``$`` construct, a backquoted command or one literal character at self.i."""
+        if c == "$":
+            self._dollar(word)
+        elif c == "`":
+            self._backtick(word)
+        else:
+            word.value += c
+            self.i += 1
 
     def _double_quoted(self, word: _Word) -> None:
         s = self.s
@@ -504,13 +517,8 @@ class _Lexer:
                 if s[self.i + 1] != "\n":
                     word.value += s[self.i + 1]
                 self.i += 2
-            elif c == "$":
-                self._dollar(word)
-            elif c == "`":
-                self._backtick(word)
             else:
-                word.value += c
-                self.i += 1
+                self._expansion_or_char(word, c)
         self.problems.append("unterminated double quote")
 
 
@@ -870,6 +878,17 @@ class _Parser:
                     break
                 if not a.startswith("--") and "c" in a[1:] and j + 1 < len(args):
                     out.append((start + j + 1, self._sub(args[j + 1], "-c")))
+                    break
+        elif name in COMMAND_OPTION_RUNNERS:
+            for j, a in enumerate(args):
+                if a == "--command" or (
+                    a.startswith("-") and not a.startswith("--") and a.endswith("c")
+                ):
+                    if j + 1 < len(args):
+                        out.append((start + j + 1, self._sub(args[j + 1], "-c")))
+                    break
+                if a.startswith("--command="):
+                    out.append((start + j, self._sub(a.split("=", 1)[1], "-c")))
                     break
         elif name == "eval" and args:
             out.append((start, self._sub(" ".join(args), "eval")))

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from shellfish.tasks.request import TaskRequest
+    from shellfish.request import TaskRequest
 
 # Small models copy `sudo` from retrieved examples into answers that do not need it.
 DROP_UNREQUESTED_SUDO = True
@@ -23,7 +23,7 @@ DROP_UNREQUESTED_SUDO = True
 @dataclass
 class Candidate:
     command: str
-    source: str  # "model" | "retrieved"
+    source: str  # "model" | "retrieved" | "rewrite" (a fix's mechanical correction)
     rank: int  # position within its source
     valid: bool = True
     problems: list[str] = field(default_factory=list)

@@ -7,15 +7,17 @@ token to last) and `engine_other` (tokenizing, waiting for the runner's lock, pr
 lookup, detokenizing, and whatever the consumer did between tokens).
 
 Contract (tests/test_suggest_timing.py): every stage is >= 0 ms and, since laps never overlap,
-the stages add up to no more than the pipeline's own total (`extra["suggest_ms"]`). What
-happens outside the pipeline (the socket, the daemon's dispatch, loading the model) is not in
-here: the daemon's `extra["daemon_ms"]` and the client's wall time give those by difference
-(see benchmarks/suggest_stages.py and docs/protocol.md).
+the stages add up to no more than the pipeline's own total (`extra["suggest_ms"]`, which
+leaves out waiting for a busy model). What happens outside the pipeline (the socket, the
+daemon's dispatch, that wait, loading the model) is not in here: the daemon's
+`extra["daemon_ms"]` and `extra["queue_ms"]` and the client's wall time give those by
+difference (see benchmarks/suggest_stages.py and docs/protocol.md).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -36,14 +38,26 @@ STAGES = (
 
 
 class StageClock:
-    def __init__(self, started: float | None = None) -> None:
+    """`waited` (ms, monotonic; `shellfish.store.pool.queue_waited_ms`) is time spent queued
+    for a busy model: it is left out of every lap, as it is out of the pipeline's total (the
+    daemon reports it as `extra.queue_ms`)."""
+
+    def __init__(
+        self, started: float | None = None, waited: Callable[[], float] | None = None
+    ) -> None:
         self._last = time.perf_counter() if started is None else started
+        self._waited = waited
+        self._last_waited = waited() if waited is not None else 0.0
         self.ms: dict[str, float] = {}
 
     def _elapsed(self) -> float:
         now = time.perf_counter()
         elapsed = max(now - self._last, 0.0) * 1000
         self._last = now
+        if self._waited is not None:
+            waited = self._waited()
+            elapsed = max(elapsed - (waited - self._last_waited), 0.0)
+            self._last_waited = waited
         return elapsed
 
     def _charge(self, name: str, ms: float) -> None:
