@@ -109,7 +109,8 @@ def main() -> int:
     load_end = os.getloadavg()
     summary = summarize(records)
     print(f"\n{len(records)} requests ({source}); by difference: socket = wall - daemon_ms, "
-          "daemon = daemon_ms - suggest_ms, other = suggest_ms - pipeline stages")  # fmt: skip
+          "queue = queue_ms, daemon = daemon_ms - queue_ms - suggest_ms, "
+          "other = suggest_ms - pipeline stages")  # fmt: skip
     print(text_table(summary))
     print(f"load average at end: {load_end[0]:.2f} {load_end[1]:.2f} {load_end[2]:.2f}")
     if args.json:
