@@ -32,14 +32,11 @@ def _worker_env(engine: str, base: dict[str, str]) -> dict[str, str]:
     env = dict(base)
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
-        overlay_var = engine_class(engine).overlay_env if engine in available_names() else None
+        cls = engine_class(engine) if engine in available_names() else None
     except Exception:  # an engine that does not import is reported by its worker
-        overlay_var = None
-    if overlay_var:
-        from shellfish.bench.engines.optimum_ort import OVERLAY_ENV
-
-        default = "/work/cache/bench-peers/optimum-overlay" if overlay_var == OVERLAY_ENV else ""
-        overlay = env.get(overlay_var, default)
+        cls = None
+    if cls is not None and cls.overlay_env:
+        overlay = env.get(cls.overlay_env) or cls.default_overlay(env)
         if overlay and os.path.isdir(overlay):
             env["PYTHONPATH"] = overlay + os.pathsep + env.get("PYTHONPATH", "")
     return env
@@ -90,6 +87,7 @@ def run_engine(
     )
     env = _worker_env(engine, dict(os.environ if environ is None else environ))
     started = time.monotonic()
+    load_start = os.getloadavg()[0]
     proc = subprocess.Popen(
         [python, "-m", worker_module],
         stdin=subprocess.PIPE,
@@ -142,6 +140,7 @@ def run_engine(
         result.reason = f"worker exited with status {code}" + (f": {tail}" if tail else "")
     result.peak_rss_mb = max(peak, result.peak_rss_mb or 0.0) or None
     result.wall_s = time.monotonic() - started
+    result.load_avg = [round(load_start, 2), round(os.getloadavg()[0], 2)]
     return result
 
 

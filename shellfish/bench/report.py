@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from shellfish.bench.results import REFERENCE_ENGINE, BenchResult, EngineResult, mean_agreement
+from shellfish.bench.results import BenchResult, EngineResult, mean_agreement
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -33,8 +33,7 @@ def headline_length(result: BenchResult, context: int) -> int | None:
 def summary_rows(result: BenchResult) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the per-engine summary of the engines that ran."""
     c0, n = summary_point(result)
-    ref = result.engine(REFERENCE_ENGINE)
-    ref = ref if ref is not None and ref.ok else None
+    ref = result.reference
     header = [
         "engine",
         "prec",
@@ -45,6 +44,7 @@ def summary_rows(result: BenchResult) -> tuple[list[str], list[list[str]]]:
         "RSS MB",
         "x decode",
         "x TTFT",
+        "load avg",
     ]
     rows: list[list[str]] = []
     for e in result.engines:
@@ -65,9 +65,45 @@ def summary_rows(result: BenchResult) -> tuple[list[str], list[list[str]]]:
                     result.ratio(e, decode, ref.decode_ms_per_token(c0, n) if ref and n else None)
                 ),
                 _ratio(result.ratio(e, ttft, ref.ttft_ms(c0) if ref else None)),
+                _load(e.load_avg),
             ]
         )
     return header, rows
+
+
+def _load(load_avg: list[float] | None) -> str:
+    return "-" if not load_avg else " -> ".join(f"{x:.1f}" for x in load_avg)
+
+
+def ratios_rows(result: BenchResult) -> tuple[list[str], list[list[str]]]:
+    """Every metric of every peer as peer / shellfish (above 1.00x shellfish is better)."""
+    ref = result.reference
+    if ref is None:
+        return [], []
+    c0, n = summary_point(result)
+    contexts = result.contexts
+    header = ["engine", "load", *[f"TTFT ctx {c}" for c in contexts], "decode", "RSS"]
+    rows = []
+    for e in result.engines:
+        if not e.ok or e.engine == ref.engine:
+            continue
+        cells = [
+            result.ratio(e, e.load_ms, ref.load_ms),
+            *[result.ratio(e, e.ttft_ms(c), ref.ttft_ms(c)) for c in contexts],
+            result.ratio(
+                e,
+                e.decode_ms_per_token(c0, n) if n else None,
+                ref.decode_ms_per_token(c0, n) if n else None,
+            ),
+            result.ratio(e, e.peak_rss_mb, ref.peak_rss_mb),
+        ]
+        rows.append([e.engine, *[_ratio(c) or "-" for c in cells]])
+    return header, rows
+
+
+def ratios_caption(result: BenchResult) -> str:
+    ref = result.reference
+    return f"peer / {ref.engine if ref else 'shellfish'}; above 1.00x shellfish is better"
 
 
 def summary_point(result: BenchResult) -> tuple[int, int | None]:
@@ -176,6 +212,9 @@ def rich_tables(result: BenchResult) -> list[Table]:
         rich_table(f"{name}: decode ms/token by generation length", *lengths_rows(result)),
         rich_table(f"{name}: time to first token (ms) by context", *contexts_rows(result)),
     ]
+    header, rows = ratios_rows(result)
+    if rows:
+        out.append(rich_table(f"{name}: ratios", header, rows, caption=ratios_caption(result)))
     header, rows = quality_rows(result)
     if rows:
         out.append(rich_table(f"{name}: precision cost", header, rows))
@@ -209,6 +248,9 @@ def markdown(result: BenchResult) -> str:
         "",
         markdown_table(*contexts_rows(result)),
     ]
+    header, rows = ratios_rows(result)
+    if rows:
+        parts += ["", f"Ratios ({ratios_caption(result)}):", "", markdown_table(header, rows)]
     header, rows = quality_rows(result)
     if rows:
         parts += ["", "Precision cost:", "", markdown_table(header, rows)]

@@ -33,6 +33,9 @@ class EngineResult:
     wall_s: float = 0.0
     points: dict[str, dict[str, Any]] = field(default_factory=dict)  # "c16-n64" -> record
     quality_ids: list[list[int]] | None = None  # greedy ids per fixed quality prompt
+    # 1-minute load average when this engine's worker started and ended: on a shared machine
+    # a ratio between engines is only as good as the load they ran under.
+    load_avg: list[float] | None = None
 
     def median(self, context: int, new_tokens: int) -> float | None:
         rec = self.points.get(f"c{context}-n{new_tokens}")
@@ -83,11 +86,22 @@ class BenchResult:
             }
         )
 
+    @property
+    def reference(self) -> EngineResult | None:
+        """The shellfish engine ratios are taken against: `shellfish` when it ran, else the
+        first shellfish variant that ran (an int4-only model has only `shellfish-int4`)."""
+        ran = [e for e in self.engines if e.ok]
+        exact = next((e for e in ran if e.engine == REFERENCE_ENGINE), None)
+        return exact or next((e for e in ran if e.engine.startswith(REFERENCE_ENGINE)), None)
+
     def ratio(
         self, engine: EngineResult, value: float | None, ref_value: float | None
     ) -> float | None:
         """peer time / shellfish time: above 1 means shellfish is faster."""
+        ref = self.reference
         if value is None or not ref_value or engine.engine == REFERENCE_ENGINE:
+            return None
+        if ref is not None and engine.engine == ref.engine:
             return None
         return value / ref_value
 

@@ -68,6 +68,19 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="cold CLI vs warm daemon vs prefix cache (benchmarks/daemon_latency.py)",
     )
+    parser.add_argument(
+        "--build-peer",
+        metavar="PEER",
+        default=None,
+        help="compile a source-only peer (llama.cpp) for this CPU in the background at the "
+        "lowest priority and return at once; run again to see whether it finished",
+    )
+    parser.add_argument(
+        "--gguf",
+        metavar="MODEL",
+        default=None,
+        help="assemble the GGUF a catalog model is converted from (for the llama.cpp peer)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -75,6 +88,13 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     from shellfish.bench.engines import DEFAULT_ENGINES, available_names, check_names
     from shellfish.bench.spec import Plan, parse_int_list
 
+    if args.build_peer:
+        return _build_peer(args.build_peer, env)
+    if args.gguf:
+        from shellfish.bench.gguf import fetch_model_gguf
+
+        env.stdout.write(f"{fetch_model_gguf(args.gguf, env.paths, dict(env.environ))}\n")
+        return 0
     if args.list_engines:
         for name, target in available_names().items():
             env.stdout.write(f"{name}\t{target}\n")
@@ -148,3 +168,14 @@ def _cold_warm(models: list[Any], runs: int, env: Environment) -> int:
         )
         status = status or done.returncode
     return status
+
+
+def _build_peer(name: str, env: Environment) -> int:
+    """Start the build (or say how the last one went); never waits for it."""
+    from shellfish.bench.peer_build import build_status, start_build
+
+    status = build_status(name, env.paths)
+    if status.state not in {"building", "done"}:
+        status = start_build(name, env.paths, dict(env.environ))
+    env.stdout.write(status.describe() + "\n")
+    return 1 if status.state in {"failed"} else 0

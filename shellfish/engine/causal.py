@@ -654,6 +654,9 @@ class CausalRunner:
         rng = np.random.default_rng(config.seed)
         eos = np.fromiter(sorted(self.eos_ids), dtype=np.int64) if self.eos_ids else None
         filler = int(eos[0]) if eos is not None else 0
+        # EOS test by table lookup (built at the first step, when the vocabulary is known):
+        # np.isin cost ~0.2 ms a step, a third of a tiny model's whole step.
+        eos_table: Any = None
         history = np.empty((n, capacity), dtype=np.int64)
         history[:, : len(ids)] = ids
         length = len(ids)
@@ -707,7 +710,10 @@ class CausalRunner:
                 if step == 0:
                     run.first_token_ms = (time.perf_counter() - start) * 1000
                 if eos is not None:
-                    ended = active & np.isin(tokens, eos)
+                    if eos_table is None:
+                        eos_table = np.zeros(max(logits.shape[-1], int(eos[-1]) + 1), dtype=bool)
+                        eos_table[eos] = True
+                    ended = active & eos_table[tokens]
                     if ended.any():
                         alive &= ~ended
                         for i in np.flatnonzero(ended):
@@ -746,9 +752,12 @@ def _record_logprobs(
     rows = np.flatnonzero(active)
     if not len(rows):
         return
-    picked = logits[rows]
+    # Every row active (always so for one sample): no fancy-index copy of the logits.
+    picked = logits if len(rows) == len(logits) else logits[rows]
     top = picked.max(axis=-1)
-    log_z = top + np.log(np.exp(picked - top[:, None]).sum(axis=-1))
+    shifted = np.subtract(picked, top[:, None])  # one vocab-sized buffer, exp'd in place
+    np.exp(shifted, out=shifted)
+    log_z = top + np.log(shifted.sum(axis=-1))
     chosen = picked[np.arange(len(rows)), tokens[rows]]
     for row, value in zip(rows, chosen - log_z, strict=True):
         sink[int(row)].append(float(value))

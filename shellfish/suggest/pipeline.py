@@ -26,6 +26,7 @@ from shellfish.suggest.ranking import (
     vote_group,
 )
 from shellfish.suggest.retrieval import Retrieved, neighbour_candidates, retrieve
+from shellfish.suggest.timing import StageClock
 
 if TYPE_CHECKING:
     from shellfish.config import Settings
@@ -64,16 +65,21 @@ def run_suggest(
     mode = _checked_mode(request, mode)
     started = time.perf_counter()
     waited = queue_waited_ms()  # the times reported leave out waiting for a busy model
+    clock = StageClock(started, waited=queue_waited_ms)
     found = _retrieve(request, paths, mode)
+    clock.lap("retrieval")
     for warning in found.warnings:
         yield Status(warning, {"warning": True})
     prompt = render_prompt(runner, build_messages(request, found.examples, found.option_lines))
     config = _generation_config(runner, request, mode)
+    clock.lap("prompt")
     done = yield from _generate(runner, prompt, config, cancel)
+    clock.lap_generation(done)
     if done is None:  # a runner that ended without Done: treat as cancelled
         yield Done(texts=[], finish_reason="cancelled", extra={"candidates": []})
         return
     candidates = _gather(request, done, found, mode)
+    clock.lap("candidates")
     if request.task == "fix":
         candidates = _fix_candidates(candidates, request)
         if not candidates:
@@ -85,17 +91,23 @@ def run_suggest(
             return
     if mode == "full":
         check_candidates(candidates, request, found.index)
+        clock.lap("checks")
         rank_candidates(candidates)
+        clock.lap("rank")
         if ADAPT_RETRIEVED and candidates and candidates[0].source == "retrieved":
             adapted = _adapt(candidates, runner, prompt, config, request, cancel)
+            clock.lap("adapt")
             if adapted is not None:
                 check_candidates([adapted], request, found.index)
+                clock.lap("checks")
                 candidates.append(adapted)
                 rank_candidates(candidates)
+                clock.lap("rank")
     else:
         rank_by_position(candidates)
+        clock.lap("rank")
     elapsed_ms = (time.perf_counter() - started) * 1000 - (queue_waited_ms() - waited)
-    yield _answer(done, candidates, found, mode, elapsed_ms)
+    yield _answer(done, candidates, found, mode, elapsed_ms, clock)
 
 
 def _checked_mode(request: TaskRequest, mode: str) -> str:
@@ -234,7 +246,12 @@ def _last_done(events: Iterator[Event]) -> Done | None:
 
 
 def _answer(
-    done: Done, candidates: list[Candidate], found: Retrieved, mode: str, elapsed_ms: float
+    done: Done,
+    candidates: list[Candidate],
+    found: Retrieved,
+    mode: str,
+    elapsed_ms: float,
+    clock: StageClock | None = None,
 ) -> Done:
     """The final event: ranked commands, the runner's figures, and what the stages found."""
     best = candidates[0] if candidates else None
@@ -250,6 +267,8 @@ def _answer(
         "mode": mode,
         "suggest_ms": round(elapsed_ms, 1),
     }
+    if clock is not None:
+        extra["stages_ms"] = clock.rounded()
     return Done(
         texts=[c.command for c in candidates],
         model=done.model,

@@ -47,6 +47,11 @@ class BenchEngine:
     # whose package pins conflict with the project's venv live in such an overlay).
     overlay_env: ClassVar[str | None] = None
 
+    @classmethod
+    def default_overlay(cls, environ: dict[str, str]) -> str:
+        """The overlay directory used when `overlay_env` is unset ("" for none)."""
+        return ""
+
     def __init__(self, model: BenchModel, threads: int) -> None:
         self.model = model
         self.threads = threads

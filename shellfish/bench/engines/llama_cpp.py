@@ -1,15 +1,28 @@
-"""Peer: llama.cpp through llama-cpp-python, on the model's GGUF file (its own quantization)."""
+"""Peer: llama.cpp through llama-cpp-python, on the model's GGUF file (its own quantization).
+
+PyPI ships llama-cpp-python as source only; `shellfish bench --build-peer llama.cpp` compiles
+it for this CPU in the background (shellfish.bench.peer_build) into an overlay directory that
+the worker puts first on PYTHONPATH (`SHELLFISH_BENCH_LLAMA_CPP` names another one).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from shellfish.bench.engines.base import BenchEngine, EngineUnavailable, require, require_module
+from shellfish.bench.engines.base import BenchEngine, EngineUnavailable, require_module
 
 
 class LlamaCppEngine(BenchEngine):
     name = "llama.cpp"
     description = "llama.cpp (llama-cpp-python) on GGUF"
+    overlay_env = "SHELLFISH_BENCH_LLAMA_CPP"
+
+    @classmethod
+    def default_overlay(cls, environ: dict[str, str]) -> str:
+        from shellfish.bench.peer_build import overlay_dir
+        from shellfish.paths import get_paths
+
+        return str(overlay_dir(get_paths(environ), cls.name))
 
     @property
     def precision(self) -> str:
@@ -20,8 +33,19 @@ class LlamaCppEngine(BenchEngine):
     def check(self) -> None:
         if self.model.family != "causal":
             raise EngineUnavailable("llama.cpp is benched on decoder-only models only")
-        require_module("llama_cpp", "llama-cpp-python")
-        require(self.model.gguf, "GGUF file")
+        try:
+            require_module("llama_cpp", "llama-cpp-python")
+        except EngineUnavailable as exc:
+            from shellfish.bench.peer_build import build_status
+            from shellfish.paths import get_paths
+
+            state = build_status(self.name, get_paths()).describe()
+            raise EngineUnavailable(f"llama_cpp is not installed; {state}") from exc
+        if not self.model.gguf:
+            raise EngineUnavailable(
+                "the model has no GGUF file",
+                hint="for a catalog model: `shellfish bench --gguf MODEL`",
+            )
 
     def load(self) -> None:
         from llama_cpp import Llama

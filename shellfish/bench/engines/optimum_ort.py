@@ -20,6 +20,10 @@ class OptimumEngine(BenchEngine):
     overlay_env = OVERLAY_ENV
     subdir = "onnx"
 
+    @classmethod
+    def default_overlay(cls, environ: dict[str, str]) -> str:
+        return "/work/cache/bench-peers/optimum-overlay"
+
     @property
     def precision(self) -> str:
         return "int8" if self.subdir == "onnx_int8" else "fp32"
