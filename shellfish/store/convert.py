@@ -176,6 +176,23 @@ def export_python(paths: Paths, environ: dict[str, str], progress: Progress | No
     return python
 
 
+def start_worker(python: Path, script: Path, args: list[str]) -> subprocess.Popen[str]:
+    """Start a worker script in the export environment, its stdout and stderr piped.
+
+    Unbuffered (progress lines arrive as they are written), and ended by the kernel if
+    shellfish itself is killed, so no converter or trainer is left running on its own.
+    """
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
+    return subprocess.Popen(
+        [str(python), str(script), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        preexec_fn=die_with_parent_hook(),
+    )
+
+
 def run_worker(
     python: Path,
     args: list[str],
@@ -187,16 +204,8 @@ def run_worker(
     key = f"convert:{label}"
     if progress:
         progress.task(key, f"convert {label}", len(steps), unit="steps")
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
     start = time.monotonic()
-    proc = subprocess.Popen(
-        [str(python), str(WORKER), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        preexec_fn=die_with_parent_hook(),  # SIGKILLed shellfish: the kernel ends the worker
-    )
+    proc = start_worker(python, WORKER, args)
     try:
         code, out, unsupported, tail = _watch(proc, steps, key, progress)
     except BaseException:

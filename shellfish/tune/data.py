@@ -16,7 +16,6 @@ request or command, a multi-line command, unaligned files) is skipped and counte
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Callable, Iterable
@@ -24,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from shellfish.errors import UsageError
+from shellfish.store.store import sha256_file
 
 # Generic placeholder words -> concrete values that read like a real command line.
 _VALUES: dict[str, tuple[str, ...]] = {
@@ -122,14 +122,6 @@ class Collected:
         for p in self.pairs:
             out[p.source] = out.get(p.source, 0) + 1
         return out
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def read_pairs(collected: Collected, nl: Path, cm: Path, source: str) -> None:

@@ -13,11 +13,7 @@ checkpoint, adapter), so running the same command again after Ctrl-C or a crash 
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -295,15 +291,9 @@ def _worker(
     python: Path, args: list[str], on_step: Callable[[dict[str, Any]], None] | None
 ) -> dict[str, Any]:
     """Run tune/worker.py; stream its progress; map its failures to TuneError / Cancelled."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
-    proc = subprocess.Popen(
-        [str(python), str(WORKER), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        preexec_fn=_die_with_parent if sys.platform == "linux" else None,
-    )
+    from shellfish.store.convert import start_worker
+
+    proc = start_worker(python, WORKER, args)
     assert proc.stdout is not None and proc.stderr is not None
     error, tail = "", list[str]()
     try:
@@ -336,15 +326,6 @@ def _worker(
     lines = out.strip().splitlines()
     result: dict[str, Any] = json.loads(lines[-1]) if lines else {}
     return result
-
-
-def _die_with_parent() -> None:
-    """In the child: ask Linux to SIGTERM it when its parent dies (no orphaned trainer)."""
-    import ctypes
-    import signal
-
-    with contextlib.suppress(OSError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _install(
