@@ -106,6 +106,14 @@ def check_candidates(
         c.warnings = [f"danger: {d}" for d in result.danger]
 
 
+def mark_dangers(candidates: list[Candidate]) -> None:
+    """Fill in `danger` and `warnings` only (the modes without validation): whatever the mode,
+    a dangerous command never reaches the user without its warning."""
+    for c in candidates:
+        c.danger = classify(c.command)
+        c.warnings = [f"danger: {d}" for d in c.danger]
+
+
 def programs(cmd: str) -> list[str]:
     """The program word (as written, quotes removed) of each simple command in `cmd`, nested
     ones included (``$(...)``, ``xargs``, ``find -exec``, ``sh -c``), in order, once each."""

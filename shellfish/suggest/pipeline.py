@@ -17,7 +17,7 @@ from shellfish.errors import UsageError
 from shellfish.events import Done, Event, Status, Token
 from shellfish.shell.syntax import parse
 from shellfish.suggest.candidates import Candidate, certainty, clean_answer, command_key, dedupe
-from shellfish.suggest.checks import check_candidates
+from shellfish.suggest.checks import check_candidates, mark_dangers
 from shellfish.suggest.ranking import (
     low_confidence_warning,
     rank_by_position,
@@ -81,6 +81,7 @@ def run_suggest(
                 candidates.append(adapted)
                 rank_candidates(candidates)
     else:
+        mark_dangers(candidates)
         rank_by_position(candidates)
     yield _answer(done, candidates, found, mode, started)
 
