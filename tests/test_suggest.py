@@ -253,6 +253,16 @@ def test_the_current_directory_is_written_as_dot(tmp_path: Path) -> None:
     assert done.texts == ["ls /home/me/proj"]
 
 
+def test_the_prompt_says_dot_not_the_absolute_cwd(tmp_path: Path) -> None:
+    paths = get_paths({"SHELLFISH_HOME": str(tmp_path)})
+    runner = ScriptedRunner(["ls"])
+    _run(runner, paths, "list files here", "zero-shot", context={"cwd": "/home/me/proj"})
+    _run(runner, paths, "list files here", "zero-shot", context={"cwd": "/srv/other"})
+    assert "/home/me/proj" not in runner.prompts[0]
+    assert "The current directory is `.`" in runner.prompts[0]
+    assert runner.prompts[0] == runner.prompts[1]  # one system turn in every directory
+
+
 def test_eval_counts_answers_that_leak_the_cwd() -> None:
     from shellfish.eval.run import Item, Report
 
