@@ -66,7 +66,7 @@ def _group_cause(command: str, old: tuple[str, ...], new: tuple[str, ...]) -> st
 
     if any(p in WRAPPERS for p in old) and not any(p in WRAPPERS for p in new):
         return "a wrapper no longer votes"
-    if any(p in ("\\(", "(", "\\)", ")") for p in old):
+    if "\\(" in command or any(p.startswith(("-", "\\(", "(")) for p in old):
         return "find's \\( no longer counts"
     if len(new) > len(old) or any(m in command for m in ("-exec", "<(", "$(", "`")):
         return "a nested command now votes"

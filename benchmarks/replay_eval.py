@@ -36,13 +36,15 @@ _END = "<|im_end|>"
 class ReplayRunner:
     """A `Runner` that replays recorded first answers and delegates the rest to `real()`."""
 
-    def __init__(self, recorded: dict[str, tuple[str, float | None]], real: Any) -> None:
-        self._recorded = recorded
+    def __init__(
+        self, recorded: dict[str, list[tuple[str, float | None] | None]], real: Any
+    ) -> None:
+        self._recorded = {k: list(v) for k, v in recorded.items()}
         self._real_factory = real
         self._real: Any = None
         self.replayed = 0
         self.generated = 0
-        self._seen: set[str] = set()
+        self._last: str | None = None  # the prompt of the last first generation
 
     @property
     def real(self) -> Any:
@@ -64,16 +66,19 @@ class ReplayRunner:
         from shellfish.events import Done
         from shellfish.tasks.suggest_prompts import ANSWER_PREFIX
 
-        request = _last_user_turn(prompt)
-        first_call = prompt.endswith(ANSWER_PREFIX) and request not in self._seen
-        if first_call and request in self._recorded and config.n == 1:
-            self._seen.add(request)
+        # a first generation ends with the answer prefix; a rewrite (`_adapt`) extends the
+        # prompt of the first generation just before it
+        rewrite = self._last is not None and prompt.startswith(self._last) and prompt != self._last
+        answers = self._recorded.get(_last_user_turn(prompt)) if not rewrite else None
+        answer = answers.pop(0) if answers else None
+        if not rewrite:
+            self._last = prompt
+        if answer is not None and config.n == 1 and prompt.endswith(ANSWER_PREFIX):
             self.replayed += 1
-            text, certainty = self._recorded[request]
+            text, certainty = answer
             logprobs = [math.log(certainty)] if certainty else []
             yield Done(texts=[text], model="replay", extra={"mean_logprobs": logprobs})
             return
-        self._seen.add(request)
         self.generated += 1
         yield from self.real.generate(prompt, config, cancel=cancel)
 
@@ -93,17 +98,24 @@ def _last_user_turn(prompt: str) -> str:
     return body.split(_END, 1)[0]
 
 
-def recorded_answers(path: Path) -> dict[str, tuple[str, float | None]]:
-    """request -> (the model's first answer, its certainty) for requests with exactly one model
-    candidate (two mean a rewrite was added, and which one came first is not recorded)."""
-    out: dict[str, tuple[str, float | None]] = {}
+def recorded_answers(path: Path) -> dict[str, list[tuple[str, float | None] | None]]:
+    """request -> [(the model's first answer, its certainty)], one per occurrence in order.
+
+    None for an occurrence whose answer is not known: two model candidates mean a rewrite was
+    added, and which one came first is not recorded. A request that occurs twice gets two
+    entries: the second run of the same prompt may decode differently (the prefix cache then
+    holds the whole prompt).
+    """
+    out: dict[str, list[tuple[str, float | None] | None]] = {}
     for line in path.read_text(encoding="utf-8").splitlines():
         item = json.loads(line)
         models = [c for c in item["candidates"] if c["source"] == "model"]
+        answer: tuple[str, float | None] | None = None
         if len(models) == 1:
-            out[item["request"]] = (models[0]["command"], models[0]["certainty"])
+            answer = (models[0]["command"], models[0]["certainty"])
         elif not models and not item["candidates"]:
-            out[item["request"]] = ("", None)
+            answer = ("", None)
+        out.setdefault(item["request"], []).append(answer)
     return out
 
 
