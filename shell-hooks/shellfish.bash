@@ -13,9 +13,11 @@
 #   SHELLFISH_SUGGEST_KEY  default \C-x\C-a (Ctrl+X then Ctrl+A): turn the words on the line
 #                          into a command. Undo (Ctrl+_) brings the words back.
 #   SHELLFISH_FIX_KEY      default \C-x\C-w (Ctrl+X then Ctrl+W): propose a fix for the last
-#                          command that failed.
+#                          command that failed (from the command, its exit status and this
+#                          machine; the command's output is never captured, nor is it re-run).
 # bash has no way to wait for a socket while you type, so in bash the widget runs the CLI and
-# waits for it (Ctrl+C cancels); the CLI uses the daemon when it runs. zsh is asynchronous.
+# waits for it (Ctrl+C cancels and keeps your words); the CLI uses the daemon when it runs.
+# zsh is asynchronous. SHELLFISH_INDICATOR is the text shown after your words meanwhile.
 # Other settings: SHELLFISH_CONTEXT_CAPTURE=0 (record nothing), SHELLFISH_CONTEXT_MAX=20,
 # SHELLFISH_CLI=shellfish. Context capture uses the DEBUG trap and PROMPT_COMMAND.
 # Replies are marker lines:
@@ -28,6 +30,7 @@
 [[ -n ${SHELLFISH_FIX_KEY+x} ]] || SHELLFISH_FIX_KEY='\C-x\C-w'
 [[ -n ${SHELLFISH_CLI+x} ]] || SHELLFISH_CLI='shellfish'
 [[ -n ${SHELLFISH_CONTEXT_MAX+x} ]] || SHELLFISH_CONTEXT_MAX=20
+[[ -n ${SHELLFISH_INDICATOR+x} ]] || SHELLFISH_INDICATOR='  [shellfish: thinking - Ctrl+C cancels]'
 
 _shellfish_runtime_dir() {
   if [[ -n $SHELLFISH_HOME ]]; then
@@ -231,14 +234,47 @@ _shellfish_exit() {
 }
 
 # _shellfish_request TASK TEXT EXTRA_JSON: run the CLI, parse its marker lines, update the line.
+# The typed words stay in READLINE_LINE the whole time: a cancel (Ctrl+C) or a failure leaves
+# them as they were, and only an answer replaces them (one readline edit, so undo works). The
+# indicator is drawn over the current screen line and readline redraws the line afterwards, so
+# nothing of it stays on the screen.
 _shellfish_request() {
-  local task=$1 text=$2 extra=$3 out line cmd= err= other= w
+  local task=$1 text=$2 extra=$3 line cmd= err= other= w pid st tmp ended= prompt
   local -a cli warns=()
   eval "cli=($SHELLFISH_CLI)"
-  printf 'shellfish: thinking... (Ctrl+C cancels)\n' >&2
-  out=$(printf '%s\n' "$text" | "${cli[@]}" widget "$task" --shell bash --context-extra "$extra" 2>&1)
-  local ended=
-  while IFS= read -r line; do
+  # `local -` restores the options on return; without job control the background CLI shares
+  # the shell's process group (Ctrl+C reaches it too) and bash prints no "[1] pid" lines.
+  local -
+  set +m
+  tmp=$(command mktemp "${TMPDIR:-/tmp}/shellfish.XXXXXX" 2>/dev/null) || {
+    printf '\nshellfish: cannot create a temporary file in %s\n' "${TMPDIR:-/tmp}" >&2
+    return 0
+  }
+  # Ctrl+C interrupts `wait` (the trap runs, wait returns 130): cancel, keep the line. The trap
+  # goes first so that a Ctrl+C at any moment cancels, not the user's own INT trap.
+  local old_trap cancelled=
+  old_trap=$(trap -p INT)
+  trap 'cancelled=1; [[ -n $pid ]] && command kill -TERM $pid 2>/dev/null' INT
+  # the prompt again (its last line), unless showing it would run commands (starship & co.)
+  prompt=
+  [[ $PS1 == *'$('* || $PS1 == *'`'* ]] || prompt=${PS1@P}
+  printf '\r\e[K%s%s%s' "${prompt##*$'\n'}" "$READLINE_LINE" "$SHELLFISH_INDICATOR" >&2
+  { "${cli[@]}" widget "$task" --shell bash --context-extra "$extra" <<< "$text" > "$tmp" 2>&1 & } 2>/dev/null
+  pid=$!
+  [[ -n $cancelled ]] || wait "$pid"
+  st=$?
+  [[ -n $cancelled ]] && st=130
+  eval "${old_trap:-trap - INT}"
+  printf '\r\e[K' >&2
+  if (( st > 128 )); then
+    # No command substitution from here on: one run after the interrupt makes bash split the
+    # next command line the user enters (bash 5.2: `echo a-b` ran `echo`, then `a-b`).
+    command kill -TERM "$pid" 2>/dev/null
+    command rm -f -- "$tmp"
+    printf 'shellfish: cancelled\n' >&2
+    return 0
+  fi
+  while IFS= read -r line || [[ -n $line ]]; do
     case $line in
       SHELLFISH_CMD$'\t'*) [[ -z $cmd ]] && { _shellfish_unescape "${line#*$'\t'}"; cmd=$REPLY; } ;;
       SHELLFISH_WARN$'\t'*) _shellfish_unescape "${line#*$'\t'}"; warns+=("$REPLY") ;;
@@ -246,7 +282,8 @@ _shellfish_request() {
       SHELLFISH_END) ended=1; break ;;
       *) [[ -n $line ]] && other=$line ;;
     esac
-  done <<< "$out"
+  done < "$tmp"
+  command rm -f -- "$tmp"
   if [[ -n $cmd ]]; then
     READLINE_LINE=$cmd
     READLINE_POINT=${#READLINE_LINE}
@@ -274,7 +311,8 @@ _shellfish_fix() {
   elif (( _shellfish_last_status == 0 )); then
     printf 'shellfish: the last command succeeded - nothing to fix\n' >&2
   else
-    _shellfish_request fix "$_shellfish_last_cmd" "{\"exit_status\":$_shellfish_last_status}"
+    # the CLI adds this shell's PATH; the command's output is not captured (see the zsh script)
+    _shellfish_request fix "$_shellfish_last_cmd" "{\"last_exit_status\":$_shellfish_last_status}"
   fi
 }
 

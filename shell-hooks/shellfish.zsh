@@ -16,7 +16,9 @@
 #                          is shown below the prompt instead of replacing what you typed.
 #                          Undo (Ctrl+_ or Ctrl+X u) brings your words back.
 #   SHELLFISH_FIX_KEY      default ^X^W (Ctrl+X then Ctrl+W): propose a fix for the last command
-#                          that failed.
+#                          that failed. It knows the command, its exit status and this machine
+#                          (missing programs and files, their nearest names), not the command's
+#                          output: nothing captures your commands' stderr or runs them again.
 # Other settings:
 #   SHELLFISH_CONTEXT_CAPTURE=0   record no context at all (`shellfish context --off` too).
 #   SHELLFISH_CONTEXT_MAX=20      how many recent commands the context keeps.
@@ -305,7 +307,11 @@ _shellfish_context_json() {
   emulate -L zsh
   local out item
   local -i i
-  _shellfish_capture_on || { REPLY=null; return 0 }
+  if ! _shellfish_capture_on; then
+    # no context; a request's own facts (the fix key's exit status) still go
+    (( $# )) && REPLY="{${(j:,:)@}}" || REPLY=null
+    return 0
+  fi
   _shellfish_json_str "$PWD"; out='{"source":"zsh","cwd":'$REPLY
   _shellfish_json_str "zsh $ZSH_VERSION"; out+=',"shell":'$REPLY
   _shellfish_json_str "$OSTYPE"; out+=',"os":'$REPLY
@@ -354,7 +360,7 @@ _shellfish_start() {
   # cancel can kill it; its stderr comes through the pipe so a broken install is visible.
   local -a cli
   cli=(${(Q)${(z)SHELLFISH_CLI}})
-  local extra=$*
+  local extra=${(j:,:)@}
   exec {fd}< <(
     print -r -- "SHELLFISH_PID"$'\t'"$sysparams[pid]"
     exec $cli widget $task --shell zsh --context-extra "{${extra}}" 2>&1 <<<"$text"
@@ -374,7 +380,9 @@ _shellfish_stop() {
   if [[ -n $_shellfish_pid ]]; then
     kill -TERM $_shellfish_pid 2>/dev/null
   fi
-  exec {fd}<&- 2>/dev/null
+  # The braces matter: `exec {fd}<&- 2>/dev/null` would send the shell's own stderr to
+  # /dev/null for good (a bare `exec` applies its redirections to the shell itself).
+  { exec {fd}<&- } 2>/dev/null
   _shellfish_fd= _shellfish_pid=
   [[ $POSTDISPLAY == $SHELLFISH_INDICATOR ]] && POSTDISPLAY=
   return 0
@@ -482,7 +490,11 @@ _shellfish_fix() {
     return 0
   fi
   _shellfish_orig=$BUFFER
-  if _shellfish_start fix "$_shellfish_last_cmd" "\"exit_status\":$_shellfish_last_status"; then
+  # The exit status and this shell's PATH (the nearest installed programs are looked up on it);
+  # the command's output is not captured (see shellfish/suggest/failure.py for why).
+  _shellfish_json_str "$PATH"
+  if _shellfish_start fix "$_shellfish_last_cmd" "\"last_exit_status\":$_shellfish_last_status" \
+      "\"path\":$REPLY"; then
     POSTDISPLAY=$SHELLFISH_INDICATOR
   else
     zle -M "shellfish: $_shellfish_err"

@@ -45,7 +45,10 @@ class Environment:
 
     @cached_property
     def paths(self) -> Paths:
-        return get_paths(self.environ)
+        paths = get_paths(self.environ)
+        for note in paths.notes:  # e.g. a runtime dir taken by another user: say where we went
+            self.warn(note)
+        return paths
 
     @cached_property
     def settings(self) -> Settings:

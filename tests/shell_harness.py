@@ -17,10 +17,12 @@ import json
 import os
 import pty
 import select
+import shlex
 import shutil
 import signal
 import socket
 import struct
+import subprocess
 import termios
 import threading
 import time
@@ -133,6 +135,59 @@ class PtyShell:
             os.close(self.fd)
 
 
+class TmuxShell(PtyShell):
+    """The same interface as PtyShell, but the shell runs in a real tmux pane (its own tmux
+    server on a socket in the test's directory). `text()` is everything the shell wrote to
+    the pane (tmux's pipe-pane log, so offsets from `mark()` stay valid); `screen()` is what
+    the pane shows now."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], cwd: Path, dump: Path) -> None:
+        self.dump = dump
+        self.log = cwd / "tmux-pane.log"
+        self.log.write_bytes(b"")
+        self.tmux = [require("tmux"), "-S", str(cwd / "tmux.sock"), "-f", "/dev/null"]
+        environ = [f"{k}={v}" for k, v in env.items()]
+        # the shell waits for a key before it starts, so the log misses nothing
+        start = f"read -r _; exec env -i {' '.join(map(shlex.quote, environ + argv))}"
+        size = ["-x", "200", "-y", "50"]
+        subprocess.run(
+            [*self.tmux, "new-session", "-d", "-s", "t", *size, "-c", str(cwd), "sh", "-c", start],
+            check=True,
+            env={**os.environ, "TMUX": ""},
+        )
+        subprocess.run(
+            [*self.tmux, "pipe-pane", "-t", "t", "-o", f"cat >> {shlex.quote(str(self.log))}"],
+            check=True,
+        )
+        subprocess.run([*self.tmux, "send-keys", "-t", "t", "Enter"], check=True)
+        pane_pid = subprocess.run(
+            [*self.tmux, "display-message", "-p", "-t", "t", "#{pane_pid}"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        self.pid = int(pane_pid)
+
+    def text(self) -> str:
+        return self.log.read_bytes().decode("utf-8", "replace")
+
+    def screen(self) -> str:
+        proc = subprocess.run(
+            [*self.tmux, "capture-pane", "-p", "-t", "t"], capture_output=True, check=False
+        )
+        return proc.stdout.decode("utf-8", "replace")
+
+    def send(self, data: bytes | str) -> None:
+        if isinstance(data, str):
+            data = data.encode()
+        for i in range(0, len(data), 256):  # as hex key codes: control keys included
+            chunk = data[i : i + 256]
+            subprocess.run([*self.tmux, "send-keys", "-t", "t", "-H", *(f"{b:02x}" for b in chunk)])
+
+    def close(self) -> None:
+        subprocess.run([*self.tmux, "kill-server"], capture_output=True)
+
+
 def shell_env(home: Path, tmp: Path, **extra: str) -> dict[str, str]:
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -147,8 +202,11 @@ def shell_env(home: Path, tmp: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def start_zsh(tmp: Path, home: Path, *, pre: str = "", **extra: str) -> PtyShell:
-    """`zsh -f -i` with the integration loaded, a sentinel prompt and a dump key."""
+def start_zsh(
+    tmp: Path, home: Path, *, pre: str = "", tmux: bool = False, **extra: str
+) -> PtyShell:
+    """`zsh -f -i` with the integration loaded, a sentinel prompt and a dump key (in a pty,
+    or in a tmux pane with `tmux=True`)."""
     zsh = require("zsh")
     dump = tmp / "buffer.dump"
     setup = tmp / "setup.zsh"
@@ -160,7 +218,8 @@ def start_zsh(tmp: Path, home: Path, *, pre: str = "", **extra: str) -> PtyShell
         '_t_dump() { print -rn -- "$BUFFER" >| $_T_DUMP.tmp && zf_mv -f $_T_DUMP.tmp $_T_DUMP }\n'
         f"_T_DUMP={str(dump)!r}\nzle -N _t_dump\nbindkey '{DUMP_KEY_ZSH}' _t_dump\n"
     )
-    sh = PtyShell([zsh, "-f", "-i"], shell_env(home, tmp, **extra), tmp, dump)
+    kind = TmuxShell if tmux else PtyShell
+    sh = kind([zsh, "-f", "-i"], shell_env(home, tmp, **extra), tmp, dump)
     sh.send(f". {setup}\r")
     sh.wait_for(lambda: sh.text().count(PROMPT) >= 1, 15, "the sentinel prompt")
     return sh

@@ -211,3 +211,54 @@ def test_one_generation_per_model_and_cancel_while_waiting(tmp_path: Path) -> No
     assert not thread.is_alive() and isinstance(errors[0], Cancelled)
     list(first)
     assert run(runner, "x y")[-1].text == "x y"  # type: ignore[union-attr]
+
+
+def test_waiting_generations_are_served_in_arrival_order(tmp_path: Path) -> None:
+    """FIFO per model: with the model busy, N waiters get it in the order they asked for it."""
+    pool = make_pool(tmp_path, Loads())
+    runner = pool.get("echo")
+    first = runner.generate("hold " * 5, GenerationConfig())
+    next(first)  # the model is busy
+    order: list[int] = []
+    threads = []
+    for i in range(8):
+        thread = threading.Thread(target=lambda i=i: order.append(int(run(runner, f"{i}")[0].text)))  # type: ignore[attr-defined]
+        thread.start()
+        threads.append(thread)
+        # each waiter is queued before the next one arrives
+        deadline = time.monotonic() + 5
+        while pool.loaded()[0]["waiting"] < i + 1 and time.monotonic() < deadline:
+            time.sleep(0.005)
+    list(first)
+    for thread in threads:
+        thread.join(10)
+    assert order == list(range(8))
+
+
+def test_queue_wait_is_reported_apart_from_model_time(tmp_path: Path) -> None:
+    from shellfish.store.pool import queue_waited_ms
+
+    pool = make_pool(tmp_path, Loads())
+    runner = pool.get("echo")
+    mine = queue_waited_ms()
+    first = runner.generate("a b c", GenerationConfig())
+    next(first)
+    result: list[Done] = []
+    waited: list[float] = []
+
+    def second() -> None:
+        before = queue_waited_ms()
+        events = run(runner, "x")
+        waited.append(queue_waited_ms() - before)
+        result.append(events[-1])  # type: ignore[arg-type]
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    time.sleep(0.3)
+    list(first)
+    thread.join(5)
+    done = result[0]
+    assert done.extra["queue_ms"] >= 250  # waited for the first generation
+    assert done.total_ms < 200  # the model's own time for one word (delay 0.01)
+    assert abs(waited[0] - done.extra["queue_ms"]) < 1
+    assert queue_waited_ms() - mine < 50  # counted per thread: the other thread's wait is not ours

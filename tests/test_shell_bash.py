@@ -82,7 +82,7 @@ def test_fix_after_a_failing_command(tmp_path, shells) -> None:
     sh.send(FIX_BYTES)
     sh.wait_for(lambda: sh.buffer() == "ls /", 10, "the fix")
     assert (tmp_path / "cli-stdin").read_text() == "ls /definitely-missing-xyz\n"
-    assert '{"exit_status":2}' in (tmp_path / "cli-args").read_text()
+    assert '{"last_exit_status":2}' in (tmp_path / "cli-args").read_text()
 
 
 def test_context_capture_in_bash(tmp_path, shells) -> None:
@@ -143,3 +143,86 @@ def test_bash_redaction_matches_the_reference_table(tmp_path) -> None:
         assert secret not in got and "[REDACTED]" in got, (text, got)
     for text, got in zip(HARMLESS, out[len(SECRETS) :], strict=False):
         assert got == text
+
+
+def slow_cli(tmp_path: Path, seconds: float = 30) -> tuple[Path, Path]:
+    fake = tmp_path / "slowcli"
+    pidfile = tmp_path / "slow.pid"
+    fake.write_text(
+        f"#!/bin/sh\necho $$ > '{pidfile}'\nsleep {seconds}\n"
+        "printf 'SHELLFISH_CMD\\tls -la\\nSHELLFISH_END\\n'\n"
+    )
+    fake.chmod(0o755)
+    return fake, pidfile
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    try:  # a zombie is gone for our purposes
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")
+    except OSError:
+        return True
+
+
+def test_ctrl_c_cancels_and_keeps_the_words(tmp_path, shells) -> None:
+    """Issue 14 item 8: Ctrl+C used to lose the typed words (and left a "thinking..." line)."""
+    fake, pidfile = slow_cli(tmp_path)
+    sh = bash(tmp_path, shells, SHELLFISH_CLI=str(fake))
+    start = sh.mark()
+    sh.send("echo kept words")
+    sh.send(SUGGEST_BYTES)
+    sh.wait_for(pidfile.exists, 10, "the CLI to start")
+    sh.wait_output("thinking", since=start)
+    # while it thinks, the words are still shown, before the indicator
+    assert "echo kept words  [shellfish: thinking" in sh.text()[start:]
+    pid = int(pidfile.read_text())
+    sh.send(b"\x03")  # Ctrl+C
+    sh.wait_output("shellfish: cancelled", since=start)
+    sh.wait_for(lambda: _gone(pid), 5, "the CLI to be killed")
+    # The words are still on the line and editable, and the line runs whole (a command
+    # substitution after the interrupt once made bash split it: `echo` ran, then `kept`).
+    start = sh.mark()
+    sh.run(" marker-$((40+2))")
+    assert "kept words marker-42" in sh.text()[start:]
+    sh.send("echo again")
+    sh.send(SUGGEST_BYTES)
+    sh.wait_output("thinking", since=start)
+    sh.send(b"\x03")
+    sh.wait_output("shellfish: cancelled", since=start)
+    assert sh.buffer() == "echo again"
+
+
+def test_thinking_indicator_is_erased_and_undo_still_works(tmp_path, shells) -> None:
+    fake, _pidfile = slow_cli(tmp_path, 0.5)
+    sh = bash(tmp_path, shells, SHELLFISH_CLI=str(fake))
+    start = sh.mark()
+    sh.send("list everything")
+    sh.send(SUGGEST_BYTES)
+    sh.wait_for(lambda: sh.buffer() == "ls -la", 10, "the suggestion")
+    out = sh.text()[start:]
+    # the indicator is drawn, then its screen line is cleared (no permanent "thinking" line)
+    shown = out.index("[shellfish: thinking")
+    assert "\r\x1b[K" in out[shown:]
+    assert "thinking...\r\n" not in out and "thinking... (Ctrl+C cancels)\r\n" not in out
+    sh.send(UNDO_BYTES)
+    sh.wait_for(lambda: sh.buffer() == "list everything", 5, "undo")
+
+
+def test_stderr_and_traps_survive_the_bash_widget(tmp_path, shells) -> None:
+    fake, _pidfile = slow_cli(tmp_path, 5)
+    sh = bash(tmp_path, shells, SHELLFISH_CLI=str(fake), pre="trap 'echo user-int-trap' INT")
+    sh.send("anything")
+    sh.send(SUGGEST_BYTES)
+    sh.wait_output("thinking")
+    sh.send(b"\x03")
+    sh.wait_output("shellfish: cancelled")
+    sh.send(b"\x15")
+    start = sh.mark()
+    sh.run("ls /sf-missing-dir-xyz; echo status=$?; trap -p INT; echo jobcontrol=${-//[^m]/}")
+    out = sh.text()[start:]
+    assert "No such file or directory" in out and "status=2" in out
+    assert "trap -- 'echo user-int-trap' SIGINT" in out  # the user's own trap is back
+    assert "jobcontrol=m" in out  # `set +m` was local to the widget

@@ -74,7 +74,7 @@ def test_fast_path_request_fields_match_the_protocol() -> None:
         assert field in zsh, field
     # what the zsh fast path sends is a valid TaskRequest
     TaskRequest.from_dict({"task": "suggest", "text": "x", "context": {"cwd": "/"}})
-    TaskRequest.from_dict({"task": "fix", "text": "x", "context": {"exit_status": 2}})
+    TaskRequest.from_dict({"task": "fix", "text": "x", "context": {"last_exit_status": 2}})
 
 
 def test_context_keys_are_the_same_in_python_and_zsh(tmp_path: Path) -> None:
@@ -87,8 +87,15 @@ def test_context_keys_are_the_same_in_python_and_zsh(tmp_path: Path) -> None:
     assert '"git_branch":' in SCRIPTS["zsh"]
     for key in ctx["recent"][0]:
         assert f'"{key}":' in SCRIPTS["zsh"], key
+    # The fix key sends the exit status under the key the fix prompt reads (issue 14 item 4:
+    # the scripts sent `exit_status`, the prompt read `last_exit_status`).
+    from shellfish.tasks.suggest_prompts import build_messages
+
     for shell in SHELLS:  # inside a double-quoted shell string the quotes are escaped
-        assert re.search(r'\\?"exit_status\\?":', SCRIPTS[shell]), shell
+        assert re.search(r'\\?"last_exit_status\\?":', SCRIPTS[shell]), shell
+        assert not re.search(r'[^_]\\?"exit_status\\?":', SCRIPTS[shell]), shell
+    fix = TaskRequest(task="fix", text="ls /nope", context={"last_exit_status": 2})
+    assert "Exit status: 2." in build_messages(fix)[-1]["content"]
     for shell in SHELLS:
         assert "# shellfish context v1" in SCRIPTS[shell]
         assert (
@@ -263,7 +270,7 @@ def test_widget_prints_markers_with_validation(make_env, monkeypatch, tmp_path: 
         "widget",
         "fix",
         "--context-extra",
-        '{"exit_status": 2}',
+        '{"last_exit_status": 2}',
         stdin="ls /nope\n",
         SHELLFISH_CONTEXT_FILE=str(ctx),
     )
@@ -273,7 +280,8 @@ def test_widget_prints_markers_with_validation(make_env, monkeypatch, tmp_path: 
     assert any(w.startswith("danger: recursive delete") for w in warns)
     request = seen[0]
     assert request.task == "fix" and request.text == "ls /nope"
-    assert request.context is not None and request.context["exit_status"] == 2
+    assert request.context is not None and request.context["last_exit_status"] == 2
+    assert request.context["path"]  # the CLI adds its PATH: nearest program names come from it
     assert request.context["recent"][0]["exit"] == 2
 
 

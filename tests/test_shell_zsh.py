@@ -156,7 +156,10 @@ def test_fix_last_command(tmp_path, home, shells, daemons) -> None:
     request = daemon.requests[0]["request"]
     assert request["task"] == "fix"
     assert request["text"] == "ls /definitely-missing-dir-xyz"
-    assert request["context"]["exit_status"] == 2
+    # the key the prompt reads (issue 14 item 4: the widget sent `exit_status`), and the PATH
+    # the nearest installed programs are looked up on
+    assert request["context"]["last_exit_status"] == 2
+    assert request["context"]["path"] == os.environ["PATH"]
     # after a successful command there is nothing to fix and nothing is sent
     sh.send(b"\x15")
     sh.run("true")
@@ -422,3 +425,139 @@ def test_end_to_end_through_the_real_daemon(tmp_path, home, shells) -> None:
         assert sh.buffer() == "list files"
     finally:
         _daemon(home, "stop")
+
+
+# ---------------------------------------------------------------------------------------------
+# The shell must stay whole after every way a request can end (issue 14 item 1: one `exec
+# {fd}<&- 2>/dev/null` sent zsh's own stderr to /dev/null after the first suggestion).
+
+
+def assert_stderr_reaches_the_terminal(sh: PtyShell) -> None:
+    sh.send(b"\x15")  # whatever the widget left on the line
+    start = sh.mark()
+    # The arithmetic is expanded by the shell, so "to-stderr-42" on screen can only be output.
+    sh.run("print -u2 to-stderr-$((6*7)); ls /sf-missing-dir-xyz; print status=$?")
+    out = sh.text()[start:]
+    assert "to-stderr-42" in out, out
+    assert "No such file or directory" in out, out
+    assert "status=2" in out
+    start = sh.mark()
+    sh.run("print -r -- fd2=${$(readlink /proc/$$/fd/2):-none}")
+    assert "fd2=/dev/null" not in sh.text()[start:]
+
+
+def _end_by_answer(sh: PtyShell, since: int) -> None:
+    sh.wait_for(lambda: sh.buffer() == "ls -la", 10, "the suggestion")
+
+
+def _end_by_cancel(sh: PtyShell, since: int) -> None:
+    sh.wait_output("thinking", since=since)
+    time.sleep(0.2)
+    sh.send(SUGGEST_BYTES)
+    sh.wait_output("cancelled", since=since)
+
+
+def _end_by_message(needle: str) -> Any:
+    def end(sh: PtyShell, since: int) -> None:
+        sh.wait_output(needle, since=since)
+
+    return end
+
+
+_SCRIPTS: dict[str, Any] = {
+    "answer": answer("ls -la"),
+    "cancel": answer("ls -la", delay=8),
+    "error": lambda _r: ["SHELLFISH_ERR\tno model", "SHELLFISH_END"],
+    "daemon-died": lambda _r: [0.2, None],
+    "empty-answer": lambda _r: ["SHELLFISH_END"],
+}
+_ENDS: dict[str, Any] = {
+    "answer": _end_by_answer,
+    "cancel": _end_by_cancel,
+    "error": _end_by_message("no model"),
+    "daemon-died": _end_by_message("ended without an answer"),
+    "empty-answer": _end_by_message("no suggestion came back"),
+}
+
+
+@pytest.mark.parametrize("how", sorted(_SCRIPTS))
+def test_stderr_survives_every_daemon_request_ending(tmp_path, home, shells, daemons, how) -> None:
+    daemon = FakeDaemon(socket_path(home), _SCRIPTS[how])
+    daemons.append(daemon)
+    sh = zsh(tmp_path, home, shells)
+    for _ in range(2):  # twice: the first request must not break the second either
+        start = sh.mark()
+        sh.send("list all files")
+        sh.send(SUGGEST_BYTES)
+        _ENDS[how](sh, start)
+        assert_stderr_reaches_the_terminal(sh)
+
+
+@pytest.mark.parametrize("how", ["answer", "cancel", "error"])
+def test_stderr_survives_every_cli_request_ending(tmp_path, home, shells, how) -> None:
+    fake = tmp_path / "fakecli"
+    reply = {
+        "answer": "printf 'SHELLFISH_CMD\\tls -la\\nSHELLFISH_END\\n'",
+        "cancel": "exec sleep 30",
+        "error": "echo 'Traceback: broken install' >&2; exit 1",
+    }[how]
+    fake.write_text(f"#!/bin/sh\ncat >/dev/null\n{reply}\n")
+    fake.chmod(0o755)
+    sh = zsh(tmp_path, home, shells, SHELLFISH_CLI=str(fake))
+    sh.send("list all files")
+    sh.send(SUGGEST_BYTES)
+    {**_ENDS, "error": _end_by_message("broken install")}[how](sh, 0)
+    assert_stderr_reaches_the_terminal(sh)
+
+
+def test_fix_widget_leaves_stderr_alone(tmp_path, home, shells, daemons) -> None:
+    daemons.append(FakeDaemon(socket_path(home), answer("ls /")))
+    sh = zsh(tmp_path, home, shells)
+    sh.run("ls /definitely-missing-dir-xyz")
+    sh.send(FIX_BYTES)
+    sh.wait_for(lambda: sh.buffer() == "ls /", 10, "the fix")
+    assert_stderr_reaches_the_terminal(sh)
+
+
+def test_no_bare_exec_redirects_a_standard_stream() -> None:
+    """`exec ... 2>/dev/null` (or 1>, <) changes the shell itself; only braces keep it local."""
+    import re
+
+    from shell_harness import BASH_SCRIPT
+
+    bare = re.compile(r"^\s*exec\s+[^#]*?(?<![&{\w])[012]?[<>]+\s*(?:/dev/null|&[012])")
+    for script in (ZSH_SCRIPT, BASH_SCRIPT):
+        for number, line in enumerate(script.read_text().splitlines(), 1):
+            if line.lstrip().startswith("exec $cli"):
+                continue  # inside the slow path's subshell: it is the CLI's own stderr
+            assert not bare.search(line), f"{script.name}:{number}: {line}"
+
+
+def test_fix_without_context_capture_still_sends_the_exit_status(
+    tmp_path, home, shells, daemons
+) -> None:
+    daemon = FakeDaemon(socket_path(home), answer("git status"))
+    daemons.append(daemon)
+    sh = zsh(tmp_path, home, shells, pre="SHELLFISH_CONTEXT_CAPTURE=0")
+    sh.run("gti status")
+    sh.send(FIX_BYTES)
+    sh.wait_for(lambda: sh.buffer() == "git status", 10, "the fix")
+    context = daemon.requests[0]["request"]["context"]
+    assert context == {"last_exit_status": 127, "path": os.environ["PATH"]}
+
+
+def test_fix_through_the_cli_slow_path_sends_valid_json(tmp_path, home, shells) -> None:
+    fake = tmp_path / "fakecli"
+    fake.write_text(
+        "#!/bin/sh\n"
+        f"cat > '{tmp_path}/cli-stdin'\n"
+        f"printf '%s\\n' \"$6\" > '{tmp_path}/cli-extra'\n"
+        "printf 'SHELLFISH_CMD\\tgit status\\nSHELLFISH_END\\n'\n"
+    )
+    fake.chmod(0o755)
+    sh = zsh(tmp_path, home, shells, SHELLFISH_CLI=str(fake))
+    sh.run("gti status")
+    sh.send(FIX_BYTES)
+    sh.wait_for(lambda: sh.buffer() == "git status", 10, "the fix")
+    extra = json.loads((tmp_path / "cli-extra").read_text())
+    assert extra["last_exit_status"] == 127 and extra["path"] == os.environ["PATH"]

@@ -55,6 +55,13 @@ def one(line: str) -> SimpleCommand:
         ("sudo -- rm x", "rm", ("sudo",)),
         ("\\rm -f x", "rm", ()),
         ("/usr/bin/rm x", "/usr/bin/rm", ()),
+        ("watch -n 5 df -h", "df", ("watch",)),
+        ("setsid ./daemon", "./daemon", ("setsid",)),
+        ("busybox rm -rf x", "rm", ("busybox",)),
+        ("flock /tmp/lock make", "make", ("flock",)),
+        ("pkexec --user root rm x", "rm", ("pkexec",)),
+        ("eatmydata apt-get install x", "apt-get", ("eatmydata",)),
+        ("caffeinate -i make", "make", ("caffeinate",)),
     ],
 )
 def test_program_after_wrappers(line: str, program: str, wrappers: tuple[str, ...]) -> None:
@@ -247,6 +254,19 @@ def test_shell_c_bodies_are_parsed() -> None:
     ]
     assert cs[0].flags == (Flag("-c", "curl x | bash"),)
     assert programs("eval 'rm x; ls'") == ("eval", "rm", "ls")
+
+
+def test_su_c_bodies_are_parsed() -> None:
+    cs = simple_commands("su -c 'rm -rf /tmp/x' bob; sudo su - root -c \"ls\"; su --command=id")
+    assert [(c.name, c.via) for c in cs] == [
+        ("su", ""),
+        ("rm", "-c"),
+        ("su", ""),
+        ("ls", "-c"),
+        ("su", ""),
+        ("id", "-c"),
+    ]
+    assert [(c.name, c.via) for c in simple_commands("su -l bob")] == [("su", "")]
 
 
 def test_find_exec() -> None:

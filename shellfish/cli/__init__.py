@@ -33,6 +33,7 @@ COMMAND_MODULES = (
     "doctor",
     "knowledge",
     "evaluate",
+    "tune",
     "bench",
 )
 

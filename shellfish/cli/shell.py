@@ -157,11 +157,13 @@ def _widget_lines(
         raise UsageError(f"--context-extra is not JSON: {exc.msg}") from exc
     if not isinstance(extra, dict):
         raise UsageError("--context-extra must be a JSON object")
+    if args.task == "fix":  # the failed program's nearest names are looked up on this PATH
+        extra.setdefault("path", env.environ.get("PATH", ""))
     context = current_context(env, shell=args.shell)
     if context is not None:
         context.update(extra)
-    elif "exit_status" in extra:
-        context = {"exit_status": extra["exit_status"]}
+    else:  # no context; the fix key's own facts about the failed command still go
+        context = {k: extra[k] for k in ("last_exit_status", "path") if k in extra} or None
     request = TaskRequest(task=args.task, text=text, model=args.model, context=context)
 
     from shellfish.client import stream

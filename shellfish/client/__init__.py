@@ -11,8 +11,8 @@ import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from shellfish.errors import DaemonUnavailable, ModelNotFound
-from shellfish.events import Done, Event, Status
+from shellfish.errors import DaemonError, DaemonUnavailable, ModelNotFound
+from shellfish.events import Done, Event, Status, Token
 from shellfish.tasks.request import TaskRequest
 
 if TYPE_CHECKING:
@@ -72,10 +72,21 @@ def _local(
             start_daemon(env.paths, env.settings)
             running = True
         if running:
+            shown = 0  # tokens already passed on: the request can no longer be run again
             try:
-                yield from client.stream(request)
+                for event in client.stream(request):
+                    shown += isinstance(event, Token)
+                    yield event
                 return
-            except DaemonUnavailable:
+            except DaemonUnavailable as exc:
+                if shown:
+                    # Running it again here would print the answer a second time after the
+                    # part already shown; end with a clear error instead.
+                    raise DaemonError(
+                        f"the shellfish daemon stopped in the middle of the answer "
+                        f"(after {shown} tokens); the answer above is incomplete",
+                        hint="run the command again; see `shellfish daemon logs` for the cause",
+                    ) from exc
                 if policy == "daemon":
                     raise
                 yield Status("the daemon stopped answering; running in this process")

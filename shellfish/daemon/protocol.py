@@ -9,6 +9,7 @@ each with `"final": false` except the last. Errors travel as data (`kind: "error
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,8 +82,10 @@ def parse_request(line: bytes) -> Request:
     if len(line) > MAX_LINE_BYTES:
         raise BadRequest(f"request line is larger than {MAX_LINE_BYTES} bytes", "too_large")
     try:
-        data = json.loads(line.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        data = json.loads(line.decode("utf-8"), parse_int=_parse_int)
+    except RecursionError as exc:  # e.g. 100k nested arrays: the decoder recurses per level
+        raise BadRequest("request is nested too deeply", "bad_json") from exc
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an over-long integer
         raise BadRequest(f"request is not valid JSON: {exc}", "bad_json") from exc
     if not isinstance(data, dict):
         raise BadRequest("request must be a JSON object", "bad_json")
@@ -94,6 +97,16 @@ def parse_request(line: bytes) -> Request:
         exc.request_id = request_id
         exc.reply_format = reply_format if reply_format in REPLY_FORMATS else "json"
         raise
+
+
+#: Longer integers are refused on every Python (3.11+ refuses over 4300 digits on its own).
+MAX_INT_DIGITS = 1000
+
+
+def _parse_int(text: str) -> int:
+    if len(text) > MAX_INT_DIGITS:
+        raise ValueError(f"an integer of {len(text)} digits (at most {MAX_INT_DIGITS})")
+    return int(text)
 
 
 def _validate(data: dict[str, Any], request_id: Any, reply_format: Any) -> Request:
@@ -128,6 +141,7 @@ def _validate(data: dict[str, Any], request_id: Any, reply_format: Any) -> Reque
             payload = {**payload, "task": cmd}
         try:
             request.task = TaskRequest.from_dict(payload)
+            check_generation(request.task.generation)
         except ValueError as exc:
             raise BadRequest(str(exc), request_id=request_id) from exc
         if request.task.task not in TASK_NAMES:  # pragma: no cover - from_dict checks it
@@ -138,6 +152,50 @@ def _validate(data: dict[str, Any], request_id: Any, reply_format: Any) -> Reque
             raise BadRequest(f"'{cmd}' needs a non-empty 'model' string", request_id=request_id)
         request.model = model
     return request
+
+
+#: Upper bounds on `generation` values a client may ask for (the CLI's flags stay far below).
+GENERATION_LIMITS = {"max_new_tokens": 1 << 16, "n": 64, "num_beams": 64, "top_k": 1 << 20}
+
+
+def check_generation(generation: dict[str, Any]) -> None:
+    """Validate a request's `generation` overrides (names, JSON types, ranges); ValueError.
+
+    The daemon checks them before running anything, so a bad value is `bad_request` with a
+    message naming the field, never an `internal` error from deep inside a runner.
+    """
+    import dataclasses as dc
+
+    from shellfish.engine.base import GenerationConfig
+    from shellfish.errors import UsageError
+
+    fields = {f.name: f for f in dc.fields(GenerationConfig)}
+    for name, value in generation.items():
+        if name not in fields:
+            raise ValueError(f"unknown generation setting {name!r}; known: {', '.join(fields)}")
+        if value is None:
+            continue
+        kind = str(fields[name].type)
+        if kind.startswith("int") and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ValueError(f"generation.{name} must be an integer")
+        if kind == "float" and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ValueError(f"generation.{name} must be a number")
+        if kind == "bool" and not isinstance(value, bool):
+            raise ValueError(f"generation.{name} must be true or false")
+        if name == "stop" and (
+            not isinstance(value, list) or not all(isinstance(x, str) for x in value)
+        ):
+            raise ValueError("generation.stop must be a list of strings")
+        if name in GENERATION_LIMITS and value > GENERATION_LIMITS[name]:
+            raise ValueError(f"generation.{name} must be at most {GENERATION_LIMITS[name]}")
+        if kind == "float" and not math.isfinite(value):
+            raise ValueError(f"generation.{name} must be a finite number")
+        if name == "seed" and not 0 <= value < 1 << 64:
+            raise ValueError("generation.seed must be in [0, 2**64)")
+    try:
+        GenerationConfig().merged(**generation).validate()
+    except UsageError as exc:
+        raise ValueError(f"bad generation settings: {exc.message}") from exc
 
 
 def make_request(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import errno
 import importlib
 import itertools
 import logging
@@ -26,7 +27,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from shellfish import __version__
 from shellfish.daemon import protocol, state
-from shellfish.daemon.connection import Connection, internal_error
+from shellfish.daemon.connection import BUSY_HINT, Budget, Connection, internal_error
 from shellfish.daemon.protocol import Request
 from shellfish.errors import DaemonError, ShellfishError
 from shellfish.events import Done, Error
@@ -35,8 +36,16 @@ from shellfish.store.pool import Loader, ModelPool
 
 if TYPE_CHECKING:
     from shellfish.config import Settings
+    from shellfish.tasks.request import TaskRequest
 
 log = logging.getLogger("shellfish.daemon")
+
+#: Connections served at once; one more is told `busy` and closed (each costs 3 threads, 1 fd).
+MAX_CONNECTIONS = 64
+# accept() errors that mean "out of a resource" (fds, kernel memory): back off and retry
+# instead of spinning on a listener that stays readable.
+_ACCEPT_EXHAUSTED = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+ACCEPT_BACKOFF_S = (0.05, 1.0)  # first and longest pause
 
 
 class DaemonServer:
@@ -64,6 +73,10 @@ class DaemonServer:
         self._socket_ino: int | None = None
         self._lock_handle: IO[str] | None = None
         self._state_dirty = True
+        self.budget = Budget()
+        self.max_connections = MAX_CONNECTIONS
+        self._accept_backoff = 0.0  # current pause after an exhausted accept; 0 when fine
+        self._accept_paused_until = 0.0
 
     # -- running ----------------------------------------------------------------------------------
 
@@ -112,10 +125,15 @@ class DaemonServer:
         tick = _tick(self.settings)
         try:
             while not self._stop.is_set():
+                watched = [self._wake_r]
+                timeout = tick
+                paused_for = self._accept_paused_until - time.monotonic()
+                if paused_for > 0:  # out of fds: leave the backlog alone for a while
+                    timeout = min(tick, paused_for)
+                else:
+                    watched.append(self._listener.fileno())
                 try:
-                    readable, _, _ = select.select(
-                        [self._listener.fileno(), self._wake_r], [], [], tick
-                    )
+                    readable, _, _ = select.select(watched, [], [], timeout)
                 except InterruptedError:  # pragma: no cover - PEP 475 retries
                     continue
                 if self._wake_r in readable:
@@ -135,13 +153,36 @@ class DaemonServer:
         assert self._listener is not None
         try:
             sock, _ = self._listener.accept()
-        except OSError:
+        except OSError as exc:
+            if exc.errno in _ACCEPT_EXHAUSTED:
+                self._back_off_accepting(exc)
             return
-        conn = Connection(sock, self._dispatch, next(self._numbers))
+        if self._accept_backoff:
+            log.info("accepting connections again")
+            self._accept_backoff = 0.0
+        with self._counter_lock:
+            self._connections = {c for c in self._connections if not c.finished}
+            full = len(self._connections) >= self.max_connections
+            self._last_activity = time.monotonic()
+        if full:
+            _refuse(sock, f"the daemon serves {self.max_connections} connections already")
+            return
+        conn = Connection(sock, self._dispatch, next(self._numbers), self.budget)
+        try:
+            conn.start()
+        except RuntimeError as exc:  # cannot start threads: out of memory or a process limit
+            log.warning("cannot serve a new connection: %s", exc)
+            self._back_off_accepting(exc)
+            return
         with self._counter_lock:
             self._connections.add(conn)
-            self._last_activity = time.monotonic()
-        conn.start()
+
+    def _back_off_accepting(self, exc: BaseException) -> None:
+        low, high = ACCEPT_BACKOFF_S
+        if not self._accept_backoff:
+            log.warning("cannot accept connections (%s): pausing accept", exc)
+        self._accept_backoff = min(high, self._accept_backoff * 2) if self._accept_backoff else low
+        self._accept_paused_until = time.monotonic() + self._accept_backoff
 
     def _housekeeping(self) -> None:
         with self._counter_lock:
@@ -200,6 +241,7 @@ class DaemonServer:
             "requests": self.requests_served,
             "active": active,
             "connections": connections,
+            "queued_requests": self.budget.requests,
             "rss_mb": round(process_rss() / 2**20, 1),
             "memory_budget_mb": round(self.pool.memory_budget_bytes / 2**20, 1),
             "idle_unload_s": self.settings.daemon.idle_unload_s,
@@ -241,17 +283,27 @@ class DaemonServer:
         assert request.task is not None
         started = time.perf_counter()
         cancel = conn.begin_generation()
+        from shellfish.store.pool import queue_waited_ms
         from shellfish.tasks import run_task
+
+        waited_before = queue_waited_ms()
 
         events = run_task(request.task, self.pool, self.settings, self.paths, cancel=cancel)
         try:
             for event in events:
                 if isinstance(event, Done):
-                    extra = {**event.extra, "daemon_ms": (time.perf_counter() - started) * 1000}
+                    extra = {
+                        **event.extra,
+                        "daemon_ms": (time.perf_counter() - started) * 1000,
+                        # every wait of this request for a busy model (suggest runs two)
+                        "queue_ms": queue_waited_ms() - waited_before,
+                    }
                     done = dataclasses.replace(event, backend="daemon", extra=extra)
                     conn.send(done, request, final=True)
                     with self._counter_lock:
                         self.requests_served += 1
+                    if request.reply_format == "lines":
+                        self._record_widget_exchange(request.task, done)
                     return
                 if isinstance(event, Error):
                     conn.send(event, request, final=True)
@@ -264,6 +316,21 @@ class DaemonServer:
                 close()
             conn.end_generation()
         conn.send(internal_error("generation ended without a result"), request, final=True)
+
+    def _record_widget_exchange(self, task: TaskRequest, done: Done) -> None:
+        """Log a shell widget's exchange in the history (after the reply went out).
+
+        Clients that go through `shellfish.client.stream` record their own exchanges; a
+        `lines` request comes from zsh's socket fast path, which has no Python to do it.
+        """
+        if not self.settings.history.enabled:
+            return
+        try:
+            from shellfish.history.log import HistoryLog
+
+            HistoryLog(self.paths.history_db).record(task, done)
+        except Exception:  # the log must never break the daemon
+            log.exception("could not write the history log")
 
     def cmd_load(self, request: Request) -> Done:
         assert request.model is not None
@@ -300,6 +367,20 @@ class DaemonServer:
     def cmd_shutdown(self, request: Request) -> Done:
         self.request_shutdown()
         return Done(texts=[], backend="daemon", extra={"pid": os.getpid()})
+
+
+def _refuse(sock: socket.socket, message: str) -> None:
+    """Answer a connection we cannot serve with one `busy` error line, then close it."""
+    try:
+        sock.settimeout(0.2)  # the accept loop must not wait on this client
+        sock.sendall(
+            protocol.encode_event(Error(message=message, code="busy", hint=BUSY_HINT), final=True)
+        )
+        sock.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+    finally:
+        sock.close()
 
 
 def _tick(settings: Settings) -> float:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from shellfish.knowledge.flags import Option, parse_options, roff_to_text
-from shellfish.shell.words import INTERPRETERS
+from shellfish.shell.grammar import INTERPRETERS
 
 HELP_TIMEOUT_S = 2.0
 MAN_MAX_BYTES = 2 * 1024 * 1024

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,8 +48,16 @@ def _placeholder(match: re.Match[str]) -> str:
     return inner
 
 
-def parse_page(text: str, program: str, platform: str = "common") -> list[Example]:
-    """The examples of one tldr page (empty for a page without any)."""
+def parse_page(
+    text: str,
+    program: str,
+    platform: str = "common",
+    fill: Callable[[re.Match[str]], str] | None = None,
+) -> list[Example]:
+    """The examples of one tldr page (empty for a page without any).
+
+    `fill` turns each ``{{placeholder}}`` into an argument (default: its text as written).
+    """
     out: list[Example] = []
     description = ""
     for raw in text.splitlines():
@@ -56,14 +65,18 @@ def parse_page(text: str, program: str, platform: str = "common") -> list[Exampl
         if line.startswith("- "):
             description = re.sub(r"\[(\w+)\]", r"\1", line[2:].rstrip(":").strip())
         elif line.startswith("`") and line.endswith("`") and len(line) > 2 and description:
-            command = _PLACEHOLDER.sub(_placeholder, line[1:-1]).strip()
+            command = _PLACEHOLDER.sub(fill or _placeholder, line[1:-1]).strip()
             out.append(Example(program, platform, description, command))
             description = ""
     return out
 
 
-def read_archive(path: Path, platforms: tuple[str, ...] = ("common", "linux")) -> list[Example]:
-    """All English examples of `platforms` in a tldr zip archive."""
+def read_archive(
+    path: Path,
+    platforms: tuple[str, ...] = ("common", "linux"),
+    fill: Callable[[re.Match[str]], str] | None = None,
+) -> list[Example]:
+    """All English examples of `platforms` in a tldr zip archive (`fill`: see parse_page)."""
     try:
         with zipfile.ZipFile(path) as zf:
             examples: list[Example] = []
@@ -74,7 +87,7 @@ def read_archive(path: Path, platforms: tuple[str, ...] = ("common", "linux")) -
                 if parts[1] not in platforms:
                     continue
                 text = zf.read(name).decode("utf-8", errors="replace")
-                examples.extend(parse_page(text, parts[2][:-3], parts[1]))
+                examples.extend(parse_page(text, parts[2][:-3], parts[1], fill))
             return examples
     except (zipfile.BadZipFile, OSError) as exc:
         raise KnowledgeError(

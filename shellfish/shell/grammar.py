@@ -57,7 +57,19 @@ WRAPPERS: dict[str, WrapperSpec] = {
     "torsocks": _spec(),
     "proxychains": _spec("-f"),
     "proxychains4": _spec("-f"),
+    "watch": _spec("-n -d -q --interval --differences --equexit"),
+    "setsid": _spec(),
+    "busybox": _spec(stop="--list --install"),
+    "flock": _spec("-w -E --timeout --conflict-exit-code", positionals=1),
+    "pkexec": _spec("--user"),
+    "eatmydata": _spec(),
+    "fakeroot": _spec(),
+    "chronic": _spec(),
+    "caffeinate": _spec("-t -w"),
 }
+# Programs that run a shell command given with -c / --command (`su -c 'cmd' bob`), wherever
+# the option stands among their arguments.
+COMMAND_OPTION_RUNNERS = frozenset({"su", "runuser", "sg"})
 
 # Programs that run whatever code they are given (piped into, or as an argument).
 SHELLS = frozenset({"sh", "bash", "zsh", "dash", "ksh", "mksh", "fish", "csh", "tcsh", "ash"})

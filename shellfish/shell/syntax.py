@@ -20,8 +20,9 @@ Where a word's type matters (which options take a value, which programs wrap oth
 tables are in `shellfish.shell.grammar`, the one place for them.
 
 What counts as "nested": the body of ``sh -c '...'`` (any shell in `grammar.SHELLS`, also
-behind ``sudo``), ``eval``'s words, ``find -exec ... ;`` / ``+``, the command ``xargs`` runs,
-and command/process substitutions anywhere in a word (also inside double quotes). Wrappers
+behind ``sudo``) and of ``su -c '...'`` (`grammar.COMMAND_OPTION_RUNNERS`), ``eval``'s words,
+``find -exec ... ;`` / ``+``, the command ``xargs`` runs, and command/process substitutions
+anywhere in a word (also inside double quotes). Wrappers
 (``sudo``, ``env``, ``nice``, ``timeout``... see `grammar.WRAPPERS`) are not commands of
 their own: they are recorded on the command they run (``sudo rm x``: program ``rm``, wrapper
 ``sudo``).
@@ -34,6 +35,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
 from shellfish.shell.grammar import (
+    COMMAND_OPTION_RUNNERS,
     FIND_EXEC_ACTIONS,
     HEADER_KEYWORDS,
     INTERPRETERS,
@@ -876,6 +878,17 @@ class _Parser:
                     break
                 if not a.startswith("--") and "c" in a[1:] and j + 1 < len(args):
                     out.append((start + j + 1, self._sub(args[j + 1], "-c")))
+                    break
+        elif name in COMMAND_OPTION_RUNNERS:
+            for j, a in enumerate(args):
+                if a == "--command" or (
+                    a.startswith("-") and not a.startswith("--") and a.endswith("c")
+                ):
+                    if j + 1 < len(args):
+                        out.append((start + j + 1, self._sub(args[j + 1], "-c")))
+                    break
+                if a.startswith("--command="):
+                    out.append((start + j, self._sub(a.split("=", 1)[1], "-c")))
                     break
         elif name == "eval" and args:
             out.append((start, self._sub(" ".join(args), "eval")))

@@ -4,10 +4,18 @@ Both the daemon and the in-process CLI path get runners from a `ModelPool`. A ru
 by the pool is a thin proxy: its `generate` runs one generation per model at a time (runners
 keep per-model state such as the prefix cache) and records use for the idle and LRU policies.
 A proxy stays valid after its model was unloaded or evicted: the next `generate` loads it again.
+
+Generations waiting for a busy model are served first come, first served (`_Turnstile`), so a
+request waits at most for the ones queued before it: position x service time. The time spent
+waiting is reported apart from model time: `queue_ms` in the Done's `extra` of each generation,
+and `queue_waited_ms()` for callers that run several generations for one request.
 """
 
 from __future__ import annotations
 
+import collections
+import contextvars
+import dataclasses
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -16,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shellfish.errors import Cancelled, ModelError, ModelNotFound
+from shellfish.events import Done
 
 if TYPE_CHECKING:
     from shellfish.config import Settings
@@ -27,6 +36,74 @@ if TYPE_CHECKING:
 Loader = Callable[[str], "tuple[Runner, list[str]]"]
 
 _MB = 1024 * 1024
+
+#: How often a waiting generation looks at its cancel flag (a release wakes it at once).
+CANCEL_CHECK_S = 0.05
+
+# Milliseconds this context (a daemon connection's thread, the CLI) has waited for busy models.
+_waited_ms: contextvars.ContextVar[float] = contextvars.ContextVar("queue_waited_ms", default=0.0)
+
+
+def queue_waited_ms() -> float:
+    """Total time this thread's context has waited for busy models so far (monotonic).
+
+    A request that runs several generations reads it before and after to get its own wait.
+    """
+    return _waited_ms.get()
+
+
+class _Turnstile:
+    """A lock handed to waiters in arrival order (a ticket queue under one condition).
+
+    `threading.Lock` makes no promise about which waiter gets it next: under load a request could
+    wait behind any number of later ones. Here `release` wakes everyone and only the oldest
+    ticket proceeds.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._tickets: collections.deque[object] = collections.deque()
+        self._held = False
+
+    def acquire(self, cancel: threading.Event | None = None) -> None:
+        """Wait for our turn; Cancelled (and out of the queue) if `cancel` is set meanwhile."""
+        ticket = object()
+        with self._cond:
+            self._tickets.append(ticket)
+            try:
+                while self._held or self._tickets[0] is not ticket:
+                    if cancel is not None and cancel.is_set():
+                        raise Cancelled("cancelled while waiting for the model")
+                    # The timeout only serves the cancel check; turns are handed out by notify.
+                    self._cond.wait(CANCEL_CHECK_S if cancel is not None else None)
+            except BaseException:
+                self._tickets.remove(ticket)
+                self._cond.notify_all()  # the next ticket may be at the head now
+                raise
+            self._tickets.popleft()
+            self._held = True
+
+    def try_acquire(self) -> bool:
+        """Take it only if nobody holds it or waits for it."""
+        with self._cond:
+            if self._held or self._tickets:
+                return False
+            self._held = True
+            return True
+
+    def release(self) -> None:
+        with self._cond:
+            self._held = False
+            self._cond.notify_all()
+
+    def locked(self) -> bool:
+        """Held or waited for: the model is in use."""
+        with self._cond:
+            return self._held or bool(self._tickets)
+
+    def waiting(self) -> int:
+        with self._cond:
+            return len(self._tickets)
 
 
 def resolve_model_path(paths: Paths, name: str) -> Path:
@@ -77,8 +154,15 @@ class _Entry:
     load_ms: float
     rss_bytes: int
     requests: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock)  # held while generating
+    lock: _Turnstile = field(default_factory=_Turnstile)  # held while generating
     unloaded: bool = False  # removed from the pool; close the runner when the lock frees
+    closed: bool = False  # the runner was closed (by whoever held the lock last)
+
+    def close_runner(self) -> None:
+        """Close the runner once; call with `lock` held."""
+        if not self.closed:
+            self.closed = True
+            _close(self.runner)
 
 
 class ModelPool:
@@ -164,6 +248,7 @@ class ModelPool:
                 "rss_mb": round(e.rss_bytes / _MB, 1),
                 "load_ms": round(e.load_ms, 1),
                 "busy": e.lock.locked(),
+                "waiting": e.lock.waiting(),
                 "warnings": list(e.warnings),
             }
             for e in sorted(entries, key=lambda e: e.loaded_at)
@@ -251,33 +336,47 @@ class ModelPool:
 
     def _retire(self, entry: _Entry) -> None:
         entry.unloaded = True
-        if entry.lock.acquire(blocking=False):
+        if entry.lock.try_acquire():
             try:
-                _close(entry.runner)
+                entry.close_runner()
             finally:
                 entry.lock.release()
-        # else: the generation holding the lock closes the runner when it ends
+        # else: the generation holding the lock, or the next waiter, closes the runner
 
     def _generate(
         self, name: str, prompt: str, config: GenerationConfig, cancel: threading.Event | None
     ) -> Iterator[Event]:
+        queue_ms = 0.0  # waiting for the model only: a load on the way is not queueing
         while True:
             entry = self._ensure(name)
-            # One generation per model at a time; wait in short slices so a cancel is noticed.
-            while not entry.lock.acquire(timeout=0.05):
-                if cancel is not None and cancel.is_set():
-                    raise Cancelled("cancelled while waiting for the model")
+            waiting = time.perf_counter()
+            try:
+                entry.lock.acquire(cancel)  # one generation per model at a time, in FIFO order
+            except Cancelled:
+                if entry.unloaded:  # we may have been what kept _retire from closing it
+                    self._retire(entry)
+                raise
+            finally:
+                waited = (time.perf_counter() - waiting) * 1000
+                queue_ms += waited
+                _waited_ms.set(_waited_ms.get() + waited)
             if not entry.unloaded:
                 break
-            entry.lock.release()  # unloaded while we waited: load it again
+            # Unloaded while we waited: nobody may have been able to close it (a waiter kept
+            # _retire from taking the lock), so whoever gets the turn does; then load it again.
+            entry.close_runner()
+            entry.lock.release()
         try:
             entry.requests += 1
             entry.last_used = self._clock()
-            yield from entry.runner.generate(prompt, config, cancel=cancel)
+            for event in entry.runner.generate(prompt, config, cancel=cancel):
+                if isinstance(event, Done):
+                    event = dataclasses.replace(event, extra={**event.extra, "queue_ms": queue_ms})
+                yield event
         finally:
             entry.last_used = self._clock()
             if entry.unloaded:
-                _close(entry.runner)
+                entry.close_runner()
             entry.lock.release()
 
 

@@ -23,6 +23,9 @@ class Progress:
     def advance(self, key: str, amount: int = 1) -> None:
         pass
 
+    def describe(self, key: str, description: str) -> None:
+        """Replace a step's description (e.g. to show the current loss and rate)."""
+
     def done(self, key: str) -> None:
         pass
 
@@ -111,6 +114,10 @@ class RichProgress(Progress):
     def advance(self, key: str, amount: int = 1) -> None:
         if key in self._ids:
             self._bars.advance(self._ids[key], amount)
+
+    def describe(self, key: str, description: str) -> None:
+        if key in self._ids:
+            self._bars.update(self._ids[key], description=description)
 
     def done(self, key: str) -> None:
         if key in self._ids:

@@ -27,7 +27,7 @@ RELATIVE_CWD = True
 @dataclass
 class Candidate:
     command: str
-    source: str  # "model" | "retrieved"
+    source: str  # "model" | "retrieved" | "rewrite" (a fix's mechanical correction)
     rank: int  # position within its source
     valid: bool = True
     problems: list[str] = field(default_factory=list)

@@ -70,19 +70,26 @@ def validate_command(
     checks: Sequence[Check] = (),
     which: Callable[[str], str | None] = shutil.which,
     cwd: str | None = None,
+    home: str | None = None,
 ) -> Validation:
-    """Check one suggested command line; `checks` add problem lines of their own."""
+    """Check one suggested command line (never run); `checks` add problem lines of their own.
+
+    `cwd` and `home` are where the line would run and the user's $HOME: the danger check
+    resolves paths against them (`rm -rf /home/me/*` from /home/me is `rm -rf ~/*`); programs
+    given by a relative path are looked up from `cwd` when it exists here.
+    """
     problems: list[str] = []
     if not cmd.strip():
         return Validation(ok=False, problems=["the command is empty"])
-    for word in missing_programs(cmd, which=which, cwd=cwd):
+    here = cwd if cwd is not None and Path(cwd).is_dir() else None
+    for word in missing_programs(cmd, which=which, cwd=here):
         problems.append(f"{word}: command not found on this machine")
     error = parse_error(cmd, shell)
     if error:
         problems.append(f"does not parse in {shell}: {error}")
     for check in checks:
         problems.extend(check(cmd))
-    return Validation(ok=not problems, problems=problems, danger=classify(cmd))
+    return Validation(ok=not problems, problems=problems, danger=classify(cmd, cwd, home))
 
 
 def check_candidates(
@@ -91,15 +98,15 @@ def check_candidates(
     """Fill in `valid`, `problems`, `danger` and `warnings` of each candidate (in place)."""
     ctx = request.context or {}
     shell = str(ctx.get("shell") or "bash").rsplit("/", 1)[-1]
+    # the danger check needs no disk: the request's cwd counts even if it is not on this host
     cwd = str(ctx["cwd"]) if ctx.get("cwd") else None
-    if cwd is not None and not Path(cwd).is_dir():
-        cwd = None
+    home = str(ctx.get("home") or os.path.expanduser("~"))
     checks: list[Check] = []
     if index is not None:
         known = index.known_flags
         checks.append(lambda cmd: flag_problems(cmd, known))
     for c in candidates:
-        result = validate_command(c.command, shell, checks=checks, cwd=cwd)
+        result = validate_command(c.command, shell, checks=checks, cwd=cwd, home=home)
         c.valid = bool(result.ok)
         c.problems = list(result.problems)
         c.danger = list(result.danger)

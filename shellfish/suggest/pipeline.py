@@ -14,7 +14,7 @@ from collections.abc import Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
 from shellfish.errors import UsageError
-from shellfish.events import Done, Event, Status, Token
+from shellfish.events import Done, Error, Event, Status, Token
 from shellfish.shell.syntax import parse
 from shellfish.suggest.candidates import Candidate, certainty, clean_answer, command_key, dedupe
 from shellfish.suggest.checks import check_candidates, mark_dangers
@@ -59,8 +59,11 @@ def run_suggest(
     mode: str = "full",
 ) -> Iterator[Event]:
     """Stream the events answering a suggest or fix request (see the package docstring)."""
+    from shellfish.store.pool import queue_waited_ms
+
     mode = _checked_mode(request, mode)
     started = time.perf_counter()
+    waited = queue_waited_ms()  # the times reported leave out waiting for a busy model
     found = _retrieve(request, paths, mode)
     for warning in found.warnings:
         yield Status(warning, {"warning": True})
@@ -71,6 +74,15 @@ def run_suggest(
         yield Done(texts=[], finish_reason="cancelled", extra={"candidates": []})
         return
     candidates = _gather(request, done, found, mode)
+    if request.task == "fix":
+        candidates = _fix_candidates(candidates, request)
+        if not candidates:
+            yield Error(
+                f"no fix found for `{request.text}`",
+                code="no_fix",
+                hint="nothing different from it came back; its own error message says more",
+            )
+            return
     if mode == "full":
         check_candidates(candidates, request, found.index)
         rank_candidates(candidates)
@@ -83,7 +95,8 @@ def run_suggest(
     else:
         mark_dangers(candidates)
         rank_by_position(candidates)
-    yield _answer(done, candidates, found, mode, started)
+    elapsed_ms = (time.perf_counter() - started) * 1000 - (queue_waited_ms() - waited)
+    yield _answer(done, candidates, found, mode, elapsed_ms)
 
 
 def _checked_mode(request: TaskRequest, mode: str) -> str:
@@ -139,9 +152,26 @@ def _gather(request: TaskRequest, done: Done, found: Retrieved, mode: str) -> li
         )
         for i, text in enumerate(done.texts)
     ]
-    if mode == "full":
+    # A fix's retrieved commands match the words of a broken line, not what it meant: they
+    # stay examples in the prompt but do not vote (measured: benchmarks/fix_quality.py).
+    if mode == "full" and request.task != "fix":
         candidates += neighbour_candidates(found.hits, request, VOTING_NEIGHBOURS)
     return dedupe([c for c in candidates if c.command])
+
+
+def _fix_candidates(candidates: list[Candidate], request: TaskRequest) -> list[Candidate]:
+    """Fix candidates: the mechanical corrections (nearest program / file name, see
+    `shellfish.suggest.failure.rewrites`) join the model's answers, voting like a model answer,
+    and no candidate is the failed command itself (whitespace aside)."""
+    from shellfish.suggest.failure import analyse, rewrites
+
+    failed = command_key(request.text)
+    extra = [
+        Candidate(command=line, source="rewrite", rank=i, weight=1.0 / (1 + i))
+        for i, line in enumerate(rewrites(analyse(request.text, request.context)))
+    ]
+    kept = [c for c in candidates if command_key(c.command) != failed]
+    return dedupe(kept + [c for c in extra if command_key(c.command) != failed])
 
 
 def _adapt(
@@ -205,7 +235,7 @@ def _last_done(events: Iterator[Event]) -> Done | None:
 
 
 def _answer(
-    done: Done, candidates: list[Candidate], found: Retrieved, mode: str, started: float
+    done: Done, candidates: list[Candidate], found: Retrieved, mode: str, elapsed_ms: float
 ) -> Done:
     """The final event: ranked commands, the runner's figures, and what the stages found."""
     best = candidates[0] if candidates else None
@@ -219,7 +249,7 @@ def _answer(
         "warnings": warnings,
         "retrieved": [h.doc.id for h in found.hits],
         "mode": mode,
-        "suggest_ms": round((time.perf_counter() - started) * 1000, 1),
+        "suggest_ms": round(elapsed_ms, 1),
     }
     return Done(
         texts=[c.command for c in candidates],
@@ -230,7 +260,7 @@ def _answer(
         load_ms=done.load_ms,
         prefill_ms=done.prefill_ms,
         first_token_ms=done.first_token_ms,
-        total_ms=(time.perf_counter() - started) * 1000,
+        total_ms=elapsed_ms,
         finish_reason=done.finish_reason,
         extra={**done.extra, **extra},
     )

@@ -55,7 +55,9 @@ def rank_candidates(candidates: list[Candidate]) -> None:
     for c, group in zip(candidates, groups, strict=True):
         share = votes[group] / total
         penalty = problem_penalty(c.problems)
-        c.score = share + (0.01 if c.source == "model" else 0.0) - 0.001 * c.rank - penalty
+        # Within a group a fix's mechanical correction leads: it keeps the user's own words.
+        bonus = {"model": 0.01, "rewrite": 0.02}.get(c.source, 0.0)
+        c.score = share + bonus - 0.001 * c.rank - penalty
         c.score -= 0.05 * len(c.warnings)
         cert = certainty.get(group)
         confidence = share if cert is None else (share + cert) / 2

@@ -79,15 +79,14 @@ def build_messages(
 def _user_text(request: TaskRequest) -> str:
     if request.task != "fix":
         return request.text
-    ctx = request.context or {}
-    status = ctx.get("last_exit_status")
-    out = f"This command failed: {request.text}"
-    if status is not None:
-        out += f" (exit status {status})"
-    stderr = ctx.get("last_stderr") or ctx.get("stderr")
-    if stderr:
-        out += f"\nError output: {str(stderr)[-400:]}"
-    return out
+    # What the shell and this machine can tell about the failure (no output was captured;
+    # see shellfish.suggest.failure): exit status, missing programs and files, nearest names.
+    from shellfish.suggest.failure import analyse
+
+    facts = analyse(request.text, request.context).describe()
+    return "\n".join(
+        [f"This command failed: {request.text}", *facts, "Reply with a different, working command."]
+    )
 
 
 def render_prompt(runner: Runner, messages: list[dict[str, str]]) -> str:

