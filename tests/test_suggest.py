@@ -228,7 +228,7 @@ def test_a_dangerous_candidate_drops_below_a_safe_one_with_a_close_score() -> No
         Candidate("rm -rf *", "model", 0, weight=1.0),
         Candidate("make clean", "model", 1, weight=0.95),
     ]
-    mark_dangers(cands)
+    mark_dangers(cands, TaskRequest(task="suggest", text="clean up", context={"cwd": "/srv/x"}))
     assert cands[0].danger and not cands[1].danger
     rank_candidates(cands)
     assert cands[0].command == "make clean"

@@ -93,7 +93,7 @@ def run_suggest(
                 candidates.append(adapted)
                 rank_candidates(candidates)
     else:
-        mark_dangers(candidates)
+        mark_dangers(candidates, request)
         rank_by_position(candidates)
     elapsed_ms = (time.perf_counter() - started) * 1000 - (queue_waited_ms() - waited)
     yield _answer(done, candidates, found, mode, elapsed_ms)
