@@ -15,6 +15,7 @@ candidates (a request can have several causes; the first that applies is its mai
   nested command (``-exec``, ``xargs``, ``$(...)``, ``<(...)``) now votes, other;
 - ``validation``: the same command got different problems (e.g. flags of nested commands are
   now checked against their own program's documentation);
+- ``danger check``: the same command got different dangers (each costs 0.05 of its score);
 - ``none found``: the candidates, their problems and groups are the same: the rewrite of a
   retrieved winner (`_adapt`) or a tie broken differently.
 
@@ -96,11 +97,13 @@ def classify(
             old, new = groups[c], vote_group(c)
             if old != new:
                 causes.append("vote groups: " + _group_cause(c, old, new))
-    problems_b = {c["command"]: c["problems"] for c in cb}
-    for c in ca:
-        if c["command"] in problems_b and problems_b[c["command"]] != c["problems"]:
-            causes.append("validation")
-            break
+    before_by_command = {c["command"]: c for c in cb}
+    for key, cause in (("problems", "validation"), ("danger", "danger check")):
+        for c in ca:
+            old_c = before_by_command.get(c["command"])
+            if old_c is not None and old_c.get(key) != c.get(key):
+                causes.append(cause)
+                break
     return list(dict.fromkeys(causes)) or ["none found"]
 
 
