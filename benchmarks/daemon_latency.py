@@ -84,14 +84,14 @@ def main() -> int:
         name = args.model
     os.environ.update(env)
 
+    from shellfish.client import lifecycle
     from shellfish.client.daemon import DaemonClient
     from shellfish.config import load_settings
-    from shellfish.daemon import lifecycle
     from shellfish.events import Done
     from shellfish.paths import get_paths
+    from shellfish.request import TaskRequest
     from shellfish.store.pool import ModelPool
     from shellfish.tasks import run_task
-    from shellfish.tasks.request import TaskRequest
 
     paths = get_paths(env)
     settings = load_settings(paths.config_file, env)

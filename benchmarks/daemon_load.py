@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/daemon_load.py --clients 1 4 16 --requests 5 --step-s 0.02
 
 A real daemon process on a Unix socket in a temporary SHELLFISH_HOME, serving the `EchoRunner`
-test model (tests/test_daemon_support.py): each answer takes `--tokens` decode steps of
+test model (tests/daemon_doubles.py): each answer takes `--tokens` decode steps of
 `--step-s` seconds, a stand-in for a model's service time (nothing leaves the machine). Every
 client sends `--requests` requests one after another to the same model. One generation runs per
 model at a time, so with N clients a request waits behind at most N - 1 others; served first
@@ -36,7 +36,7 @@ def run_clients(paths: object, clients: int, requests: int, task: str) -> list[t
     """(wall_ms, model_ms, queue_ms) for every request of `clients` concurrent clients."""
     from shellfish.client.daemon import DaemonClient
     from shellfish.events import Done
-    from shellfish.tasks.request import TaskRequest
+    from shellfish.request import TaskRequest
 
     rows: list[tuple[float, ...]] = []
     errors: list[BaseException] = []

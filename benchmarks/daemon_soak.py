@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/daemon_soak.py --seconds 30 --workers 4
 
 A real daemon process on a Unix socket in a temporary SHELLFISH_HOME, serving the `EchoRunner`
-test models (tests/test_daemon_support.py; nothing leaves the machine). `--workers` threads each
+test models (tests/daemon_doubles.py; nothing leaves the machine). `--workers` threads each
 loop over a random mix until the time is up:
 
 - suggest / prompt: a whole answer through DaemonClient
@@ -61,12 +61,12 @@ class Soak:
     # -- actions ------------------------------------------------------------------------------
 
     def suggest(self) -> None:
-        from shellfish.tasks.request import TaskRequest
+        from shellfish.request import TaskRequest
 
         list(self.client.stream(TaskRequest("suggest", "list the files here", model="echo")))
 
     def prompt(self) -> None:
-        from shellfish.tasks.request import TaskRequest
+        from shellfish.request import TaskRequest
 
         list(self.client.stream(TaskRequest("prompt", "one two three four", model="echo2")))
 

@@ -1,7 +1,7 @@
 """A real daemon serving the EchoRunner test models in a temporary SHELLFISH_HOME (for the
 daemon_load and daemon_soak benchmarks; not a benchmark itself).
 
-The models come from tests/test_daemon_support.py through the daemon's `--loader`; each answer
+The models come from tests/daemon_doubles.py through the daemon's `--loader`; each answer
 takes `tokens` decode steps of `step_s` seconds. Nothing leaves the machine: a Unix socket.
 """
 
@@ -26,10 +26,10 @@ def echo_daemon(step_s: float, tokens: int = 0) -> Iterator[tuple[Any, int]]:
     `tokens` 0: the models echo their prompt, one word per step.
     """
     sys.path.insert(0, str(TESTS))
-    from test_daemon_support import install_fake_models
+    from daemon_doubles import install_fake_models
 
+    from shellfish.client import lifecycle
     from shellfish.config import load_settings
-    from shellfish.daemon import lifecycle
     from shellfish.paths import get_paths
 
     home = Path(tempfile.mkdtemp(prefix="sfb-"))
@@ -49,7 +49,7 @@ def echo_daemon(step_s: float, tokens: int = 0) -> Iterator[tuple[Any, int]]:
             paths,
             load_settings(paths.config_file, env),
             environ=env,
-            extra_args=["--loader", "test_daemon_support:loader_factory"],
+            extra_args=["--loader", "daemon_doubles:loader_factory"],
             timeout_s=60,
         )
         yield paths, int(info["pid"])

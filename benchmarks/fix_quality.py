@@ -114,9 +114,9 @@ def run(args: argparse.Namespace) -> int:
     from shellfish.config import load_settings
     from shellfish.events import Done, Error
     from shellfish.paths import get_paths
+    from shellfish.request import TaskRequest
     from shellfish.store.pool import ModelPool
     from shellfish.tasks import run_task
-    from shellfish.tasks.request import TaskRequest
 
     environ = dict(os.environ)
     paths = get_paths(environ)

@@ -64,7 +64,7 @@ class ReplayRunner:
         self, prompt: str, config: Any, *, cancel: threading.Event | None = None
     ) -> Iterator[Any]:
         from shellfish.events import Done
-        from shellfish.tasks.suggest_prompts import ANSWER_PREFIX
+        from shellfish.suggest.prompts import ANSWER_PREFIX
 
         # a first generation ends with the answer prefix; a rewrite (`_adapt`) extends the
         # prompt of the first generation just before it
@@ -135,9 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     pairs = load_pairs(args.nl, args.cm or args.nl.with_suffix(".cm"), args.limit)
 
     def real() -> Any:
+        from shellfish.request import TaskRequest
         from shellfish.store.pool import ModelPool
         from shellfish.tasks import resolve_model_name
-        from shellfish.tasks.request import TaskRequest
 
         name = resolve_model_name(TaskRequest(task="suggest", text="-"), env.settings, env.paths)
         return ModelPool(env.paths, env.settings).get(name)

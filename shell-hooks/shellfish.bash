@@ -52,11 +52,13 @@ _shellfish_last_cmd= _shellfish_last_status=0 _shellfish_armed= _shellfish_have_
 # Redaction on the hot path (the Python `shellfish.shell.redact` runs again before sending);
 # the same rules as shellfish.zsh: (kept prefix) secret (kept suffix), matched lower-cased.
 # A rule runs only when one of its trigger words occurs (lower-cased): regexes are slow.
+# BEGIN generated redaction table: python -m shellfish.shell.redact_hooks --write
 _shellfish_redact_when=(
   'private'
   '://'
   'authorization'
   'x-'
+  'cookie'
   'akia asia agpa aida aroa anpa'
   'gh'
   'github_pat_'
@@ -66,22 +68,28 @@ _shellfish_redact_when=(
   'sk-'
   '_live_ _test_'
   'aiza'
+  'ya29.'
   'hf_'
   'npm_'
   'pypi-'
   'eyj'
+  'accountkey sharedaccess'
   'pass pwd secret token key auth credential'
   'pass secret token key'
+  'password'
   'mysql mariadb sshpass mongo'
+  'login'
+  'htpasswd'
   'redis-cli'
   '-u --user'
   'aws'
 )
 _shellfish_redact_rules=(
   '(-----begin [a-z0-9 ]*private key-----)[^-]+()'
-  '([a-z][a-z0-9+.-]*://[^][:space:]:/@'\''"]+:)[^][:space:]@/'\''"]+(@)'
+  '([a-z][a-z0-9+.-]*://[^][:space:]:/@'\''"]+:)[^][:space:]/'\''"]+(@)'
   '((proxy-)?authorization:[[:space:]]*((bearer|basic|token|digest|bot)[[:space:]]+)?)[^][:space:]'\''"]+()'
   '(x-(api-key|auth-token|access-token|api-token):[[:space:]]*)[^][:space:]'\''"]+()'
+  '(cookie[[:space:]]*:[[:space:]]*)[^'\''"]+()'
   '(^|[^a-z0-9_])(akia|asia|agpa|aida|aroa|anpa)[0-9a-z]{16}()'
   '(^|[^a-z0-9_])gh[pousr]_[a-z0-9]{30,}()'
   '(^|[^a-z0-9_])github_pat_[a-z0-9_]{40,}()'
@@ -91,17 +99,23 @@ _shellfish_redact_rules=(
   '(^|[^a-z0-9_])sk-[a-z0-9_-]{20,}()'
   '(^|[^a-z0-9_])(sk|rk|pk)_(live|test)_[a-z0-9]{16,}()'
   '(^|[^a-z0-9_])aiza[0-9a-z_-]{35}()'
+  '(^|[^a-z0-9_])ya29\.[0-9a-z._-]{20,}()'
   '(^|[^a-z0-9_])hf_[a-z0-9]{30,}()'
   '(^|[^a-z0-9_])npm_[a-z0-9]{36}()'
   '(^|[^a-z0-9_])pypi-[a-z0-9_-]{50,}()'
   '(^|[^a-z0-9_])eyj[a-z0-9_-]{8,}\.eyj[a-z0-9_-]{8,}\.[a-z0-9_-]{8,}()'
+  '((accountkey|sharedaccesskey|sharedaccesssignature)[[:space:]]*=[[:space:]]*)[^][:space:];'\''"]+()'
   '([a-z0-9_.-]*(password|passwd|passphrase|pass|pwd|secret|token|api[_-]?key|apikey|access[_-]?key|private[_-]?key|auth[_-]?key|client[_-]?secret|credentials?|session[_-]?key)[a-z0-9_]*[[:space:]]*[=:][[:space:]]*)("[^"$]+"|'\''[^'\'']+'\''|[^][:space:]'\''"`&;|<>()$~/.-][^][:space:]'\''"`&;|<>()]*)()'
   '((^|[[:space:]])(--[a-z0-9-]*|-)(password|passwd|passphrase|secret|token|api-key|apikey|access-key|client-secret)(=|[[:space:]]+))("[^"$]+"|'\''[^'\'']+'\''|[^][:space:]'\''"`&;|<>()$~/.-][^][:space:]'\''"`&;|<>()]*)()'
+  '((machine[[:space:]]+[^[:space:]]+|default)([[:space:]]+(login|account)[[:space:]]+[^[:space:]]+)*[[:space:]]+password[[:space:]]+)("[^"]+"|'\''[^'\'']+'\''|[^][:space:]'\''"`&;|<>()]+)()'
   '((mysql|mysqldump|mysqladmin|mariadb|sshpass|mongo|mongosh)[^|;&]*[[:space:]]-p[[:space:]]*)("[^"]+"|'\''[^'\'']+'\''|[^][:space:]'\''"`&;|<>()]+)()'
+  '((docker|podman|buildah|nerdctl|az)[[:space:]]+login[^|;&]*[[:space:]]-p(=|[[:space:]]*))("[^"]+"|'\''[^'\'']+'\''|[^][:space:]'\''"`&;|<>()]+)()'
+  '(htpasswd([[:space:]]+-[a-z]+)*[[:space:]]+-[a-z]*b[a-z]*([[:space:]]+-[a-z]+)*([[:space:]]+[^][:space:]'\''"&;|<>-][^][:space:]]*){2}[[:space:]]+|htpasswd([[:space:]]+-[a-z]+)*[[:space:]]+-[a-z]*(nb|bn)[a-z]*([[:space:]]+-[a-z]+)*[[:space:]]+[^][:space:]'\''"&;|<>-][^][:space:]]*[[:space:]]+)("[^"]+"|'\''[^'\'']+'\''|[^][:space:]'\''"`&;|<>()]+)()'
   '(redis-cli[^|;&]*[[:space:]]-a[[:space:]]+)("[^"]+"|'\''[^'\'']+'\''|[^][:space:]'\''"`&;|<>()]+)()'
   '([[:space:]](-u|--user)[[:space:]]+[^][:space:]:'\''"]+:)[^][:space:]'\''"]+()'
   '(aws_?secret_?access_?key[[:space:]]*[=:]?[[:space:]]*)[a-z0-9/+]{40}()'
 )
+# END generated redaction table
 
 # _shellfish_redact TEXT -> REPLY
 _shellfish_redact() {

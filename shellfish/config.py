@@ -42,7 +42,7 @@ class ModelSettings:
 class EngineSettings:
     provider: str = "cpu"  # cpu | coreml | cuda
     threads: int = 0  # 0: one per physical core
-    max_context: int = 2048
+    max_context: int = 2048  # caps every model's context window (tokens); 0: the model's own
 
 
 @dataclass(frozen=True)
@@ -109,7 +109,7 @@ VALID_CHOICES: dict[str, tuple[str, ...]] = {
 # Lowest allowed value of numeric settings (inclusive).
 MINIMUMS: dict[str, float] = {
     "engine.threads": 0,
-    "engine.max_context": 16,
+    "engine.max_context": 0,
     "daemon.idle_unload_s": 0,
     "daemon.idle_exit_s": 0,
     "daemon.memory_budget_mb": 0,

@@ -76,6 +76,18 @@ class Environment:
 
         return Console(file=self.stderr, no_color="NO_COLOR" in self.environ, highlight=False)
 
+    def read_stdin(self) -> str:
+        """All of stdin as text. Bytes that are not UTF-8 become U+FFFD: a text stream would
+        raise (UTF-8 locale) or hand on lone surrogates (C locale)."""
+        buffer = getattr(self.stdin, "buffer", None)
+        if buffer is not None:
+            data: bytes = buffer.read()
+            return data.decode("utf-8", errors="replace")
+        from shellfish.request import clean_text
+
+        text: str = clean_text(self.stdin.read())
+        return text
+
     def override_settings(self, dotted: dict[str, object]) -> None:
         """Apply command-line flags on top of file and environment settings."""
         self.__dict__["settings"] = self.settings.with_overrides(dotted)

@@ -16,7 +16,6 @@ class ExitStatus(enum.IntEnum):
     MODEL = 3  # model missing, corrupt or unsupported
     DAEMON = 4
     REMOTE = 5
-    UNSAFE = 6  # a suggestion was refused by validation
     INTERRUPTED = 130
 
 

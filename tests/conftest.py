@@ -1,4 +1,8 @@
-"""Shared fixtures: an isolated SHELLFISH_HOME and an Environment with captured streams."""
+"""Shared fixtures: an isolated SHELLFISH_HOME and an Environment with captured streams.
+
+The tiny generated ONNX models (`causal_models`, `t5_models`, `t5_reference`, `rnn_models`)
+come from the fixture plugin tests/generated_models.py.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from shellfish.environment import Environment
+
+pytest_plugins = ["generated_models"]
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

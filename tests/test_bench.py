@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest_causal import causal_models  # noqa: F401 - session fixture
+from generated_models import needs_extra
 
 from shellfish.bench import report
 from shellfish.bench.engines import BUILTIN, check_names, engine_class
@@ -218,7 +218,7 @@ def test_missing_real_peer_is_reported(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def tiny_bench_model(causal_models: Path, tmp_path: Path) -> BenchModel:  # noqa: F811
+def tiny_bench_model(causal_models: Path, tmp_path: Path) -> BenchModel:
     root = tmp_path / "tiny-gpt2"
     root.mkdir()
     (root / "onnx").symlink_to(causal_models / "gpt2")
@@ -254,7 +254,7 @@ def test_shellfish_and_transformers_agree_on_greedy_tokens(tiny_bench_model: Ben
 def test_cli_bench_writes_tables_json_and_plots(
     tiny_bench_model: BenchModel, make_env, tmp_path: Path
 ) -> None:
-    pytest.importorskip("matplotlib")
+    needs_extra("matplotlib", "bench")
     env = make_env(PYTHONPATH=_env()["PYTHONPATH"])
     out = tmp_path / "out"
     code = main(

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest_causal import build_causal_fixtures
+from generated_models import needs_extra
 
 from shellfish.engine import causal
 from shellfish.engine.base import GenerationConfig, ModelInfo
@@ -22,11 +22,6 @@ PROMPT = "list all files in the current directory sorted by size"
 
 _runners: dict[tuple[str, str], causal.CausalRunner] = {}
 _hf: dict[str, Any] = {}
-
-
-@pytest.fixture(scope="session")
-def causal_models() -> Path:
-    return build_causal_fixtures()
 
 
 def runner_for(root: Path, name: str, **kw: Any) -> causal.CausalRunner:
@@ -47,14 +42,13 @@ def runner_for(root: Path, name: str, **kw: Any) -> causal.CausalRunner:
 def hf_model(root: Path, layout: str) -> Any:
     name = HF_FOR.get(layout, "qwen-hf")
     if name not in _hf:
-        from transformers import AutoModelForCausalLM
-
-        _hf[name] = AutoModelForCausalLM.from_pretrained(root / name).eval()
+        transformers = needs_extra("transformers")
+        _hf[name] = transformers.AutoModelForCausalLM.from_pretrained(root / name).eval()
     return _hf[name]
 
 
 def hf_greedy(model: Any, ids: list[int], new: int) -> list[int]:
-    import torch
+    torch = needs_extra("torch")
 
     with torch.no_grad():
         out = model.generate(
@@ -86,7 +80,7 @@ def test_greedy_tokens_equal_transformers_generate(causal_models: Path, layout: 
 
 @pytest.mark.parametrize("layout", ONNX_LAYOUTS)
 def test_step_logits_match_transformers(causal_models: Path, layout: str) -> None:
-    import torch
+    torch = needs_extra("torch")
 
     runner = runner_for(causal_models, layout)
     ids = runner.tokenizer.encode(PROMPT)
@@ -113,7 +107,7 @@ def test_with_and_without_kv_cache_identical(causal_models: Path, layout: str) -
 
 @pytest.mark.parametrize("layout", ["qwen-genai", "qwen-genai-int4"])
 def test_genai_layout_equals_onnxruntime_genai_generator(causal_models: Path, layout: str) -> None:
-    og = pytest.importorskip("onnxruntime_genai")
+    og = needs_extra("onnxruntime_genai")
     runner = runner_for(causal_models, layout)
     ids = runner.tokenizer.encode(PROMPT)
     new = 16

@@ -35,3 +35,19 @@ def test_importing_the_cli_loads_no_heavy_library() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.strip()
     assert out == ""
+
+
+def test_the_hidden_widget_command_is_in_no_usage_list(make_env) -> None:
+    from shellfish.cli import HIDDEN_COMMANDS, build_parser
+
+    parser = build_parser()
+    assert "widget" in HIDDEN_COMMANDS
+    assert "widget" not in parser.format_help()
+    proc = subprocess.run(
+        [sys.executable, "-m", "shellfish", "no-such-command"], capture_output=True, text=True
+    )
+    assert proc.returncode == ExitStatus.USAGE
+    assert "invalid choice: 'no-such-command'" in proc.stderr and "'suggest'" in proc.stderr
+    assert "widget" not in proc.stderr
+    # ...and it still works for the widgets.
+    assert parser.parse_args(["widget", "suggest"]).task == "suggest"

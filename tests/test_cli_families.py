@@ -11,7 +11,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest_engine import rnn_models, t5_models  # noqa: F401  (session fixtures)
 
 from shellfish.cli import main
 from shellfish.engine.base import GenerationConfig
@@ -38,7 +37,7 @@ def _greedy(path: Path, prompt: str, max_new_tokens: int) -> str:
 
 
 @pytest.fixture
-def tiny_t5(t5_models: Path, shellfish_home: Path) -> Path:  # noqa: F811
+def tiny_t5(t5_models: Path, shellfish_home: Path) -> Path:
     return _install(
         t5_models / "split",
         shellfish_home,
@@ -50,7 +49,7 @@ def tiny_t5(t5_models: Path, shellfish_home: Path) -> Path:  # noqa: F811
 
 
 @pytest.fixture
-def tiny_lstm(rnn_models: Path, shellfish_home: Path) -> Path:  # noqa: F811
+def tiny_lstm(rnn_models: Path, shellfish_home: Path) -> Path:
     return _install(
         rnn_models / "lstm", shellfish_home, "tiny-lstm", family="recurrent", tasks=["prompt"]
     )
@@ -126,3 +125,17 @@ def test_truncated_onnx_file_is_one_clear_line(tiny_t5: Path, make_env) -> None:
     assert main(["translate", "--model", "tiny-t5", "--to", "de", "Hello"], env) == ExitStatus.MODEL
     err = env.stderr.getvalue().strip()
     assert "encoder_model.onnx" in err and "\n" not in err and "Traceback" not in err
+
+
+def test_bytes_that_are_not_utf8_are_replaced_on_every_cli_path(tiny_t5: Path, make_env) -> None:
+    """Python hands non-UTF-8 argv bytes on as lone surrogates; stdin may raise instead."""
+    import io
+
+    env = make_env()
+    argv = ["prompt", "--json", "--model", "tiny-t5", "--max-tokens", "2", "caf\udce9 ok"]
+    assert main(argv, env) == ExitStatus.OK, env.stderr.getvalue()
+    assert json.loads(env.stdout.getvalue())["request"] == "caf\ufffd ok"
+    env = make_env()
+    env.stdin = io.TextIOWrapper(io.BytesIO(b"caf\xe9 ok\n"), encoding="utf-8")
+    assert main(argv[:-1], env) == ExitStatus.OK, env.stderr.getvalue()
+    assert json.loads(env.stdout.getvalue())["request"] == "caf\ufffd ok"

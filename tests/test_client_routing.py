@@ -12,7 +12,6 @@ import socket
 from pathlib import Path
 
 import pytest
-from conftest_causal import causal_models  # noqa: F401  (session fixture)
 from openai_server import OpenAIServer
 from test_daemon_onnx import NAME, install_tiny_gpt2
 
@@ -20,13 +19,13 @@ from shellfish.cli import main
 from shellfish.client import stream
 from shellfish.errors import ExitStatus, ModelNotFound
 from shellfish.events import Done, Status, Token
-from shellfish.tasks.request import TaskRequest
+from shellfish.request import TaskRequest
 
 GEN = {"max_new_tokens": 6, "temperature": 0.0}
 
 
 @pytest.fixture
-def tiny(causal_models: Path, shellfish_home: Path) -> Path:  # noqa: F811
+def tiny(causal_models: Path, shellfish_home: Path) -> Path:
     return install_tiny_gpt2(causal_models, shellfish_home)
 
 
@@ -120,3 +119,25 @@ def test_verbose_after_the_command_names_the_model_on_stderr(tiny: Path, make_en
     assert main(["prompt", "-v", "--model", NAME, "--max-tokens", "3", "hello there"], env) == 0
     assert f"model: {NAME} (local)" in env.stderr.getvalue()
     assert "model:" not in env.stdout.getvalue()
+
+
+def test_engine_max_context_caps_the_model_and_config_show_agrees(tiny: Path, make_env) -> None:
+    """`engine.max_context` is the number a too-long prompt's error names, and the one
+    `config show` prints (the tiny GPT-2 itself reads 1024 tokens)."""
+    shown = make_env(SHELLFISH_ENGINE_MAX_CONTEXT="24")
+    assert main(["config", "show"], shown) == 0
+    assert "max_context = 24" in shown.stdout.getvalue()
+    env = make_env(SHELLFISH_ENGINE_MAX_CONTEXT="24")
+    long_prompt = " ".join(["word"] * 40)
+    assert main(["prompt", "--model", NAME, "--max-tokens", "4", long_prompt], env) == (
+        ExitStatus.USAGE
+    )
+    err = env.stderr.getvalue()
+    assert "reads at most 23 (context 24)" in err and "engine.max_context" in err
+    assert env.stdout.getvalue() == ""
+    # a prompt that fits gets at most what is left of the window
+    fits = make_env(SHELLFISH_ENGINE_MAX_CONTEXT="24")
+    assert main(["prompt", "--json", "--model", NAME, "--max-tokens", "50", "hello"], fits) == 0
+    done = json.loads(fits.stdout.getvalue())
+    assert done["tokens"]["prompt"] + done["tokens"]["completion"] <= 24
+    assert done["tokens"]["completion"] > 0

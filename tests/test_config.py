@@ -174,6 +174,16 @@ def test_config_cli_errors(tmp_path):
     err = env.stderr.getvalue()
     assert f"{env.paths.config_file}:2: engine.threads must be int" in err
     assert "Traceback" not in err
+    # config show itself shows the line and the defaults instead of a hint pointing back here.
+    assert "  2 | threads = 'x'" in err and "config show" not in err
+    assert tomllib.loads(env.stdout.getvalue()) == Settings().to_dict()
+
+    env = _env(tmp_path)
+    env.paths.config_file.write_text("[remote]\npolicy = \n")
+    assert main(["config", "show", "--json"], env) == 2
+    err = env.stderr.getvalue()
+    assert f"{env.paths.config_file}:2: invalid TOML" in err and "  2 | policy = " in err
+    assert "config show" not in err
 
     env = _env(tmp_path)
     assert main(["config", "get", "engine.nope"], env) == 2

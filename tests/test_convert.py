@@ -10,6 +10,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from generated_models import needs_extra
 
 from shellfish.errors import HashMismatch, ModelError
 from shellfish.paths import get_paths
@@ -21,7 +22,7 @@ from shellfish.store.store import Store
 
 def tiny_gguf(path: Path, arch: str) -> Path:
     """A real (tiny) GGUF file written with the `gguf` package, declaring `arch`."""
-    gguf = pytest.importorskip("gguf")
+    gguf = needs_extra("gguf")
     import numpy as np
 
     writer = gguf.GGUFWriter(str(path), arch)
@@ -197,7 +198,8 @@ def test_import_rejects_non_model_inputs(tmp_path):
 def fp32_onnx(path: Path) -> Path:
     """A tiny fp32 MatMul model (a real ONNX graph) to import and quantise."""
     import numpy as np
-    import onnx
+
+    onnx = needs_extra("onnx")
     from onnx import TensorProto, helper, numpy_helper
 
     weight = numpy_helper.from_array(
@@ -256,6 +258,7 @@ def test_import_onnx_dir_then_quantize_int8(tmp_path):
 
 
 def test_quantize_failure_installs_nothing(tmp_path):
+    needs_extra("onnx")  # onnxruntime.quantization imports it
     env = {"SHELLFISH_HOME": str(tmp_path / "home")}
     src = tmp_path / "export"
     (src / "onnx").mkdir(parents=True)
@@ -434,7 +437,7 @@ def _tiny_lm(torch, seed: int):
 
 
 def test_tie_embeddings_keeps_the_lm_head_and_refuses_separate_matrices():
-    torch = pytest.importorskip("torch")
+    torch = needs_extra("torch")
     worker = load_worker()
     model = _tiny_lm(torch, 0)
     head = model.head.weight.detach().clone()
@@ -452,8 +455,8 @@ def test_tie_embeddings_keeps_the_lm_head_and_refuses_separate_matrices():
 @pytest.mark.slow
 def test_tied_transformers_checkpoint_saves_one_matrix(tmp_path):
     """On a real (tiny) transformers model: the saved checkpoint is tied and has no lm_head."""
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
+    torch = needs_extra("torch")
+    transformers = needs_extra("transformers")
     from safetensors import safe_open
 
     worker = load_worker()

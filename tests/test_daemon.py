@@ -1,6 +1,6 @@
 """The daemon: a real process on a real Unix socket in a temp dir.
 
-Models are `EchoRunner` test doubles (tests/test_daemon_support.py) loaded in the daemon
+Models are `EchoRunner` test doubles (tests/daemon_doubles.py) loaded in the daemon
 process through `--loader`; they stand in for the model in tests of the daemon's mechanics.
 `tests/test_daemon_onnx.py` runs the same path through a real ONNX model.
 """
@@ -19,18 +19,20 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from test_daemon_support import install_fake_models
+from daemon_doubles import install_fake_models
 
+from shellfish.client import lifecycle
 from shellfish.client.daemon import DaemonClient
 from shellfish.config import load_settings
-from shellfish.daemon import lifecycle, protocol, state
+from shellfish.daemon import protocol, state
 from shellfish.errors import DaemonError, DaemonUnavailable, ModelNotFound, ProtocolError
 from shellfish.events import Done, Token
 from shellfish.paths import Paths, get_paths
-from shellfish.tasks.request import TaskRequest
+from shellfish.request import TaskRequest
+from shellfish.shell import markers
 
 TESTS = Path(__file__).resolve().parent
-LOADER = ["--loader", "test_daemon_support:loader_factory"]
+LOADER = ["--loader", "daemon_doubles:loader_factory"]
 
 
 def _short_home() -> Path:
@@ -257,6 +259,21 @@ def test_cancel_command_ends_the_stream(make_daemon: Callable[..., Daemon]) -> N
     sock.close()
 
 
+def test_text_that_is_not_utf8_is_answered_with_replacement_characters(
+    make_daemon: Callable[..., Daemon],
+) -> None:
+    """Raw bytes that are not UTF-8, and lone surrogates from JSON escapes, become U+FFFD."""
+    daemon = make_daemon()
+    sock = daemon.raw()
+    head = b'{"v": 1, "cmd": "generate", "request": {"task": "prompt", "model": "echo", "text": '
+    for text in (b'"caf\xe9 ok"', b'"caf\\udce9 ok"'):
+        sock.sendall(head + text + b"}}\n")
+        final = read_lines(sock)[-1]
+        assert final["kind"] == "done", final
+        assert final["texts"] == ["caf\ufffd ok"]
+    sock.close()
+
+
 def test_slow_reader_does_not_block_others(make_daemon: Callable[..., Daemon]) -> None:
     daemon = make_daemon()
     words = " ".join(f"word{i}" for i in range(40000))  # ~2 MB of replies: more than buffers hold
@@ -404,12 +421,12 @@ def test_lines_reply_format_for_widgets(make_daemon: Callable[..., Daemon]) -> N
     sock.close()
     lines = raw.decode().splitlines()
     cmds = [
-        protocol.unescape_payload(x.split("\t", 1)[1])
+        markers.unescape_payload(x.split("\t", 1)[1])
         for x in lines
         if x.startswith("SHELLFISH_CMD\t")
     ]
     warns = [
-        protocol.unescape_payload(x.split("\t", 1)[1])
+        markers.unescape_payload(x.split("\t", 1)[1])
         for x in lines
         if x.startswith("SHELLFISH_WARN\t")
     ]
@@ -445,7 +462,12 @@ def test_cli_status_without_daemon_says_what_to_do(make_env) -> None:  # type: i
 
     env = make_env()
     assert main(["daemon", "status"], env) == 4
-    assert "not running - start it with `shellfish daemon start`" in env.stderr.getvalue()
+    # A status report on stdout, not an error line.
+    assert env.stdout.getvalue() == "not running - start it with `shellfish daemon start`\n"
+    assert "error" not in env.stderr.getvalue()
+    json_env = make_env()
+    assert main(["daemon", "status", "--json"], json_env) == 4
+    assert json.loads(json_env.stdout.getvalue()) == {"running": False}
     assert main(["daemon", "stop"], env) == 0
     assert "was not running" in env.stderr.getvalue()
     assert main(["daemon", "logs"], env) == 0
@@ -471,17 +493,21 @@ def test_cli_status_of_a_running_daemon(  # type: ignore[no-untyped-def]
 
 def test_marker_lines_escape_and_round_trip() -> None:
     command = "printf 'a\\tb\\n' \\\n  | cat"
-    out = protocol.lines_for_final(Done(texts=[command, "ls"], extra={"warnings": ["rm: danger"]}))
+    out = markers.encode(
+        markers.reply_lines(Done(texts=[command, "ls"], extra={"warnings": ["rm: danger"]}))
+    )
     lines = out.decode().split("\n")
     assert lines[:4] == [
-        "SHELLFISH_CMD\t" + protocol.escape_payload(command),
+        "SHELLFISH_CMD\t" + markers.escape_payload(command),
         "SHELLFISH_CMD\tls",
         "SHELLFISH_WARN\trm: danger",
         "SHELLFISH_END",
     ]
     assert "\t" not in lines[0].split("\t", 1)[1] and "\n" not in lines[0]
-    assert protocol.unescape_payload(lines[0].split("\t", 1)[1]) == command
-    err = protocol.lines_for_final(protocol.error_event(ModelNotFound("gone", hint="pull it")))
+    assert markers.unescape_payload(lines[0].split("\t", 1)[1]) == command
+    err = markers.encode(
+        markers.reply_lines(protocol.error_event(ModelNotFound("gone", hint="pull it")))
+    )
     assert err == b"SHELLFISH_ERR\tgone - pull it\nSHELLFISH_END\n"
 
 

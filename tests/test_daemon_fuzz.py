@@ -21,12 +21,13 @@ import pytest
 
 pytest.importorskip("hypothesis", reason="hypothesis is in the dev extra, not installed here")
 
+from daemon_doubles import install_fake_models
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_daemon import LOADER, TESTS, Daemon
-from test_daemon_support import install_fake_models
 
-from shellfish.daemon import lifecycle, protocol
+from shellfish.client import lifecycle
+from shellfish.daemon import protocol
 from shellfish.engine.base import GenerationConfig
 
 SENTINEL = "fuzz-sentinel"

@@ -11,12 +11,11 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from conftest_causal import causal_models  # noqa: F401  (session fixture)
 from test_daemon import Daemon, make_daemon  # noqa: F401  (fixture)
 
 from shellfish.engine.base import GenerationConfig
 from shellfish.events import Done, Token
-from shellfish.tasks.request import TaskRequest
+from shellfish.request import TaskRequest
 
 NAME = "tiny-gpt2"
 
@@ -40,7 +39,7 @@ def install_tiny_gpt2(fixtures: Path, home: Path) -> Path:
 
 
 def test_daemon_streams_a_real_onnx_model(
-    causal_models: Path,  # noqa: F811
+    causal_models: Path,
     make_daemon: Callable[..., Daemon],  # noqa: F811
 ) -> None:
     daemon = make_daemon(start=False, fake=False)

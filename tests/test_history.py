@@ -15,7 +15,7 @@ from shellfish.environment import Environment
 from shellfish.events import Done
 from shellfish.history.log import HistoryBusy, HistoryError, HistoryLog
 from shellfish.history.migrations import LATEST, MIGRATIONS
-from shellfish.tasks.request import TaskRequest
+from shellfish.request import TaskRequest
 
 SECRET = "sk-proj-Zx9QwErTyUiOp1234567890abcdEFGH"
 PASSWORD = "hunter2-very-secret"
@@ -73,6 +73,17 @@ def test_seeded_secrets_never_reach_the_file(tmp_path):
     entry = log.search()[0]
     assert "[REDACTED]" in entry.request and "[REDACTED]" in entry.response
     assert PASSWORD not in json.dumps(entry.context) and "messages" not in (entry.options or {})
+
+
+def test_a_secret_the_model_echoes_is_not_stored(tmp_path):
+    """`explain 'mysql -phunter2 ...'`: the answer repeats the password in plain prose."""
+    path = tmp_path / "h.sqlite3"
+    log = HistoryLog(path)
+    req = TaskRequest("explain", "mysql -u root -pHunt3rTwo shop < dump.sql")
+    log.record(req, done("Connects as root with the password Hunt3rTwo and loads dump.sql."))
+    assert b"Hunt3rTwo" not in path.read_bytes()
+    entry = log.search()[0]
+    assert entry.response == "Connects as root with the password [REDACTED] and loads dump.sql."
 
 
 def test_search_filters_and_order(tmp_path):

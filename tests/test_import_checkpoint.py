@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest_causal import causal_models  # noqa: F401  (session fixture)
 
 from shellfish.cli import main
 from shellfish.engine.base import GenerationConfig
@@ -24,7 +23,7 @@ from shellfish.events import Done
 pytestmark = pytest.mark.slow  # a real builder run: tens of seconds on two cores
 
 
-def test_import_a_transformers_checkpoint(causal_models: Path, make_env) -> None:  # noqa: F811
+def test_import_a_transformers_checkpoint(causal_models: Path, make_env) -> None:
     env = make_env(SHELLFISH_EXPORT_PYTHON=sys.executable, SHELLFISH_NO_PROGRESS="1")
     argv = ["models", "import", str(causal_models / "qwen-hf"), "--name", "tiny-qwen"]
     assert main(argv, env) == ExitStatus.OK, env.stderr.getvalue()
@@ -37,7 +36,7 @@ def test_import_a_transformers_checkpoint(causal_models: Path, make_env) -> None
 
 
 def test_import_of_a_checkpoint_missing_its_weights_installs_nothing(
-    causal_models: Path,  # noqa: F811
+    causal_models: Path,
     make_env,
     tmp_path: Path,
 ) -> None:

@@ -91,8 +91,9 @@ def test_pull_failure_keeps_the_old_archive(
     before = saved.read_bytes()
     for bad in (f"{url}/missing.zip", f"{url}/notzip.zip", "http://127.0.0.1:9/tldr.zip"):
         env = make_env()
+        # A failed download exits as a failed `models pull` does (DownloadError: MODEL, 3).
         assert (
-            main(["knowledge", "pull", "tldr", "--no-build", "--url", bad], env) == ExitStatus.ERROR
+            main(["knowledge", "pull", "tldr", "--no-build", "--url", bad], env) == ExitStatus.MODEL
         )
         err = env.stderr.getvalue().strip().splitlines()
         assert len(err) == 2 and err[-1].startswith("shellfish: error: "), (

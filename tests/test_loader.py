@@ -7,15 +7,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest_causal import build_causal_fixtures
 
 from shellfish.engine.loader import detect_layout, load_model
 from shellfish.errors import ModelError, ModelNotFound
-
-
-@pytest.fixture(scope="session")
-def causal_models() -> Path:
-    return build_causal_fixtures()
 
 
 def copy_model(src: Path, dest: Path) -> Path:

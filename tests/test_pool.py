@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_daemon_support import EchoRunner
+from daemon_doubles import EchoRunner
 
 from shellfish.config import DaemonSettings, Settings
 from shellfish.engine.base import GenerationConfig

@@ -12,13 +12,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from hubmirror import HubMirror
 
 from shellfish.errors import DownloadError, HashMismatch, ModelError, ModelNotFound
 from shellfish.paths import get_paths
 from shellfish.store.install import pull
 from shellfish.store.progress import RecordingProgress
 from shellfish.store.store import DiskFull, Store
-from tests.hubmirror import HubMirror
 
 REPO = "test-org/tiny-model"
 FILES = {

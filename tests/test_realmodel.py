@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from generated_models import needs_extra
 
 from shellfish.paths import get_paths
 from shellfish.store.install import pull
@@ -59,7 +60,7 @@ def chatml(text: str) -> str:
 
 
 def genai_greedy(path: Path, prompt_ids: list[int], max_new: int) -> list[int]:
-    og = pytest.importorskip("onnxruntime_genai")
+    og = needs_extra("onnxruntime_genai")
     model = og.Model(str(path))
     params = og.GeneratorParams(model)
     params.set_search_options(max_length=len(prompt_ids) + max_new, do_sample=False)
@@ -147,7 +148,7 @@ def test_qwen_suggest_answers_three_requests():
 def test_qwen_conversion_is_small_and_matches_genai_generator():
     """The catalog's builder options (int4 embedding, prune_lm_head) give a small model whose
     greedy output through shellfish's runner equals onnxruntime-genai's own generator."""
-    onnx = pytest.importorskip("onnx")
+    onnx = needs_extra("onnx")
     from shellfish.engine.base import GenerationConfig, ModelInfo
     from shellfish.engine.causal import load
 

@@ -1,6 +1,5 @@
 """Recurrent (LSTM / GRU) character models: state carried step to step, descriptor checks."""
 
-# ruff: noqa: F811  (pytest fixtures imported from conftest_engine are parameters here)
 from __future__ import annotations
 
 import json
@@ -12,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest_engine import _load_builder, rnn_models  # noqa: F401
+from generated_models import load_builder, needs_extra
 
 from shellfish.engine import recurrent
 from shellfish.engine.base import GenerationConfig, ModelInfo
@@ -34,9 +33,9 @@ def _load(path: Path) -> recurrent.RecurrentRunner:
 
 
 def _torch_model(models: Path, kind: str) -> Any:
-    import torch
+    torch = needs_extra("torch")
 
-    builder = _load_builder("build_recurrent.py")
+    builder = load_builder("build_recurrent.py")
     model = builder.CharRNN(kind)
     model.load_state_dict(torch.load(models / kind / "model.pt"))
     return model.eval(), builder
@@ -50,7 +49,7 @@ def _torch_generate(
     Greedy without a seed; with a seed it draws with shellfish's sampling functions from the
     torch logits (temperature 1), so equal text means equal logits step after step.
     """
-    import torch
+    torch = needs_extra("torch")
 
     from shellfish.engine.sampling import sample_next
 
@@ -149,7 +148,7 @@ def test_wrong_vocabulary_size_names_both_numbers(rnn_models: Path, tmp_path: Pa
     with pytest.raises(ModelError) as err:
         _load(path)
     text = str(err.value)
-    size = len(_load_builder("build_recurrent.py").VOCABULARY)
+    size = len(load_builder("build_recurrent.py").VOCABULARY)
     assert "6 characters" in text and f"{size} logits" in text and "\n" not in text
 
 
@@ -206,7 +205,7 @@ def test_descriptor_type_must_fit_the_graph(rnn_models: Path, tmp_path: Path) ->
 
 def test_one_hot_graphs_are_supported(tmp_path: Path) -> None:
     """A graph that takes one-hot floats instead of indices works the same way."""
-    torch = pytest.importorskip("torch")
+    torch = needs_extra("torch")
     from torch import nn
 
     vocab = "ab\n "

@@ -71,6 +71,27 @@ SECRETS: list[tuple[str, str]] = [
     ("curl -H 'X-Api-Key: 0123456789abcdefXYZ' https://api.x.io", "0123456789abcdefXYZ"),
     ("docker login -u bob --password s3cr3tPass registry.io", "s3cr3tPass"),
     ("heroku config:set CLIENT_SECRET=f00ba7f00ba7", "f00ba7f00ba7"),
+    # A password holding @: the part after the first @ must not leak.
+    ("psql 'postgresql://app:p@ss@W0rdTail@db.internal:5432/app'", "W0rdTail"),
+    ("git clone https://bob:hunt@er2x@git.example.com/r.git", "er2x"),
+    ("curl -H 'Cookie: session=9f8e7d6c5b4a; theme=dark' https://x.io", "9f8e7d6c5b4a"),
+    ("curl -H 'Set-Cookie: sid=AbC123xYz789' https://x.io", "AbC123xYz789"),
+    ("echo 'machine api.example.com login bob password Netrc5ecret' >> ~/.netrc", "Netrc5ecret"),
+    ("printf 'machine h\\n  login u\\n  password Pw0rdNetrc' > .netrc", "Pw0rdNetrc"),
+    ("htpasswd -b /etc/nginx/.htpasswd alice HtSecret99", "HtSecret99"),
+    ("htpasswd -cb .htpasswd alice HtSecret98", "HtSecret98"),
+    ("htpasswd -nb alice HtSecret97", "HtSecret97"),
+    (
+        "export AZ_CONN='DefaultEndpointsProtocol=https;AccountName=acme;"
+        "AccountKey=Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MA==;EndpointSuffix=core.windows.net'",
+        "Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MA",
+    ),
+    ("curl -H 'X-Goog: 1' -d token=x ya29." + "a0AfH6SMBx1y2z3AbCdEfGhIjK", "a0AfH6SMBx1y2z3"),
+    ("gcloud call ya29." + "c.b0Aaekm1KxYzAbCdEfGhIjKlMn", "b0Aaekm1KxYz"),
+    ("docker login -u bob -p D0ckerPw registry.io", "D0ckerPw"),
+    ("podman login -u bob -p 'Pod man Pw' quay.io", "Pod man Pw"),
+    ("az login -u bob@example.com -p Azur3Pw", "Azur3Pw"),
+    ("az login --service-principal -u app -p Sp5ecret --tenant t1", "Sp5ecret"),
 ]
 
 # Harmless text that looks a bit like a secret and must come back unchanged.
@@ -102,6 +123,13 @@ HARMLESS: list[str] = [
     "ls -la ~/.aws/credentials",
     "kubectl get secret my-secret -o yaml",
     "python -c 'print(1)' --skip-token-check",
+    "docker login --password-stdin -u bob ghcr.io",
+    "docker run -p 5432:5432 postgres",
+    "az login --use-device-code",
+    "htpasswd -B .htpasswd alice",
+    "grep -rn cookie src/",
+    "ssh://git@host.example.com:22/repo.git",
+    "netrc_path=~/.netrc",
 ]
 
 
@@ -147,3 +175,33 @@ def test_redact_obj_walks_nested_values() -> None:
 def test_empty_and_non_ascii() -> None:
     assert redact("") == ""
     assert redact("ls ünïcødé \udcff") == "ls ünïcødé \udcff"
+
+
+def test_secrets_in_lists_the_removed_values() -> None:
+    from shellfish.shell.redact import mask_known, secrets_in
+
+    text = "mysql -u root -phunter2x db && curl -u bob:Sup3rS3cret https://x"
+    assert secrets_in(text) == ["Sup3rS3cret", "hunter2x"]
+    assert secrets_in("DB_PASSWORD='p@ss w0rd' ./migrate") == ["p@ss w0rd"]
+    assert secrets_in("ls -la") == []
+    # Too short to mask everywhere without eating ordinary words.
+    assert secrets_in("mysql -pab db") == []
+    echoed = "The -p option passes the password hunter2x to mysql."
+    assert mask_known(echoed, secrets_in(text)) == (
+        f"The -p option passes the password {MASK} to mysql."
+    )
+
+
+def test_the_hook_scripts_carry_the_generated_table() -> None:
+    """The zsh/bash rule table is generated from the Python rules, never edited by hand."""
+    from shellfish.shell.redact import shell_rules
+    from shellfish.shell.redact_hooks import SCRIPTS, hooks_dir, render_table, replace_table
+
+    table = render_table()
+    assert len(shell_rules()) >= 25
+    for name in SCRIPTS:
+        text = (hooks_dir() / name).read_text(encoding="utf-8")
+        assert text.count(table) == 1, (
+            f"{name} is stale: python -m shellfish.shell.redact_hooks --write"
+        )
+        assert replace_table(text, table) == text

@@ -19,7 +19,7 @@ from shellfish.errors import RemoteError, ShellfishError
 from shellfish.events import Done, Status, Token
 from shellfish.paths import get_paths
 from shellfish.remote.backend import RemoteBackend
-from shellfish.tasks.request import TaskRequest
+from shellfish.request import TaskRequest
 
 sys.path.insert(0, str(Path(__file__).parent))
 from openai_server import OpenAIServer
@@ -237,6 +237,19 @@ def test_suggest_context_is_redacted(server, paths):
     list(make(server, paths).stream(request("redeploy", context=ctx)))
     body = server.chat_requests[0].body
     assert SECRETS[1] not in body and "/srv/app" in body and "GITHUB_TOKEN" in body
+
+
+def test_secret_echoed_in_an_earlier_answer_is_not_sent(server, paths):
+    """The REPL sends earlier turns: an answer that repeated a secret in prose is masked too."""
+    server.set(mode="ok")
+    history = [
+        {"role": "user", "content": "explain mysql -u root -pTr0ub4dor99 shop"},
+        {"role": "assistant", "content": "It logs in as root with the password Tr0ub4dor99."},
+    ]
+    req = request("and then?", task="chat", options={"messages": history})
+    list(make(server, paths).stream(req))
+    body = server.chat_requests[0].body
+    assert "Tr0ub4dor99" not in body and "password [REDACTED]" in body
 
 
 def test_first_use_notice_only_once_per_endpoint(server, paths):

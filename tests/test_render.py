@@ -118,13 +118,31 @@ def test_live_view_shows_markdown_and_a_status_line():
     )
     shown = out.getvalue()
     assert "find . -size +100M" in shown and "```" not in shown  # rendered as Markdown
-    assert "tiny · remote" in shown and "tok/s" in shown
+    assert "tiny · remote" in shown and "1 tokens" in shown
+    assert "tok/s" not in shown  # one token: no rate to speak of
     assert result.text == answer
 
 
 def test_progress_line_computes_tokens_per_second():
-    progress = _Progress(clock=lambda: 0.0, start=0.0, first_token=1.0, tokens=20, model="m")
-    assert progress.line(now=3.0) == "m · 20 tokens · 10.0 tok/s · 3.0s"
+    # The tokens after the first over the time after the first (prefill is not decoding).
+    progress = _Progress(clock=lambda: 0.0, start=0.0, first_token=1.0, tokens=21, model="m")
+    assert progress.line(now=3.0) == "m · 21 tokens · 10.0 tok/s · 3.0s"
+
+
+def test_a_burst_of_tokens_shows_no_absurd_rate():
+    """A remote reply delivered in one chunk used to read as 206739.7 tok/s."""
+    progress = _Progress(clock=lambda: 0.0, start=0.0, first_token=1.0, tokens=40, model="m")
+    assert progress.line(now=1.0002) == "m · 40 tokens · 1.0s"
+
+
+def test_an_answer_cut_at_the_token_limit_says_so():
+    env = Environment(stdin=io.StringIO(), stdout=io.StringIO(), stderr=io.StringIO(), environ={})
+    done = Done(texts=["a b"], completion_tokens=64, finish_reason="length")
+    render_stream([Token("a b"), done], env)
+    assert env.stderr.getvalue() == "(stopped at 64 tokens, --max-tokens to raise)\n"
+    env = Environment(stdin=io.StringIO(), stdout=io.StringIO(), stderr=io.StringIO(), environ={})
+    render_stream([Token("a b"), Done(texts=["a b"], completion_tokens=2)], env)
+    assert env.stderr.getvalue() == ""
 
 
 def test_render_stream_reraises_ctrl_c_for_exit_130():
@@ -136,3 +154,29 @@ def test_render_stream_reraises_ctrl_c_for_exit_130():
     env = Environment(stdin=io.StringIO(), stdout=io.StringIO(), stderr=io.StringIO(), environ={})
     done = render_stream([Token("ok"), Done(texts=["ok"])], env)
     assert done is not None and env.stdout.getvalue() == "ok\n"
+
+
+def test_verbose_rate_leaves_loading_and_prefill_out():
+    from shellfish.cli.generate import _drain
+
+    env = Environment(stdin=io.StringIO(), stdout=io.StringIO(), stderr=io.StringIO(), environ={})
+    done = Done(
+        texts=["ls"],
+        model="m",
+        completion_tokens=11,
+        first_token_ms=1000.0,
+        total_ms=2000.0,
+        finish_reason="length",
+    )
+    assert _drain(iter([done]), env, verbose=True) is done
+    err = env.stderr.getvalue()
+    # 10 tokens in the second after the first token, not 11 tokens over 2 s.
+    assert "10.0 tok/s after the first token" in err and "5.5" not in err
+    assert "(stopped at 11 tokens, --max-tokens to raise)" in err
+
+
+def test_the_length_note_with_several_samples_names_no_sum():
+    from shellfish.ui.render import length_note
+
+    done = Done(texts=["a", "b"], completion_tokens=128, finish_reason="length")
+    assert length_note(done) == "(a sample stopped at the token limit, --max-tokens to raise)"

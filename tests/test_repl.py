@@ -170,7 +170,23 @@ def test_ctrl_c_mid_stream_stops_the_answer_and_keeps_the_session(tmp_path, fore
     assert stream.closed == 2  # and closed: its cleanup ran
     assert [c[0].text for c in stream.calls] == ["long story", "after"]  # session went on
     assert repl.state.messages[0]["content"] == "after"  # the stopped turn was not kept
-    assert "[stopped]" in env.stderr.getvalue()
+    # One notice per Ctrl-C (the renderer's own "[stopped]" used to come too).
+    assert (out + env.stderr.getvalue()).count("stopped") == 1
+
+
+def test_max_tokens_and_the_note_when_an_answer_is_cut(tmp_path):
+    env = make_env(tmp_path)
+
+    class Cut(FakeStream):
+        def _gen(self, request, answer):
+            yield Token("a long")
+            yield Done(texts=["a long"], completion_tokens=32, finish_reason="length")
+
+    stream = Cut()
+    _, out, stream, _ = run_repl(env, "/max-tokens 32\rtell me\r/max-tokens x\r\x04", stream)
+    assert stream.calls[0][0].generation["max_new_tokens"] == 32
+    assert "(stopped at 32 tokens, /max-tokens to raise)" in out
+    assert "max tokens must be a whole number" in out
 
 
 def test_ctrl_c_at_the_prompt_clears_the_line(tmp_path):
@@ -257,3 +273,12 @@ def test_repl_cli_needs_a_terminal(tmp_path):
 def test_ways_to_leave(tmp_path, keys):
     status, _, stream, _ = run_repl(make_env(tmp_path), keys)
     assert status == 0 and stream.calls == []
+
+
+def test_repl_danger_warnings_judge_paths_from_where_the_repl_runs(tmp_path) -> None:
+    """An absolute spelling of the home directory is as dangerous as `~` (issue 14 item 2)."""
+    from shellfish.ui.repl import danger_warnings
+
+    home = str(tmp_path / "me")
+    assert danger_warnings(f"rm -rf {home}/*", cwd=str(tmp_path), home=home)
+    assert not danger_warnings("rm -rf ./build", cwd=home, home=home)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from generated_models import needs_extra
 
 from shellfish.engine import sampling
 from shellfish.engine.stopping import StopStream
@@ -107,16 +108,14 @@ def test_sampling_follows_the_distribution() -> None:
 
 
 def test_repetition_penalty_matches_transformers() -> None:
-    torch = pytest.importorskip("torch")
-    from transformers import RepetitionPenaltyLogitsProcessor
+    torch = needs_extra("torch")
+    processor = needs_extra("transformers").RepetitionPenaltyLogitsProcessor
 
     rng = np.random.default_rng(3)
     logits = _logits(rng, 30)
     previous = [1, 5, 5, 7, 29]
     ours = sampling.apply_repetition_penalty(logits, previous, 1.3)
-    theirs = RepetitionPenaltyLogitsProcessor(1.3)(
-        torch.tensor([previous]), torch.tensor(logits[None])
-    )[0].numpy()
+    theirs = processor(1.3)(torch.tensor([previous]), torch.tensor(logits[None]))[0].numpy()
     np.testing.assert_allclose(ours, theirs, rtol=1e-6)
     assert sampling.apply_repetition_penalty(logits, previous, 1.0) is logits
     assert np.array_equal(sampling.apply_repetition_penalty(logits, [], 1.3), logits)

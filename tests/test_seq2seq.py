@@ -5,7 +5,6 @@ cached and uncached decoding agree; beam search returns what `generate(num_beams
 seeded sampling is reproducible; bad model files and bad prompts give one-line errors.
 """
 
-# ruff: noqa: F811  (pytest fixtures imported from conftest_engine are parameters here)
 from __future__ import annotations
 
 import shutil
@@ -15,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest_engine import build_cached, t5_models, t5_reference  # noqa: F401
+from generated_models import build_cached, load_builder
 
 from shellfish.engine import seq2seq
 from shellfish.engine.base import GenerationConfig, ModelInfo
@@ -352,7 +351,9 @@ def test_full_size_flan_t5_small_parity(tmp_path: Path) -> None:
     from transformers import T5ForConditionalGeneration
 
     out = build_cached(
-        "build_seq2seq.py", "flan-t5-small-random", lambda m, d: m.build(d, "flan-t5-small", 0)
+        "build_seq2seq.py",
+        "flan-t5-small-random",
+        lambda d: load_builder("build_seq2seq.py").build(d, "flan-t5-small", 0),
     )
     reference = T5ForConditionalGeneration.from_pretrained(out / "torch").eval()
     for layout in LAYOUTS:

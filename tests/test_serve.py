@@ -1,6 +1,6 @@
 """`shellfish serve`: the official `openai` client against a real uvicorn server on 127.0.0.1.
 
-The models are EchoRunner test doubles (tests/test_daemon_support.py) in a real ModelPool: they
+The models are EchoRunner test doubles (tests/daemon_doubles.py) in a real ModelPool: they
 echo their prompt, so every answer below is computed, not canned.
 """
 
@@ -15,7 +15,7 @@ from typing import ClassVar
 
 import httpx
 import pytest
-from test_daemon_support import EchoRunner, install_fake_models
+from daemon_doubles import EchoRunner, install_fake_models
 
 from shellfish.config import Settings
 from shellfish.errors import ModelNotFound, UsageError
@@ -381,3 +381,17 @@ def test_serve_help_says_what_the_default_exposes(make_env, capsys) -> None:  # 
         main(["serve", "--help"], make_env())
     text = " ".join(capsys.readouterr().out.split())
     assert "any local user" in text and "--allow-origin" in text and "--token" in text
+
+
+def test_text_that_is_not_utf8_is_answered_with_replacement_characters(
+    server: RunningServer,
+) -> None:
+    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    head = b'{"model": "echo", "prompt": "'
+    # (a lone surrogate *escape* is a 400: test_hostile_requests_get_400_not_500)
+    for text in (b"caf\xe9 ok",):
+        response = httpx.post(
+            server.base_url + "/completions", content=head + text + b'"}', headers=headers
+        )
+        assert response.status_code == 200, response.text
+        assert "caf\ufffd ok" in response.json()["choices"][0]["text"]

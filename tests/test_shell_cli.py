@@ -14,6 +14,7 @@ import pytest
 import shellfish.client
 from shellfish.cli import main
 from shellfish.events import Done, Error
+from shellfish.request import TaskRequest
 from shellfish.shell import markers
 from shellfish.shell.context import (
     MAX_FILE_BYTES,
@@ -25,7 +26,6 @@ from shellfish.shell.context import (
     unescape,
 )
 from shellfish.shell.init import SHELLS, render, script_path
-from shellfish.tasks.request import TaskRequest
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = {shell: (REPO / "shell-hooks" / name).read_text() for shell, name in SHELLS.items()}
@@ -89,7 +89,7 @@ def test_context_keys_are_the_same_in_python_and_zsh(tmp_path: Path) -> None:
         assert f'"{key}":' in SCRIPTS["zsh"], key
     # The fix key sends the exit status under the key the fix prompt reads (issue 14 item 4:
     # the scripts sent `exit_status`, the prompt read `last_exit_status`).
-    from shellfish.tasks.suggest_prompts import build_messages
+    from shellfish.suggest.prompts import build_messages
 
     for shell in SHELLS:  # inside a double-quoted shell string the quotes are escaped
         assert re.search(r'\\?"last_exit_status\\?":', SCRIPTS[shell]), shell

@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest_causal import causal_models  # noqa: F401  (session fixture)
 from shell_harness import PROMPT, SUGGEST_BYTES, PtyShell, start_zsh
 from test_daemon_onnx import NAME, install_tiny_gpt2
 
@@ -115,7 +114,7 @@ def _suggest_then_fail_in_tmux(tmp_path: Path, home: Path, shells: list[PtyShell
 
 def test_widget_gets_its_suggestion_from_the_real_daemon_and_engine(
     tmp_path: Path,
-    causal_models: Path,  # noqa: F811
+    causal_models: Path,
     shells: list[PtyShell],
 ) -> None:
     home = tiny_home(tmp_path, causal_models)
@@ -138,7 +137,7 @@ def test_widget_with_qwen_through_the_daemon(tmp_path: Path, shells: list[PtyShe
 
 def test_done_when_the_widget_in_tmux_suggests_and_stderr_survives(
     tmp_path: Path,
-    causal_models: Path,  # noqa: F811
+    causal_models: Path,
     shells: list[PtyShell],
 ) -> None:
     """The mechanics with the tiny model (its words are noise; the Qwen test checks them)."""

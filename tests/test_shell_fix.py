@@ -16,10 +16,10 @@ from test_suggest import ScriptedRunner, world  # noqa: F401  (fixture)
 from shellfish.config import Settings
 from shellfish.events import Done, Error
 from shellfish.paths import get_paths
+from shellfish.request import TaskRequest
 from shellfish.suggest import run_suggest
 from shellfish.suggest.failure import analyse, distance, exit_meaning, nearest, rewrites
-from shellfish.tasks.request import TaskRequest
-from shellfish.tasks.suggest_prompts import build_messages
+from shellfish.suggest.prompts import build_messages
 
 PROGRAMS = ("git", "ls", "sh", "grep", "tar", "python3", "docker", "apt-get")
 

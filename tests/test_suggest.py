@@ -19,9 +19,9 @@ from shellfish.errors import UsageError
 from shellfish.events import Done, Event, Status, Token
 from shellfish.knowledge.index import BuildOptions, build_index
 from shellfish.paths import get_paths
+from shellfish.request import TaskRequest
 from shellfish.suggest import run_suggest
 from shellfish.suggest.candidates import drop_unrequested_sudo, extract_command
-from shellfish.tasks.request import TaskRequest
 
 FROB_HELP = "Usage: frob [OPTION]... FILE\n  -a, --all     frobnicate hidden files too\n"
 

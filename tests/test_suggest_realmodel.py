@@ -20,7 +20,7 @@ from test_realmodel import cache_env
 from shellfish.config import Settings
 from shellfish.events import Done, Event
 from shellfish.paths import Paths, get_paths
-from shellfish.tasks.request import TaskRequest
+from shellfish.request import TaskRequest
 
 pytestmark = pytest.mark.realmodel
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 
 from shellfish.errors import UsageError
+from shellfish.request import TaskRequest
 from shellfish.tasks.prompts import build_prompt, flan_prompt, messages_for
-from shellfish.tasks.request import TaskRequest
 
 
 def test_flan_translate_prefix() -> None:

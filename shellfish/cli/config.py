@@ -42,14 +42,47 @@ def register(subparsers: Any) -> None:
 
 def cmd_show(args: argparse.Namespace, env: Environment) -> int:
     from shellfish.config import settings_to_toml
+    from shellfish.errors import ConfigError
 
-    settings = env.settings  # raises ConfigError (file:line) when the file is invalid
+    try:
+        settings = env.settings
+    except ConfigError as exc:
+        return _show_broken(args, env, exc)
     if getattr(args, "json", False):
         env.stdout.write(json.dumps(settings.to_dict(), indent=2) + "\n")
     else:
         env.stdout.write(f"# {env.paths.config_file}\n" + settings_to_toml(settings))
     env.stdout.flush()
     return int(ExitStatus.OK)
+
+
+def _show_broken(args: argparse.Namespace, env: Environment, exc: Exception) -> int:
+    """A broken file: say where (path, line and its text), then show the defaults, which are
+    what applies once the line is fixed or removed. Its own hint would point back here."""
+    import re
+
+    from shellfish.config import Settings, settings_to_toml
+
+    message = getattr(exc, "message", str(exc))
+    env.error(message)
+    path = env.paths.config_file
+    where = re.match(rf"^{re.escape(str(path))}:(\d+):", message)
+    if where:
+        number = int(where.group(1))
+        try:
+            lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            lines = []
+        if 0 < number <= len(lines):
+            env.info(f"  {number} | {lines[number - 1]}")
+    env.info(f"fix or remove that line in {path}; the defaults follow on stdout")
+    defaults = Settings()
+    if getattr(args, "json", False):
+        env.stdout.write(json.dumps(defaults.to_dict(), indent=2) + "\n")
+    else:
+        env.stdout.write("# defaults (the config file is invalid)\n" + settings_to_toml(defaults))
+    env.stdout.flush()
+    return int(ExitStatus.USAGE)
 
 
 def cmd_path(args: argparse.Namespace, env: Environment) -> int:

@@ -29,7 +29,10 @@ def register(subparsers: Any) -> None:
     p = sub.add_parser("restart", help="stop, then start (after an upgrade)")
     p.add_argument("--preload", action="append", default=[], metavar="MODEL")
     p.set_defaults(func=cmd_restart)
-    p = sub.add_parser("status", help="pid, uptime, memory, requests, loaded models")
+    p = sub.add_parser(
+        "status",
+        help="pid, uptime, memory, requests, loaded models (exit status 4: not running)",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_status)
     p = sub.add_parser("logs", help="the end of the daemon log")
@@ -52,7 +55,7 @@ def _extra(args: Any) -> list[str]:
 
 
 def cmd_start(args: Any, env: Environment) -> int:
-    from shellfish.daemon import lifecycle
+    from shellfish.client import lifecycle
 
     info = lifecycle.start(env.paths, env.settings, environ=env.environ, extra_args=_extra(args))
     word = "already running" if info.get("already_running") else "started"
@@ -61,7 +64,7 @@ def cmd_start(args: Any, env: Environment) -> int:
 
 
 def cmd_stop(args: Any, env: Environment) -> int:
-    from shellfish.daemon import lifecycle
+    from shellfish.client import lifecycle
 
     env.info(
         "shellfish daemon stopped"
@@ -72,7 +75,7 @@ def cmd_stop(args: Any, env: Environment) -> int:
 
 
 def cmd_restart(args: Any, env: Environment) -> int:
-    from shellfish.daemon import lifecycle
+    from shellfish.client import lifecycle
 
     info = lifecycle.restart(env.paths, env.settings, environ=env.environ, extra_args=_extra(args))
     env.info(f"shellfish daemon restarted (pid {info.get('pid')})")
@@ -80,10 +83,22 @@ def cmd_restart(args: Any, env: Environment) -> int:
 
 
 def cmd_status(args: Any, env: Environment) -> int:
-    from shellfish.daemon import lifecycle
+    from shellfish.client import lifecycle
+    from shellfish.errors import DaemonUnavailable, ExitStatus
 
-    status = lifecycle.status(env.paths)  # DaemonUnavailable -> exit 4 with a hint
+    try:
+        status = lifecycle.status(env.paths)
+    except DaemonUnavailable:
+        # "Not running" is the answer to the question, not an error; the exit status (4) still
+        # lets a script tell it apart.
+        if getattr(args, "json", False):
+            env.stdout.write(json.dumps({"running": False}) + "\n")
+        else:
+            env.stdout.write("not running - start it with `shellfish daemon start`\n")
+        env.stdout.flush()
+        return int(ExitStatus.DAEMON)
     if getattr(args, "json", False):
+        status = {"running": True, **status}
         env.stdout.write(json.dumps(status, indent=2, sort_keys=True) + "\n")
         return 0
     out = env.stdout
@@ -114,7 +129,7 @@ def cmd_status(args: Any, env: Environment) -> int:
 
 
 def cmd_logs(args: Any, env: Environment) -> int:
-    from shellfish.daemon import lifecycle
+    from shellfish.client import lifecycle
 
     lines = lifecycle.read_log(env.paths, args.lines)
     if not lines and not env.paths.daemon_log.exists():

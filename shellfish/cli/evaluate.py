@@ -146,11 +146,12 @@ def _runner(model: str | None, env: Environment) -> tuple[Any, str]:
             name=path.name,
             provider=env.settings.engine.provider,
             threads=env.settings.engine.threads,
+            max_context=env.settings.engine.max_context,
         )
         return runner, path.name
+    from shellfish.request import TaskRequest
     from shellfish.store.pool import ModelPool
     from shellfish.tasks import resolve_model_name
-    from shellfish.tasks.request import TaskRequest
 
     name = resolve_model_name(
         TaskRequest(task="suggest", text="-", model=model), env.settings, env.paths

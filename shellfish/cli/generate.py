@@ -10,7 +10,7 @@ from typing import Any
 from shellfish.environment import Environment
 from shellfish.errors import ExitStatus, UsageError
 from shellfish.events import Done, Error, Event, Status, Token
-from shellfish.tasks.request import TaskRequest
+from shellfish.request import TaskRequest
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -168,7 +168,7 @@ GENERATION_FLAGS = (
 def _read_text(args: argparse.Namespace, env: Environment) -> str:
     text = " ".join(args.text).strip()
     if not text and not env.stdin_isatty:
-        text = env.stdin.read().strip()
+        text = env.read_stdin().strip()
     if not text:
         raise UsageError(
             "nothing to do: the request is empty", hint=f'try `shellfish {args.command} "..."`'
@@ -240,7 +240,9 @@ def _record(request: TaskRequest, env: Environment, done: Done | None) -> None:
 
 def _suggest(args: argparse.Namespace, env: Environment) -> int:
     request = _request("suggest", args, env)
-    done = _drain(_events(request, args, env), env, verbose=args.verbose)
+    # No length note: suggest samples several candidates, and one that rambles to the limit
+    # says nothing about the command shown.
+    done = _drain(_events(request, args, env), env, verbose=args.verbose, length_note=False)
     if done is None:
         return ExitStatus.ERROR
     try:
@@ -271,7 +273,9 @@ def _show_suggestion(
     return ExitStatus.OK
 
 
-def _drain(events: Iterator[Event], env: Environment, *, verbose: bool) -> Done | None:
+def _drain(
+    events: Iterator[Event], env: Environment, *, verbose: bool, length_note: bool = True
+) -> Done | None:
     """Consume a stream without showing tokens; status lines go to stderr when verbose."""
     done = None
     for event in events:
@@ -281,8 +285,14 @@ def _drain(events: Iterator[Event], env: Environment, *, verbose: bool) -> Done 
             env.info(event.message)
         elif isinstance(event, Token):
             continue
-    if done is not None and verbose:
-        _say_model(env, done)
+    if done is not None:
+        from shellfish.ui.render import length_note as note_for
+
+        note = note_for(done) if length_note else None
+        if note:
+            env.info(note)
+        if verbose:
+            _say_model(env, done)
     return done
 
 
@@ -292,11 +302,15 @@ def _must_show(event: Status) -> bool:
 
 
 def _say_model(env: Environment, done: Done) -> None:
-    rate = done.completion_tokens / (done.total_ms / 1000) if done.total_ms else 0.0
+    from shellfish.ui.render import decode_rate
+
+    # Decode speed only: the first token's time holds loading and prefill.
+    rate = decode_rate(done.completion_tokens, done.first_token_ms / 1000, done.total_ms / 1000)
     env.info(
         f"model: {done.model} ({done.backend}) - {done.prompt_tokens} prompt + "
         f"{done.completion_tokens} new tokens, first token {done.first_token_ms:.0f} ms, "
-        f"total {done.total_ms:.0f} ms, {rate:.1f} tok/s"
+        f"total {done.total_ms:.0f} ms"
+        + (f", {rate:.1f} tok/s after the first token" if rate is not None else "")
     )
 
 
@@ -326,7 +340,7 @@ def _print_json(env: Environment, request: TaskRequest, done: Done | None) -> No
 
 def _read_context(source: str, env: Environment) -> str:
     if source == "-":
-        return env.stdin.read()
+        return env.read_stdin()
     from pathlib import Path
 
     path = Path(source).expanduser()

@@ -344,31 +344,11 @@ def cmd_default(args: argparse.Namespace, env: Environment) -> int:
     name = desc.name if desc else args.name
     if desc is None and store.get(name) is None:
         raise UsageError(f"unknown model {args.name!r}", hint="`shellfish models list` shows them")
-    set_config_value(env.paths.config_file, "models", "default", name)
+    from shellfish.config import set_config_value
+
+    set_config_value(env.paths.config_file, "models.default", name)
     env.info(
         f"default model: {name}"
         + ("" if store.get(name) else f" (not installed - run `shellfish models pull {name}`)")
     )
     return 0
-
-
-def set_config_value(path: Path, section: str, key: str, value: str) -> None:
-    """Set `[section] key = value` in the TOML config file, keeping its other settings."""
-    import tomli_w
-    import tomllib
-
-    from shellfish.errors import ConfigError
-
-    data: dict[str, Any] = {}
-    if path.exists():
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(
-                f"{path}: invalid TOML: {exc}", hint="fix or remove the file"
-            ) from exc
-    data.setdefault(section, {})[key] = value
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".toml.tmp")
-    tmp.write_text(tomli_w.dumps(data), encoding="utf-8")
-    tmp.replace(path)

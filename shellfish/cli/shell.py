@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shellfish.environment import Environment
 from shellfish.errors import ExitStatus, ShellfishError, UsageError
+
+if TYPE_CHECKING:
+    from shellfish.events import Done, Event
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -117,18 +120,20 @@ def _context(args: argparse.Namespace, env: Environment) -> int:
 
 
 def _widget(args: argparse.Namespace, env: Environment) -> int:
-    from shellfish.shell.markers import error_lines
+    from shellfish.events import Error
+    from shellfish.shell import markers
 
     answers: list[tuple[Any, Any]] = []
     try:
-        lines = _widget_lines(args, env, answers)
+        lines = markers.reply_lines(_widget_final(args, env, answers))
     except ShellfishError as exc:
-        lines = error_lines(str(exc))
+        lines = markers.reply_lines(Error(exc.message, hint=exc.hint))
     except KeyboardInterrupt:
-        lines = error_lines("cancelled")
+        lines = markers.error_lines(markers.CANCELLED)
     except Exception as exc:  # the widget must always get an answer it can show
-        lines = error_lines(f"internal error: {type(exc).__name__}: {exc}")
-    env.stdout.write("".join(f"{line}\n" for line in lines))
+        lines = markers.error_lines(f"internal error: {type(exc).__name__}: {exc}")
+    # Bytes, as the daemon writes them on its socket: the two paths must not differ.
+    env.stdout.write(markers.encode(lines).decode("utf-8"))
     env.stdout.flush()
     if answers:  # after the answer is out: a busy history log never delays it
         from shellfish.client import record_answer
@@ -138,16 +143,18 @@ def _widget(args: argparse.Namespace, env: Environment) -> int:
     return ExitStatus.OK
 
 
-def _widget_lines(
+def _widget_final(
     args: argparse.Namespace, env: Environment, answers: list[tuple[Any, Any]]
-) -> list[str]:
-    """The marker lines answering the widget's request; (request, Done) goes to `answers`."""
-    from shellfish.events import Done, Error
-    from shellfish.shell.context import current_context
-    from shellfish.shell.markers import error_lines, suggestion_lines
-    from shellfish.tasks.request import TaskRequest
+) -> Event | None:
+    """The final event (Done or Error) answering the widget's request; None when none came.
+    (request, Done) goes to `answers`, to be recorded once the reply is out."""
+    import dataclasses
 
-    text = env.stdin.read()
+    from shellfish.events import Done, Error
+    from shellfish.request import TaskRequest
+    from shellfish.shell.context import current_context
+
+    text = env.read_stdin()
     text = text[:-1] if text.endswith("\n") else text  # the here-string's newline
     if not text.strip():
         raise UsageError("nothing to do: the line is empty")
@@ -171,17 +178,17 @@ def _widget_lines(
     done: Done | None = None
     for event in stream(request, env, record=False):
         if isinstance(event, Error):
-            message = f"{event.message} - {event.hint}" if event.hint else event.message
-            return error_lines(message)
+            return event
         if isinstance(event, Done):
             done = event
     if done is None:
-        return error_lines("no answer came back")
+        return None
     answers.append((request, done))
-    warnings = done.extra.get("warnings")
-    if not isinstance(warnings, list):
+    if not isinstance(done.extra.get("warnings"), list):
+        # A remote answer carries no checks of its own: warn about it as about a local one.
         warnings = _best_command_warnings(done.texts, args.shell)
-    return suggestion_lines(done.texts, list(warnings))
+        done = dataclasses.replace(done, extra={**done.extra, "warnings": warnings})
+    return done
 
 
 def _best_command_warnings(commands: list[str], shell: str) -> list[str]:

@@ -13,12 +13,10 @@ from typing import TYPE_CHECKING
 
 from shellfish.errors import DaemonError, DaemonUnavailable, ModelNotFound
 from shellfish.events import Done, Event, Status, Token
-from shellfish.tasks.request import TaskRequest
+from shellfish.request import TaskRequest
 
 if TYPE_CHECKING:
     from shellfish.environment import Environment
-
-BACKENDS = ("auto", "local", "remote", "daemon", "inprocess")
 
 
 def stream(
@@ -67,7 +65,7 @@ def _local(
         client = DaemonClient(env.paths)
         running = client.is_running()
         if not running and (policy == "daemon" or env.settings.daemon.autostart):
-            from shellfish.daemon.lifecycle import start_daemon
+            from shellfish.client.lifecycle import start_daemon
 
             start_daemon(env.paths, env.settings)
             running = True

@@ -19,7 +19,7 @@ from shellfish.daemon import protocol, state
 from shellfish.errors import DaemonUnavailable, ProtocolError
 from shellfish.events import Done, Error, Event
 from shellfish.paths import Paths
-from shellfish.tasks.request import TaskRequest
+from shellfish.request import TaskRequest
 
 _ids = itertools.count(1)
 

@@ -30,8 +30,8 @@ def get_pool(env: Environment) -> ModelPool:
 def local_stream(
     request: object, env: Environment, *, cancel: threading.Event | None = None
 ) -> Iterator[Event]:
+    from shellfish.request import TaskRequest
     from shellfish.tasks import run_task
-    from shellfish.tasks.request import TaskRequest
 
     assert isinstance(request, TaskRequest)
     yield from run_task(request, get_pool(env), env.settings, env.paths, cancel=cancel)

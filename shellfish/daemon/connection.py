@@ -32,6 +32,7 @@ from typing import Any
 from shellfish.daemon import protocol
 from shellfish.daemon.protocol import BadRequest, Request
 from shellfish.events import Error, Event, Token
+from shellfish.shell import markers
 
 log = logging.getLogger("shellfish.daemon")
 
@@ -100,7 +101,7 @@ class _Item:
     def encode(self) -> bytes:
         if self.data is None:
             if self.reply_format == "lines":
-                self.data = protocol.lines_for_final(self.event) if self.final else b""
+                self.data = markers.encode(markers.reply_lines(self.event)) if self.final else b""
             else:
                 self.data = protocol.encode_event(
                     self.event, final=self.final, request_id=self.request_id

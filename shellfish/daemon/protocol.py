@@ -3,7 +3,8 @@
 Newline-delimited JSON over a Unix stream socket. A request is one object
 `{"v": 1, "cmd": ..., "id": ...}`; a reply is a stream of event objects (`shellfish.events`)
 each with `"final": false` except the last. Errors travel as data (`kind: "error"` with a
-`code`). Shell widgets may ask for `reply_format: "lines"`: marker lines instead of JSON.
+`code`). Shell widgets may ask for `reply_format: "lines"`: marker lines instead of JSON, encoded
+by `shellfish.shell.markers` (the one codec the CLI's widget path uses too).
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from shellfish.errors import (
     ShellfishError,
     UsageError,
 )
-from shellfish.events import Done, Error, Event, event_from_dict, event_to_dict
-from shellfish.tasks.request import TASK_NAMES, TaskRequest
+from shellfish.events import Error, Event, event_from_dict, event_to_dict
+from shellfish.request import TASK_NAMES, TaskRequest
 
 PROTOCOL_VERSION = 1
 MAX_LINE_BYTES = 1 << 20  # one request line, newline excluded
@@ -34,12 +35,6 @@ MAX_LINE_BYTES = 1 << 20  # one request line, newline excluded
 TASK_COMMANDS = ("suggest", "translate", "explain", "ask")
 COMMANDS = ("generate", *TASK_COMMANDS, "load", "unload", "status", "cancel", "shutdown", "ping")
 REPLY_FORMATS = ("json", "lines")
-
-# Marker lines for `reply_format: "lines"` (the zsh / bash widgets match exactly these).
-MARK_CMD = "SHELLFISH_CMD"
-MARK_WARN = "SHELLFISH_WARN"
-MARK_ERR = "SHELLFISH_ERR"
-MARK_END = "SHELLFISH_END"
 
 RESTART_HINT = "restart the daemon (`shellfish daemon restart`)"
 
@@ -82,10 +77,11 @@ def parse_request(line: bytes) -> Request:
     if len(line) > MAX_LINE_BYTES:
         raise BadRequest(f"request line is larger than {MAX_LINE_BYTES} bytes", "too_large")
     try:
-        data = json.loads(line.decode("utf-8"), parse_int=_parse_int)
+        # Bytes that are not UTF-8 become U+FFFD (as the CLI and the shell widgets do).
+        data = json.loads(line.decode("utf-8", errors="replace"), parse_int=_parse_int)
     except RecursionError as exc:  # e.g. 100k nested arrays: the decoder recurses per level
         raise BadRequest("request is nested too deeply", "bad_json") from exc
-    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an over-long integer
+    except ValueError as exc:  # JSONDecodeError, an over-long integer
         raise BadRequest(f"request is not valid JSON: {exc}", "bad_json") from exc
     if not isinstance(data, dict):
         raise BadRequest("request must be a JSON object", "bad_json")
@@ -242,43 +238,6 @@ def decode_reply(line: bytes) -> tuple[Event, bool]:
     except ValueError as exc:
         raise ProtocolError(f"the daemon sent a malformed reply: {exc}", hint=RESTART_HINT) from exc
     return event, bool(data.get("final", False))
-
-
-def escape_payload(text: str) -> str:
-    """Escape `\\`, newline and tab so a payload fits on one marker line."""
-    return text.replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t")
-
-
-def unescape_payload(text: str) -> str:
-    out: list[str] = []
-    chars = iter(text)
-    for ch in chars:
-        if ch != "\\":
-            out.append(ch)
-            continue
-        nxt = next(chars, "")
-        out.append({"n": "\n", "t": "\t", "\\": "\\"}.get(nxt, "\\" + nxt))
-    return "".join(out)
-
-
-def marker_line(marker: str, payload: str | None = None) -> bytes:
-    if payload is None:
-        return f"{marker}\n".encode()
-    return f"{marker}\t{escape_payload(payload)}\n".encode()
-
-
-def lines_for_final(event: Event) -> bytes:
-    """The marker lines that end a `reply_format: "lines"` reply."""
-    out = b""
-    if isinstance(event, Done):
-        for text in event.texts:
-            out += marker_line(MARK_CMD, text)
-        for warning in event.extra.get("warnings", []) or []:
-            out += marker_line(MARK_WARN, str(warning))
-    elif isinstance(event, Error):
-        message = f"{event.message} - {event.hint}" if event.hint else event.message
-        out += marker_line(MARK_ERR, message)
-    return out + marker_line(MARK_END)
 
 
 # -- errors as data, both ways ------------------------------------------------------------------

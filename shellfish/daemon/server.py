@@ -36,7 +36,7 @@ from shellfish.store.pool import Loader, ModelPool
 
 if TYPE_CHECKING:
     from shellfish.config import Settings
-    from shellfish.tasks.request import TaskRequest
+    from shellfish.request import TaskRequest
 
 log = logging.getLogger("shellfish.daemon")
 

@@ -585,7 +585,8 @@ class CausalRunner:
             raise PromptTooLong(
                 f"the prompt is {len(ids)} tokens but {self.info.name} reads at most "
                 f"{self.context_length - 1} (context {self.context_length})",
-                hint="shorten the request or its context",
+                hint="shorten the request or its context (the context is the model's, capped by "
+                "the engine.max_context setting)",
             )
 
     def _prefill(

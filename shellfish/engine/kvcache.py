@@ -72,8 +72,6 @@ class PrefixCache:
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self._entries: OrderedDict[tuple[int, ...], CacheEntry] = OrderedDict()
-        self.hits = 0
-        self.misses = 0
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -90,9 +88,7 @@ class PrefixCache:
             if n > best_len:
                 best, best_len = entry, n
         if best is None:
-            self.misses += 1
             return None, 0
-        self.hits += 1
         self._entries.move_to_end(best.tokens)
         return best, best_len
 

@@ -128,9 +128,19 @@ def infer_template(path: Path, family: str) -> str:
 
 
 def load_model(
-    path: Path, *, name: str | None = None, provider: str = "cpu", threads: int = 0
+    path: Path,
+    *,
+    name: str | None = None,
+    provider: str = "cpu",
+    threads: int = 0,
+    max_context: int = 0,
 ) -> tuple[Runner, list[str]]:
-    """Load the model in `path`; returns the runner and warnings (e.g. provider fallbacks)."""
+    """Load the model in `path`; returns the runner and warnings (e.g. provider fallbacks).
+
+    `max_context` (the `engine.max_context` setting; 0: no cap) caps the model's context
+    window: a prompt plus its new tokens never reads more, and a longer prompt is refused with
+    `PromptTooLong` naming that number.
+    """
     from shellfish.engine.providers import choose_providers, default_threads
 
     path = Path(path)
@@ -148,6 +158,9 @@ def load_model(
         raise ModelError(
             f"bad context_length {context!r} in {MANIFEST}", hint="reinstall the model"
         )
+    if max_context > 0:
+        # The family loaders take the smallest context they know of, so this caps them all.
+        context = min(context, max_context) if context else max_context
     info = ModelInfo(
         name=name or str(manifest.get("name") or path.name),
         family=family,

@@ -232,7 +232,6 @@ class Seq2SeqRunner:
         self.pad_id = int(config.get("pad_token_id", self.tokenizer.pad_token_id or 0))
         eos = self.tokenizer.eos_token_ids or {int(config.get("eos_token_id", 1))}
         self.eos_ids: set[int] = set(eos)
-        self.eos_order = sorted(self.eos_ids)
         info.extra.setdefault("layers", self.sessions.layers)
         info.extra.setdefault("heads", self.sessions.heads)
         info.extra.setdefault("onnx_layout", self.sessions.layout)
@@ -257,7 +256,8 @@ class Seq2SeqRunner:
         if len(ids) > limit:
             raise PromptTooLong(
                 f"the prompt is {len(ids)} tokens but {self.info.name} reads at most {limit}",
-                hint="shorten the request or pick a model with a longer context",
+                hint="shorten the request or pick a model with a longer context (the context is "
+                "the model's, capped by the engine.max_context setting)",
             )
         return ids
 
@@ -504,7 +504,6 @@ class _Stepper:
         self.use_cache = use_cache
         self.tokens = np.full((hidden.shape[0], 1), start, dtype=np.int64)  # full decoder input
         self.cache: dict[tuple[int, str, str], np.ndarray] | None = None
-        self._pending: np.ndarray | None = None
 
     def logits(self) -> np.ndarray:
         """Next-token logits (rows, vocab) for the current decoder inputs."""

@@ -121,8 +121,8 @@ def evaluate(
     """Yield one scored Item per pair, in order (the caller aggregates into a Report)."""
     if config not in CONFIGS:
         raise UsageError(f"unknown --config {config!r}", hint=f"use one of {', '.join(CONFIGS)}")
+    from shellfish.request import TaskRequest
     from shellfish.suggest import run_suggest
-    from shellfish.tasks.request import TaskRequest
 
     for text, reference in pairs:
         if cancel is not None and cancel.is_set():

@@ -22,7 +22,7 @@ from typing import Any
 from shellfish.errors import ShellfishError
 from shellfish.events import Done
 from shellfish.history.migrations import LATEST, migrate, schema_version
-from shellfish.tasks.request import TaskRequest
+from shellfish.request import TaskRequest
 
 
 class HistoryError(ShellfishError):
@@ -150,9 +150,9 @@ class HistoryLog:
 
     def _redactor(self) -> Callable[[str], str]:
         if self._redact is None:
-            from shellfish.remote.redaction import redactor
+            from shellfish.shell.redact import redact
 
-            self._redact = redactor()
+            self._redact = redact
         return self._redact
 
     def record(
@@ -165,17 +165,20 @@ class HistoryLog:
         """Store one finished exchange (redacted); returns its id, or None when disabled."""
         if not self.enabled:
             return None
-        from shellfish.remote.redaction import redact_value
+        from shellfish.shell.redact import exchange_redactor, redact_obj
 
-        redact = self._redactor()
+        # Secrets of the request also go from the answer, where the model may echo them.
+        redact = exchange_redactor(
+            [request.text, request.context, request.options], self._redactor()
+        )
         # The conversation so far is already logged turn by turn; store only the options.
         options = {k: v for k, v in request.options.items() if k != "messages"}
         row = (
             self._clock() if ts is None else ts,
             request.task,
             redact(request.text),
-            json.dumps(redact_value(request.context, redact)) if request.context else None,
-            json.dumps(redact_value(options, redact)) if options else None,
+            json.dumps(redact_obj(request.context, redact)) if request.context else None,
+            json.dumps(redact_obj(options, redact)) if options else None,
             done.model or (request.model or ""),
             done.backend,
             redact("\n".join(done.texts) if len(done.texts) > 1 else done.text),
@@ -260,11 +263,16 @@ class HistoryLog:
         )
 
 
+# SQLITE_BUSY and SQLITE_LOCKED: sqlite3 names them only from Python 3.11 (as it sets
+# `sqlite_errorcode` only from 3.11; 3.10 takes the message test below).
+_BUSY_CODES = (5, 6)
+
+
 def _is_busy(exc: BaseException) -> bool:
     """SQLITE_BUSY / SQLITE_LOCKED (any extended code): another connection holds the lock."""
     code = getattr(exc, "sqlite_errorcode", None)
     if isinstance(code, int):
-        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+        return code & 0xFF in _BUSY_CODES
     return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
 
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from shellfish.errors import ShellfishError
+from shellfish.errors import DownloadError, ShellfishError
 
 DEFAULT_URL = "https://github.com/tldr-pages/tldr/releases/latest/download/tldr.zip"
 PLATFORMS = {
@@ -30,6 +30,11 @@ _ALTERNATIVES = re.compile(r"^\[([^\]|]+)\|[^\]]*\]$")
 
 class KnowledgeError(ShellfishError):
     """The knowledge index or one of its sources is missing, corrupt or unreachable."""
+
+
+class KnowledgeDownloadError(KnowledgeError, DownloadError):
+    """A knowledge source could not be downloaded: the same exit status as a failed
+    `shellfish models pull`, so scripts see one status for "the download failed"."""
 
 
 @dataclass(frozen=True)
@@ -111,7 +116,7 @@ def download(url: str, dest: Path, *, timeout_s: float = 30.0) -> Path:
     try:
         with httpx.stream("GET", url, timeout=timeout_s, follow_redirects=True) as response:
             if response.status_code != 200:
-                raise KnowledgeError(
+                raise KnowledgeDownloadError(
                     f"downloading tldr pages from {url} failed: HTTP {response.status_code}",
                     hint="check the URL (--url or SHELLFISH_TLDR_URL) and try again",
                 )
@@ -120,13 +125,13 @@ def download(url: str, dest: Path, *, timeout_s: float = 30.0) -> Path:
                 for chunk in response.iter_bytes():
                     size += len(chunk)
                     if size > MAX_BYTES:
-                        raise KnowledgeError(
+                        raise KnowledgeDownloadError(
                             f"the tldr archive at {url} is larger than {MAX_BYTES} bytes"
                         )
                     fh.write(chunk)
     except httpx.HTTPError as exc:
         tmp.unlink(missing_ok=True)
-        raise KnowledgeError(
+        raise KnowledgeDownloadError(
             f"downloading tldr pages from {url} failed: {exc}",
             hint="check the network and try again",
         ) from exc
@@ -135,7 +140,7 @@ def download(url: str, dest: Path, *, timeout_s: float = 30.0) -> Path:
         raise
     if not zipfile.is_zipfile(tmp):
         tmp.unlink(missing_ok=True)
-        raise KnowledgeError(f"{url} did not return a zip archive", hint="check the URL")
+        raise KnowledgeDownloadError(f"{url} did not return a zip archive", hint="check the URL")
     tmp.replace(dest)
     return dest
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from shellfish.errors import RemoteError
 from shellfish.events import Done, Event, Status, Token
-from shellfish.tasks.request import TaskRequest
+from shellfish.request import TaskRequest
 
 if TYPE_CHECKING:
     from shellfish.config import RemoteSettings
@@ -106,10 +106,11 @@ class RemoteBackend:
     def payload(self, request: TaskRequest, *, streaming: bool = True) -> dict[str, Any]:
         """The request body exactly as it will be sent (redacted)."""
         from shellfish.remote.messages import chat_messages
-        from shellfish.remote.redaction import redact_value, redactor
+        from shellfish.shell.redact import exchange_redactor, redact, redact_obj
 
-        redact = self._redact or redactor()
-        messages = redact_value(chat_messages(request), redact)
+        raw = chat_messages(request)
+        # Earlier answers in a conversation may repeat a secret of an earlier question.
+        messages = redact_obj(raw, exchange_redactor(raw, self._redact or redact))
         body: dict[str, Any] = {
             "model": request.options.get("remote_model") or self.settings.model,
             "messages": messages,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shellfish.tasks.request import TaskRequest
+from shellfish.request import TaskRequest
 
 SUGGEST_SYSTEM = (
     "You turn a request written in plain words into one shell command for {shell} on {os}. "

@@ -53,8 +53,8 @@ class Backend:
 
     def resolve(self, model: str | None) -> str:
         """The installed model for an OpenAI `model` field (empty or "shellfish": routed)."""
+        from shellfish.request import TaskRequest
         from shellfish.tasks import resolve_model_name
-        from shellfish.tasks.request import TaskRequest
 
         wanted = None if not model or model == "shellfish" else model
         if wanted is not None and self.pool.is_loaded(wanted):
@@ -281,7 +281,8 @@ def create_app(
                 raise _HTTPError(413, f"request body is larger than {max_body_bytes} bytes")
             chunks.append(chunk)
         try:
-            body = json.loads(b"".join(chunks))
+            # Bytes that are not UTF-8 become U+FFFD (as on every other path).
+            body = json.loads(b"".join(chunks).decode("utf-8", errors="replace"))
             # a lone surrogate escape parses but cannot become UTF-8 for the tokenizer
             json.dumps(body, ensure_ascii=False).encode("utf-8")
         except RecursionError as exc:

@@ -37,8 +37,6 @@ if TYPE_CHECKING:
 
 CONTEXT_FILE_ENV = "SHELLFISH_CONTEXT_FILE"
 CAPTURE_ENV = "SHELLFISH_CONTEXT_CAPTURE"
-FILE_HEADER = "# shellfish context v1"
-RECORD_FIELDS = ("cmd", "exit", "duration_ms", "epoch", "cwd", "command")
 MAX_FILE_BYTES = 256 * 1024  # read at most this much (from the end) of a context file
 MAX_FIELD_CHARS = 2000  # a longer recorded command is cut (and marked) before sending
 _OFF_WORDS = {"0", "false", "no", "off"}

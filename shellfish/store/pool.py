@@ -131,7 +131,11 @@ def default_loader(paths: Paths, settings: Settings) -> Loader:
         from shellfish.engine.loader import load_model
 
         runner, warnings = load_model(
-            path, name=name, provider=settings.engine.provider, threads=settings.engine.threads
+            path,
+            name=name,
+            provider=settings.engine.provider,
+            threads=settings.engine.threads,
+            max_context=settings.engine.max_context,
         )
         return runner, list(warnings)
 
@@ -253,10 +257,6 @@ class ModelPool:
             }
             for e in sorted(entries, key=lambda e: e.loaded_at)
         ]
-
-    def busy(self) -> bool:
-        with self._lock:
-            return any(e.lock.locked() for e in self._entries.values())
 
     @property
     def memory_budget_bytes(self) -> int:

@@ -5,7 +5,7 @@ Stages, in the order `run_suggest` runs them, and where each lives:
 1. retrieve (`retrieval`): search the local knowledge index (tldr pages, the user's redacted
    history, a configured NL->command pairs file, local `--help` / man pages) for examples,
    option lines and neighbour commands.
-2. prompt (`shellfish.tasks.suggest_prompts`): an instruction (OS, shell, cwd), the examples
+2. prompt (`prompts`): an instruction (OS, shell, cwd), the examples
    as earlier turns, the request.
 3. generate (`pipeline`): the model's answer(s); the first streams as `Token` events.
 4. gather candidates (`candidates`): one command out of each answer (an unrequested `sudo`

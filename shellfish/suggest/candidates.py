@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from shellfish.tasks.request import TaskRequest
+    from shellfish.request import TaskRequest
 
 # Small models copy `sudo` from retrieved examples into answers that do not need it.
 DROP_UNREQUESTED_SUDO = True

@@ -28,8 +28,8 @@ from shellfish.shell.syntax import simple_commands
 
 if TYPE_CHECKING:
     from shellfish.knowledge.index import KnowledgeIndex
+    from shellfish.request import TaskRequest
     from shellfish.suggest.candidates import Candidate
-    from shellfish.tasks.request import TaskRequest
 
 Check = Callable[[str], list[str]]
 

@@ -18,6 +18,7 @@ from shellfish.events import Done, Error, Event, Status, Token
 from shellfish.shell.syntax import parse
 from shellfish.suggest.candidates import Candidate, certainty, clean_answer, command_key, dedupe
 from shellfish.suggest.checks import check_candidates, mark_dangers
+from shellfish.suggest.prompts import build_messages, render_prompt
 from shellfish.suggest.ranking import (
     low_confidence_warning,
     rank_by_position,
@@ -25,13 +26,12 @@ from shellfish.suggest.ranking import (
     vote_group,
 )
 from shellfish.suggest.retrieval import Retrieved, neighbour_candidates, retrieve
-from shellfish.tasks.suggest_prompts import build_messages, render_prompt
 
 if TYPE_CHECKING:
     from shellfish.config import Settings
     from shellfish.engine.base import GenerationConfig, Runner
     from shellfish.paths import Paths
-    from shellfish.tasks.request import TaskRequest
+    from shellfish.request import TaskRequest
 
 MODES = ("zero-shot", "retrieval", "full")
 # How many retrieved examples / option lines go into the prompt: small enough for the prefix

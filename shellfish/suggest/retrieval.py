@@ -16,7 +16,7 @@ from shellfish.suggest.ranking import request_similarity
 if TYPE_CHECKING:
     from shellfish.knowledge.index import Hit, KnowledgeIndex
     from shellfish.paths import Paths
-    from shellfish.tasks.request import TaskRequest
+    from shellfish.request import TaskRequest
 
 NO_INDEX = "no knowledge index - run `shellfish knowledge build` for better suggestions"
 

@@ -2,7 +2,7 @@
 
 Used in-process by the CLI and inside the daemon, so both give the same answers. Suggest and
 fix go through `shellfish.suggest` (retrieval, candidates, checks, ranking) with the prompt of
-`tasks.suggest_prompts`; the rest build a prompt in `tasks.prompts` and stream the runner's
+`suggest.prompts`; the rest build a prompt in `tasks.prompts` and stream the runner's
 events.
 """
 
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from shellfish.errors import UsageError
 from shellfish.events import Event, Status
-from shellfish.tasks.request import TaskRequest
+from shellfish.request import TaskRequest
 
 if TYPE_CHECKING:
     from shellfish.config import Settings
@@ -64,4 +64,9 @@ def run_task(
     prompt = build_prompt(request, runner.info.template, getattr(runner, "tokenizer", None))
     config = runner.info.defaults.merged(**request.generation)
     config.validate()
+    if request.task == "translate":
+        from shellfish.tasks.translate import run_translate
+
+        yield from run_translate(request, runner, prompt, config, cancel=cancel)
+        return
     yield from runner.generate(prompt, config, cancel=cancel)

@@ -10,7 +10,7 @@ import platform
 from typing import Any
 
 from shellfish.errors import UsageError
-from shellfish.tasks.request import TaskRequest
+from shellfish.request import TaskRequest
 
 LANGUAGES = {
     "en": "English",

@@ -228,7 +228,7 @@ def _prepare_data(
     environ: dict[str, str],
 ) -> tuple[Path, dict[str, Any]]:
     from shellfish.knowledge.shipped import shipped_pairs, shipped_tldr
-    from shellfish.tasks.suggest_prompts import ANSWER_PREFIX, SYSTEM
+    from shellfish.suggest.prompts import ANSWER_PREFIX, SYSTEM
     from shellfish.tune.data import Collected, read_pairs, read_tldr, render_examples, write_jsonl
 
     collected = Collected()

@@ -60,14 +60,37 @@ class _Progress:
         elapsed = now - self.start
         parts = [p for p in (self.model, self.backend) if p]
         if self.tokens:
-            rate_time = now - (self.first_token or self.start)
-            rate = self.tokens / rate_time if rate_time > 0 else 0.0
             parts.append(f"{self.tokens} tokens")
-            parts.append(f"{rate:.1f} tok/s")
+            first = self.first_token if self.first_token is not None else now
+            rate = decode_rate(self.tokens, first, now)
+            if rate is not None:
+                parts.append(f"{rate:.1f} tok/s")
         parts.append(f"{elapsed:.1f}s")
         if self.message and not final:
             parts.append(self.message)
         return " · ".join(parts)
+
+
+# Below this much decode time a rate is noise (a burst of buffered tokens reads as 10^5 tok/s).
+MIN_RATE_SPAN_S = 0.2
+
+
+def decode_rate(tokens: int, first_token_s: float, end_s: float) -> float | None:
+    """Tokens per second while decoding: the tokens after the first over the time after the
+    first (which also holds loading and prefill). None when there is too little to measure."""
+    span = end_s - first_token_s
+    if tokens < 2 or span < MIN_RATE_SPAN_S:
+        return None
+    return (tokens - 1) / span
+
+
+def length_note(done: Done, hint: str = "--max-tokens") -> str | None:
+    """The line saying an answer was cut at the token limit, or None when it was not."""
+    if done.finish_reason != "length":
+        return None
+    if len(done.texts) > 1:  # completion_tokens counts every sample
+        return f"(a sample stopped at the token limit, {hint} to raise)"
+    return f"(stopped at {done.completion_tokens} tokens, {hint} to raise)"
 
 
 class StreamRenderer:
@@ -82,6 +105,7 @@ class StreamRenderer:
         markdown: bool = True,
         verbose: bool = False,
         clock: Callable[[], float] = time.monotonic,
+        stop_notice: bool = True,
     ) -> None:
         self.console = console
         self.err = err
@@ -89,6 +113,8 @@ class StreamRenderer:
         self.markdown = markdown
         self.verbose = verbose
         self.clock = clock
+        # Off when the caller says it in its own words (the REPL): one notice per Ctrl-C.
+        self.stop_notice = stop_notice
 
     def render(
         self,
@@ -113,7 +139,11 @@ class StreamRenderer:
             if cancel is not None:
                 cancel.set()
             _close(iterator)
-            self._note("\n[stopped]" if parts and not self.live else "[stopped]")
+            if self.stop_notice:
+                self._note("\n[stopped]" if parts and not self.live else "[stopped]")
+            elif parts and not self.live:
+                with contextlib.suppress(OSError, ValueError):
+                    self.console.file.write("\n")  # end the partial line
         finally:
             result.text = (
                 result.done.text if result.done and not result.cancelled else "".join(parts)
@@ -213,7 +243,23 @@ class StreamRenderer:
     ) -> None:
         from rich.live import Live
 
-        with Live(
+        # A soft-wrapping console (right for piped text) makes the live region crop each
+        # paragraph to one screen line; the live view must wrap to the terminal's width.
+        soft_wrap, self.console.soft_wrap = self.console.soft_wrap, False
+        try:
+            self._live(Live, events, progress, result, parts)
+        finally:
+            self.console.soft_wrap = soft_wrap
+
+    def _live(
+        self,
+        live_cls: Any,
+        events: Iterator[Event],
+        progress: _Progress,
+        result: RenderResult,
+        parts: list[str],
+    ) -> None:
+        with live_cls(
             self._view("", progress.line()),
             console=self.console,
             refresh_per_second=8,
@@ -274,6 +320,10 @@ def render_stream(
     result = renderer.render(events, cancel=cancel)
     if result.cancelled and result.done is None:
         raise KeyboardInterrupt
+    if result.done is not None:
+        note = length_note(result.done)
+        if note:
+            env.info(note)
     return result.done
 
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from shellfish.errors import ExitStatus, ShellfishError
 from shellfish.events import Event
-from shellfish.tasks.request import TaskRequest
+from shellfish.request import TaskRequest
 
 if TYPE_CHECKING:
     from prompt_toolkit.completion import Completer, Completion
@@ -50,6 +50,7 @@ COMMANDS: dict[str, str] = {
     "/help": "show this help",
     "/model": "/model NAME: answer with this model (/model default: routed by task)",
     "/temperature": "/temperature X: sampling temperature (0 = greedy)",
+    "/max-tokens": "/max-tokens N: longest answer in tokens (/max-tokens default: the model's)",
     "/remote": "use the remote endpoint (needs remote.policy auto or remote)",
     "/local": "use local models only",
     "/context": "/context [on|off]: attach shell context (cwd, recent commands); no arg: show it",
@@ -67,6 +68,7 @@ MAX_TURNS = 20  # conversation messages kept for the next request
 class ReplState:
     model: str | None = None
     temperature: float | None = None
+    max_tokens: int | None = None
     backend: str | None = None  # None: settings.remote.policy; "local" / "remote"
     use_context: bool = True
     messages: list[dict[str, str]] = field(default_factory=list)
@@ -92,13 +94,16 @@ def extract_commands(text: str) -> list[str]:
     return []
 
 
-def danger_warnings(command: str) -> list[str]:
-    """What the command could destroy, from `shellfish.shell.danger` (empty if unavailable)."""
-    try:
-        from shellfish.shell.danger import dangers
-    except ImportError:
-        return []
-    return [d.message for d in dangers(command)]
+def danger_warnings(command: str, cwd: str | None = None, home: str | None = None) -> list[str]:
+    """What the command could destroy if run here, from `shellfish.shell.danger`.
+
+    Paths are judged against `cwd` and `home` (default: this process's), so `rm -rf /home/me/*`
+    typed in /home/me is the home directory, not some path.
+    """
+    from shellfish.shell.danger import dangers
+
+    where = cwd if cwd is not None else os.getcwd()
+    return [d.message for d in dangers(command, where, home or os.path.expanduser("~"))]
 
 
 def run_in_shell(command: str, env: Environment) -> int:
@@ -260,7 +265,9 @@ class Repl:
         arg = arg.strip()
         if name == "/exit":
             return False
-        handler = getattr(self, "_cmd_" + name[1:], None) if name in COMMANDS else None
+        handler = (
+            getattr(self, "_cmd_" + name[1:].replace("-", "_"), None) if name in COMMANDS else None
+        )
         if handler is None:
             self._warn(f"unknown command {name} - type /help for the list")
             return True
@@ -298,6 +305,19 @@ class Repl:
             return
         self.state.temperature = value
         self._say(f"temperature: {value:g}")
+
+    def _cmd_max_tokens(self, arg: str) -> None:
+        if arg in ("", "default"):
+            if arg == "default":
+                self.state.max_tokens = None
+            limit = self.state.max_tokens
+            self._say(f"max tokens: {'model default' if limit is None else limit}")
+            return
+        if not arg.isdigit() or int(arg) < 1:
+            self._warn(f"max tokens must be a whole number of at least 1, not {arg!r}")
+            return
+        self.state.max_tokens = int(arg)
+        self._say(f"max tokens: {self.state.max_tokens}")
 
     def _cmd_remote(self, arg: str) -> None:
         remote = self.env.settings.remote
@@ -391,6 +411,8 @@ class Repl:
         generation: dict[str, Any] = {}
         if self.state.temperature is not None:
             generation["temperature"] = self.state.temperature
+        if self.state.max_tokens is not None:
+            generation["max_new_tokens"] = self.state.max_tokens
         context = self.context() if self.state.use_context else None
         return TaskRequest(
             task="chat",
@@ -402,16 +424,25 @@ class Repl:
         )
 
     def _answer(self, text: str) -> None:
-        from shellfish.ui.render import StreamRenderer
+        from shellfish.ui.render import StreamRenderer, length_note
+        from shellfish.ui.typeahead import HeldTyping
 
         request = self._request(text)
         cancel = threading.Event()
-        renderer = StreamRenderer(self.console, self.env.stderr, live=self.live)
+        renderer = StreamRenderer(self.console, self.env.stderr, live=self.live, stop_notice=False)
         events = self.stream(request, self.env, backend=self.state.backend, cancel=cancel)
-        result = renderer.render(events, cancel=cancel, model=self.state.model or "")
+        app_input = getattr(getattr(self._session, "app", None), "input", None)
+        # Keys typed while the answer streams are held (not echoed into it) for the next prompt.
+        with HeldTyping(app_input) as held:
+            result = renderer.render(
+                held.polling(events), cancel=cancel, model=self.state.model or ""
+            )
         if result.cancelled:
             self._say("(answer stopped)", style="dim")
             return
+        note = length_note(result.done, "/max-tokens") if result.done else None
+        if note:
+            self._say(note, style="dim")
         answer = result.text
         self.state.messages += [
             {"role": "user", "content": text},

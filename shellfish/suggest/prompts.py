@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from shellfish.engine.base import Runner
-    from shellfish.tasks.request import TaskRequest
+    from shellfish.request import TaskRequest
 
 SYSTEM = (
     "You translate a request into one {shell} command for {os_name}. "

@@ -5,7 +5,7 @@
 prompt back one per decode step, sleeping `delay` seconds per step and checking the cancel flag
 before every step, like the real runners. It logs how many steps ran after a cancel so tests
 running it inside a real daemon process can check "stops within one decode step".
-The daemon process gets it through `--loader test_daemon_support:loader_factory`.
+The daemon process gets it through `--loader daemon_doubles:loader_factory`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Start, stop, restart the daemon process and read its log.
+"""Start, stop, restart the daemon process and read its log: the client's side of the daemon
+(like `DaemonClient`, it only talks to the daemon; it never imports the server).
 
 `start` launches a fresh, detached interpreter (`python -m shellfish.daemon.server`, its own
 session, stdout/stderr appended to the daemon log) and waits until it answers a ping.

@@ -2,10 +2,28 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 TASK_NAMES = ("suggest", "fix", "prompt", "translate", "explain", "ask", "chat")
+
+
+def clean_text(value: Any) -> Any:
+    """`value` (a string, or the strings inside dicts and lists) as valid Unicode: each lone
+    surrogate becomes U+FFFD. They come from bytes that are not UTF-8 (Python decodes argv, and
+    stdin under a C locale, with `surrogateescape`) or from `\\udcff` escapes in JSON; the
+    tokenizer, SQLite and HTTP clients all fail on them."""
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {clean_text(k): clean_text(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [clean_text(v) for v in value]
+    return value
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass
@@ -16,6 +34,11 @@ class TaskRequest:
     generation: dict[str, Any] = field(default_factory=dict)  # GenerationConfig overrides
     context: dict[str, Any] | None = None  # shell context, already redacted
     options: dict[str, Any] = field(default_factory=dict)  # to/from language, ask context, messages
+
+    def __post_init__(self) -> None:
+        self.text = clean_text(self.text)
+        self.options = clean_text(self.options)
+        self.context = clean_text(self.context)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
