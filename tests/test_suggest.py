@@ -85,9 +85,8 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 def _run(
     runner: ScriptedRunner, paths, text: str = "frobnicate hidden files", mode: str = "full", **kw
 ) -> tuple[list[Event], Done]:
-    request = TaskRequest(
-        task=kw.pop("task", "suggest"), text=text, context={"shell": "bash", "os": "Linux"}, **kw
-    )
+    context = {"shell": "bash", "os": "Linux", **kw.pop("context", {})}
+    request = TaskRequest(task=kw.pop("task", "suggest"), text=text, context=context, **kw)
     events = list(run_suggest(request, runner, settings=Settings(), paths=paths, mode=mode))
     done = events[-1]
     assert isinstance(done, Done)
@@ -211,6 +210,76 @@ def test_danger_is_reported_for_the_best(world) -> None:
     assert any(w.startswith("danger:") for w in done.extra["warnings"])
 
 
+def test_danger_is_reported_in_every_mode(tmp_path: Path) -> None:
+    paths = get_paths({"SHELLFISH_HOME": str(tmp_path)})
+    for mode in ("zero-shot", "retrieval"):
+        _events, done = _run(ScriptedRunner(["rm -rf ~"]), paths, text="clean up", mode=mode)
+        assert done.texts[0] == "rm -rf ~"
+        assert done.extra["candidates"][0]["danger"], mode
+        assert any(w.startswith("danger:") for w in done.extra["warnings"]), mode
+
+
+def test_a_dangerous_candidate_drops_below_a_safe_one_with_a_close_score() -> None:
+    from shellfish.suggest.candidates import Candidate
+    from shellfish.suggest.checks import mark_dangers
+    from shellfish.suggest.ranking import rank_candidates
+
+    cands = [
+        Candidate("rm -rf *", "model", 0, weight=1.0),
+        Candidate("make clean", "model", 1, weight=0.95),
+    ]
+    mark_dangers(cands, TaskRequest(task="suggest", text="clean up", context={"cwd": "/srv/x"}))
+    assert cands[0].danger and not cands[1].danger
+    rank_candidates(cands)
+    assert cands[0].command == "make clean"
+
+
+def test_the_current_directory_is_written_as_dot(tmp_path: Path) -> None:
+    paths = get_paths({"SHELLFISH_HOME": str(tmp_path)})
+    here = {"cwd": "/home/me/proj"}
+    for answer, expected in [
+        ("find /home/me/proj -name '*.py'", "find . -name '*.py'"),
+        ("cat /home/me/proj | grep x", "cat . | grep x"),
+        ("du -sh /home/me/proj/*", "du -sh ./*"),
+        ("ls /home/me/proj/src", "ls ./src"),
+        ("ls /home/me/project2", "ls /home/me/project2"),  # another directory: kept
+    ]:
+        runner = ScriptedRunner([answer])
+        _events, done = _run(runner, paths, "find python files here", "zero-shot", context=here)
+        assert done.texts == [expected]
+    # the request names the path: the user asked for it
+    runner = ScriptedRunner(["ls /home/me/proj"])
+    _events, done = _run(runner, paths, "list /home/me/proj", "zero-shot", context=here)
+    assert done.texts == ["ls /home/me/proj"]
+
+
+def test_the_prompt_says_dot_not_the_absolute_cwd(tmp_path: Path) -> None:
+    paths = get_paths({"SHELLFISH_HOME": str(tmp_path)})
+    runner = ScriptedRunner(["ls"])
+    _run(runner, paths, "list files here", "zero-shot", context={"cwd": "/home/me/proj"})
+    _run(runner, paths, "list files here", "zero-shot", context={"cwd": "/srv/other"})
+    assert "/home/me/proj" not in runner.prompts[0]
+    assert "The current directory is `.`" in runner.prompts[0]
+    assert runner.prompts[0] == runner.prompts[1]  # one system turn in every directory
+
+
+def test_eval_counts_answers_that_leak_the_cwd() -> None:
+    from shellfish.eval.run import Item, Report
+
+    def item(request: str, prediction: str) -> Item:
+        return Item(request, "ls", prediction, 0.0, False, False, 0.1)
+
+    report = Report(
+        "zero-shot",
+        "m",
+        [item("list here", "ls /home/me/proj"), item("list /home/me/proj", "ls /home/me/proj")],
+        cwd="/home/me/proj",
+    )
+    report.items.append(item("list here", "ls ."))
+    assert report.summary()["cwd_leaks"] == 1
+    assert "cwd_leaks" not in Report("full", "m", report.items).summary()
+
+
 def test_no_index_still_suggests_with_a_status(tmp_path: Path) -> None:
     runner = ScriptedRunner(["ls"])
     paths = get_paths({"SHELLFISH_HOME": str(tmp_path)})
@@ -281,8 +350,10 @@ def test_programs_with_more_votes_win_and_the_model_leads_its_group() -> None:
     from shellfish.suggest.ranking import rank_candidates
 
     def ranked(model: str, *retrieved: tuple[str, float]) -> list[Candidate]:
+        # neighbours asked in similar words: evidence enough to outvote the model
         cands = [Candidate(model, "model", 0, certainty=0.9)] + [
-            Candidate(cmd, "retrieved", i, weight=w) for i, (cmd, w) in enumerate(retrieved)
+            Candidate(cmd, "retrieved", i, weight=w, similarity=0.6)
+            for i, (cmd, w) in enumerate(retrieved)
         ]
         rank_candidates(cands)
         return cands
@@ -299,6 +370,54 @@ def test_programs_with_more_votes_win_and_the_model_leads_its_group() -> None:
     assert out[0].confidence == pytest.approx((1.0 + 0.9) / 2)  # share and certainty
     # a weak neighbour does not outvote the model
     assert ranked("ls -a", ("frob -a .", 0.3))[0].command == "ls -a"
+
+
+def test_a_retrieved_command_outvotes_the_model_only_with_evidence() -> None:
+    from shellfish.suggest.candidates import Candidate
+    from shellfish.suggest.ranking import MIN_RETRIEVED_SIMILARITY, rank_candidates
+
+    def first(similarity: float, model_problems: tuple[str, ...] = ()) -> str:
+        cands = [
+            Candidate("mkdir /tmp/foo", "model", 0, certainty=0.9, problems=list(model_problems)),
+            Candidate("find /tmp/foo -path /tmp/foo/bar -print", "retrieved", 0, weight=1.0),
+            Candidate("find /tmp -name foo", "retrieved", 1, weight=0.5),
+        ]
+        cands[2].similarity = similarity
+        rank_candidates(cands)
+        return cands[0].command
+
+    # "create directory /tmp/foo": two unrelated neighbours outvote the model on `find`, but
+    # neither was asked in words like these: the model's clean answer stays first
+    assert first(similarity=0.2) == "mkdir /tmp/foo"
+    # one neighbour of the winning group was asked in similar words: the vote stands
+    assert first(similarity=MIN_RETRIEVED_SIMILARITY).startswith("find")
+    # the model's answer has a problem of its own: no reason to prefer it, the vote stands
+    assert first(0.2, ("mkdir: command not found on this machine",)).startswith("find")
+
+
+def test_a_retrieved_command_without_evidence_does_not_replace_the_answer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the whole path: BM25 finds training commands that share words (tmp, foo, directory)
+    # with the request but were asked for something else
+    nl, cm = tmp_path / "p.nl", tmp_path / "p.cm"
+    nl.write_text(
+        "search below the tmp foo directory tree for paths matching bar and print them\n"
+        "list every entry named foo found anywhere under tmp including directory entries\n"
+        "print names of directory entries in tmp foo recursively that were modified today\n"
+    )
+    cm.write_text(
+        "find /tmp/foo -path /tmp/foo/bar -print\nfind /tmp -name foo\nfind /tmp/foo -mtime 0\n"
+    )
+    paths = get_paths({"SHELLFISH_HOME": str(tmp_path / "home")})
+    build_index(
+        paths.knowledge,
+        BuildOptions(path_value="", manpath=[], history_files=[], pairs=(nl, cm)),
+    )
+    runner = CallScriptedRunner(["mkdir /tmp/foo", " /tmp/foo -print"])
+    _events, done = _run(runner, paths, text="create directory /tmp/foo")
+    assert done.texts[0] == "mkdir /tmp/foo", done.extra["candidates"]
+    assert len(runner.prompts) == 1  # no rewrite of a retrieved winner was needed
 
 
 def test_the_vote_reads_programs_with_the_shell_parser() -> None:
@@ -337,8 +456,8 @@ def test_duplicate_candidates_pool_their_votes() -> None:
     cands = dedupe(
         [
             Candidate("ls -a", "model", 0),
-            Candidate("du -sh .", "retrieved", 0, weight=0.8),
-            Candidate("du  -sh .", "retrieved", 1, weight=0.4),
+            Candidate("du -sh .", "retrieved", 0, weight=0.8, similarity=0.6),
+            Candidate("du  -sh .", "retrieved", 1, weight=0.4, similarity=0.6),
         ]
     )
     assert [c.command for c in cands] == ["ls -a", "du -sh ."]

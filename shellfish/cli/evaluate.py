@@ -47,6 +47,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--os", dest="os_name", help="pretend the requests come from this OS (Linux, Darwin)"
     )
+    p.add_argument(
+        "--cwd",
+        help="pretend the requests come from this directory (as the shell widget sends it); "
+        "the summary then counts answers that contain it (cwd_leaks)",
+    )
     p.add_argument("--output", type=Path, help="write every prediction as JSON lines to this file")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=_eval)
@@ -61,12 +66,14 @@ def _eval(args: argparse.Namespace, env: Environment) -> int:
         raise UsageError("--limit must be at least 1")
     pairs = load_pairs(nl, cm, args.limit)
     runner, name = _runner(args.model, env)
-    report = Report(config=args.config, model=name)
+    report = Report(config=args.config, model=name, cwd=args.cwd)
     load_before = _load_average()
     out = args.output.open("w", encoding="utf-8") if args.output else None
     context: dict[str, Any] = {"shell": "bash"}
     if args.os_name:
         context["os"] = args.os_name
+    if args.cwd:
+        context["cwd"] = args.cwd
     try:
         for i, item in enumerate(
             evaluate(
@@ -110,7 +117,12 @@ def _eval(args: argparse.Namespace, env: Environment) -> int:
             f"exact match     {summary['exact_match']:.3f}\n"
             f"template match  {summary['template_match']:.3f}\n"
             f"time/request    median {summary['median_s']:.2f} s, p90 {summary['p90_s']:.2f} s\n"
-            f"load average    {load_before:.2f} at start, {summary['load_avg_1m'][1]:.2f} at end"
+            + (
+                f"cwd leaks       {summary['cwd_leaks']} of {summary['n']} answers\n"
+                if args.cwd
+                else ""
+            )
+            + f"load average    {load_before:.2f} at start, {summary['load_avg_1m'][1]:.2f} at end"
             f" ({os.cpu_count()} CPUs)\n"
         )
     return ExitStatus.OK

@@ -53,6 +53,14 @@ class Report:
     config: str
     model: str
     items: list[Item] = field(default_factory=list)
+    cwd: str | None = None  # the requests' pretended cwd: count the answers that contain it
+
+    def cwd_leaks(self) -> int:
+        """Answers that contain the absolute cwd although their request does not name it."""
+        cwd = (self.cwd or "").rstrip("/")
+        if not cwd:
+            return 0
+        return sum(cwd in i.prediction and cwd not in i.request for i in self.items)
 
     @property
     def n(self) -> int:
@@ -71,6 +79,7 @@ class Report:
             "template_match": round(sum(i.template for i in self.items) / n, 4),
             "median_s": round(statistics.median(times), 3) if times else 0.0,
             "p90_s": round(times[min(len(times) - 1, int(0.9 * len(times)))], 3) if times else 0.0,
+            **({"cwd_leaks": self.cwd_leaks()} if self.cwd else {}),
         }
 
 

@@ -18,6 +18,10 @@ if TYPE_CHECKING:
 
 # Small models copy `sudo` from retrieved examples into answers that do not need it.
 DROP_UNREQUESTED_SUDO = True
+# Small models write the absolute cwd from the prompt for "here" / "the current directory"
+# (`find /home/me/proj -name x`): a line that only works in this directory and leaks its path
+# into history. Measured in docs/quality.md ("The current directory").
+RELATIVE_CWD = True
 
 
 @dataclass
@@ -108,11 +112,30 @@ def drop_unrequested_sudo(command: str, request_text: str) -> str:
     return rest
 
 
+def relative_to_cwd(command: str, cwd: str, request_text: str) -> str:
+    """`command` with the absolute `cwd` written as ``.`` (``cwd/sub`` as ``./sub``).
+
+    Unchanged when the request itself names that path (the user asked for it), and for a cwd
+    of ``/`` or one that is not absolute (nothing to shorten). Only whole path components are
+    replaced: ``/home/me/project2`` stays when the cwd is ``/home/me/project``.
+    """
+    cwd = cwd.rstrip("/")
+    if not cwd.startswith("/") or cwd in request_text:
+        return command
+    # the cwd, then a path separator or the end of the word (space, quote, operator, end)
+    pattern = re.compile(re.escape(cwd) + r"(?=/|$|[\s'\"`;|&)<>])")
+    return pattern.sub(".", command)
+
+
 def clean_answer(text: str, request: TaskRequest) -> str:
-    """One model answer as a command line: extracted, and an unrequested `sudo` dropped."""
+    """One model answer as a command line: extracted, an unrequested `sudo` dropped, and the
+    absolute cwd written as ``.`` unless the request names it (`relative_to_cwd`)."""
     command = extract_command(text)
     if DROP_UNREQUESTED_SUDO and request.task != "fix":
         command = drop_unrequested_sudo(command, request.text)
+    cwd = (request.context or {}).get("cwd")
+    if RELATIVE_CWD and request.task != "fix" and isinstance(cwd, str) and cwd:
+        command = relative_to_cwd(command, cwd, request.text)
     return command
 
 

@@ -98,9 +98,7 @@ def check_candidates(
     """Fill in `valid`, `problems`, `danger` and `warnings` of each candidate (in place)."""
     ctx = request.context or {}
     shell = str(ctx.get("shell") or "bash").rsplit("/", 1)[-1]
-    # the danger check needs no disk: the request's cwd counts even if it is not on this host
-    cwd = str(ctx["cwd"]) if ctx.get("cwd") else None
-    home = str(ctx.get("home") or os.path.expanduser("~"))
+    cwd, home = _places(request)
     checks: list[Check] = []
     if index is not None:
         known = index.known_flags
@@ -111,6 +109,23 @@ def check_candidates(
         c.problems = list(result.problems)
         c.danger = list(result.danger)
         c.warnings = [f"danger: {d}" for d in result.danger]
+
+
+def mark_dangers(candidates: list[Candidate], request: TaskRequest) -> None:
+    """Fill in `danger` and `warnings` only (the modes without validation): whatever the mode,
+    a dangerous command never reaches the user without its warning."""
+    cwd, home = _places(request)
+    for c in candidates:
+        c.danger = classify(c.command, cwd, home)
+        c.warnings = [f"danger: {d}" for d in c.danger]
+
+
+def _places(request: TaskRequest) -> tuple[str | None, str]:
+    """The request's cwd and the user's home, as the danger check reads them."""
+    ctx = request.context or {}
+    # the danger check needs no disk: the request's cwd counts even if it is not on this host
+    cwd = str(ctx["cwd"]) if ctx.get("cwd") else None
+    return cwd, str(ctx.get("home") or os.path.expanduser("~"))
 
 
 def programs(cmd: str) -> list[str]:

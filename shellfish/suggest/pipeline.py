@@ -17,7 +17,7 @@ from shellfish.errors import UsageError
 from shellfish.events import Done, Error, Event, Status, Token
 from shellfish.shell.syntax import parse
 from shellfish.suggest.candidates import Candidate, certainty, clean_answer, command_key, dedupe
-from shellfish.suggest.checks import check_candidates
+from shellfish.suggest.checks import check_candidates, mark_dangers
 from shellfish.suggest.prompts import build_messages, render_prompt
 from shellfish.suggest.ranking import (
     low_confidence_warning,
@@ -104,6 +104,7 @@ def run_suggest(
                 rank_candidates(candidates)
                 clock.lap("rank")
     else:
+        mark_dangers(candidates, request)
         rank_by_position(candidates)
         clock.lap("rank")
     elapsed_ms = (time.perf_counter() - started) * 1000 - (queue_waited_ms() - waited)

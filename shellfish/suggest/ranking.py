@@ -18,6 +18,11 @@ if TYPE_CHECKING:
 # Below this confidence the answer carries a warning ("check it before running it"): on NL2Bash
 # dev, answers under 0.7 scored below zero on average, answers from 0.8 up clearly above.
 LOW_CONFIDENCE = 0.7
+# A retrieved command carries another request's arguments (and often another request's
+# intent): it may beat the model's own clean answer only when a retrieved command of its group
+# was asked in words this similar to this request (`request_similarity`). Chosen on NL2Bash dev
+# pairs 101-400 and checked on the rest (docs/quality.md, "When retrieval may win").
+MIN_RETRIEVED_SIMILARITY = 0.5
 
 
 def vote_group(command: str) -> tuple[str, ...]:
@@ -36,7 +41,8 @@ def rank_candidates(candidates: list[Candidate]) -> None:
     command by its BM25 score relative to the best hit (squared) over 1 + its rank. Its score is
     the share of the vote its programs got, minus its validation penalty; within one group the
     model's answer comes first (it carries this request's own arguments), then retrieved
-    commands by rank.
+    commands by rank. A retrieved winner without evidence gives way to the model's clean answer
+    (`MIN_RETRIEVED_SIMILARITY`).
     """
     groups = [vote_group(c.command) for c in candidates]
     votes: dict[tuple[str, ...], float] = {}
@@ -56,7 +62,37 @@ def rank_candidates(candidates: list[Candidate]) -> None:
         cert = certainty.get(group)
         confidence = share if cert is None else (share + cert) / 2
         c.confidence = max(0.0, min(1.0, confidence * (0.5 if penalty else 1.0)))
+    group_of = {c.command: g for c, g in zip(candidates, groups, strict=True)}
     candidates.sort(key=lambda c: -c.score)
+    _keep_model_without_evidence(candidates, group_of)
+
+
+def _keep_model_without_evidence(
+    candidates: list[Candidate], groups: dict[str, tuple[str, ...]]
+) -> None:
+    """Put the model's clean answer first when a retrieved group won without evidence.
+
+    Evidence: some retrieved command of the winning group has a request at least
+    `MIN_RETRIEVED_SIMILARITY` similar to this one. The model's answer must be clean (no
+    problems, no danger) to take the place; otherwise the vote stands.
+    """
+    if not candidates or candidates[0].source != "retrieved":
+        return
+    won = groups[candidates[0].command]
+    evidence = max(
+        (c.similarity for c in candidates if c.source == "retrieved" and groups[c.command] == won),
+        default=0.0,
+    )
+    if evidence >= MIN_RETRIEVED_SIMILARITY:
+        return
+    model = next(
+        (c for c in candidates if c.source == "model" and not c.problems and not c.danger), None
+    )
+    if model is None:
+        return
+    model.score = candidates[0].score + 0.001
+    candidates.remove(model)
+    candidates.insert(0, model)
 
 
 def rank_by_position(candidates: list[Candidate]) -> None:
