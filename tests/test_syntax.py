@@ -55,7 +55,6 @@ def one(line: str) -> SimpleCommand:
         ("sudo -- rm x", "rm", ("sudo",)),
         ("\\rm -f x", "rm", ()),
         ("/usr/bin/rm x", "/usr/bin/rm", ()),
-        ("watch -n 5 df -h", "df", ("watch",)),
         ("setsid ./daemon", "./daemon", ("setsid",)),
         ("busybox rm -rf x", "rm", ("busybox",)),
         ("flock /tmp/lock make", "make", ("flock",)),
@@ -422,3 +421,12 @@ def test_raw_words_expansions_redirect_positions_and_subshells() -> None:
     assert c.redirects[0].at == 5  # after echo, "...", '$x', ~/d, $((1+2))
     assert c.subshell == 1
     assert parse("ls").commands[0].subshell == 0
+
+
+def test_watch_runs_its_arguments_as_a_shell_command_line() -> None:
+    """`watch 'ls -l'` runs `ls -l` through a shell: the quoted line is a command, not a
+    program named "ls -l" (which the checks then called missing)."""
+    assert programs("watch 'ls -l'") == ("watch", "ls")
+    assert programs('watch -n 5 "df -h | grep sda"') == ("watch", "df", "grep")
+    nested = simple_commands("watch -n 1 ls -l")[1]
+    assert nested.via == "watch" and [f.name for f in nested.flags] == ["-l"]

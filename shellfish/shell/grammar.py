@@ -57,7 +57,6 @@ WRAPPERS: dict[str, WrapperSpec] = {
     "torsocks": _spec(),
     "proxychains": _spec("-f"),
     "proxychains4": _spec("-f"),
-    "watch": _spec("-n -d -q --interval --differences --equexit"),
     "setsid": _spec(),
     "busybox": _spec(stop="--list --install"),
     "flock": _spec("-w -E --timeout --conflict-exit-code", positionals=1),

@@ -148,7 +148,7 @@ class SimpleCommand:
     separator   the operator after the command: one of `grammar.SEPARATORS`, or "" at the end
                 of the line / group / substitution
     nested      the commands this one runs or substitutes, in order of appearance
-    via         how this command is reached: "" (top level), "$(", "`", "<(", ">(", "-c"
+    via         how this command is reached: "" (top level), "$(", "`", "<(", ">(", "-c", "watch"
                 (a shell's -c body), "eval", "-exec" (find's -exec/-execdir/-ok/-okdir), "xargs"
     depth       0 at top level, +1 per nesting
     raw_words   `words` as written in the source (quotes and escapes kept)
@@ -615,7 +615,7 @@ def _split_options(
     return flags, operands, len(args)
 
 
-_OPTIONS_END_AT_OPERAND = frozenset({"xargs"})
+_OPTIONS_END_AT_OPERAND = frozenset({"xargs", "watch"})
 
 
 def _exec_end(args: list[str] | tuple[str, ...], k: int, action: str) -> bool:
@@ -903,6 +903,10 @@ class _Parser:
                     out.append((start + j + 1, self._words_command(body, "-exec")))
                     j = k
                 j += 1
+        elif name == "watch":  # its arguments, joined, are a shell command line (sh -c)
+            _flags, _operands, first = _split_options("watch", args)
+            if first < len(args):
+                out.append((start + first, self._sub(" ".join(args[first:]), "watch")))
         elif name == "xargs":
             _flags, _operands, first = _split_options("xargs", args)
             if first < len(args):
