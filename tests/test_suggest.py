@@ -515,3 +515,25 @@ def test_a_rewrite_with_other_programs_is_dropped(world) -> None:
     _events, done = _run(runner, world, text="frobnicate the hidden files in notes")
     assert len(runner.prompts) == 2
     assert done.texts == ["frob -a .", "nosuchprog_zz -a"]
+
+
+def test_an_answer_cut_at_the_token_limit_says_so(world) -> None:
+    """Issue 14 item 9: an answer stopped by the token limit is never shown as if whole."""
+
+    class CutRunner(ScriptedRunner):
+        def generate(self, prompt, config, *, cancel=None):  # type: ignore[no-untyped-def]
+            for event in super().generate(prompt, config, cancel=cancel):
+                if isinstance(event, Done):
+                    event = Done(
+                        texts=event.texts,
+                        model="scripted",
+                        completion_tokens=48,
+                        finish_reason="length",
+                    )
+                yield event
+
+    for mode in ("zero-shot", "full"):
+        _, done = _run(CutRunner(["find . -name '*.py' -exec grep -l foo"]), world, mode=mode)
+        assert any("stopped at 48 tokens" in w for w in done.extra["warnings"]), mode
+    _, whole = _run(ScriptedRunner(["ls -la"]), world, mode="zero-shot")
+    assert not any("stopped at" in w for w in whole.extra["warnings"])

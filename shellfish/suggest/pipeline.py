@@ -261,6 +261,12 @@ def _answer(
     low = low_confidence_warning(best) if best is not None and mode == "full" else None
     if low:
         warnings.append(low)
+    cut = best is not None and best.source == "model" and best.rank == 0
+    if cut and done.finish_reason == "length" and len(done.texts) == 1:
+        warnings.append(
+            f"stopped at {done.completion_tokens} tokens: the command may be cut off "
+            "(--max-tokens to raise)"
+        )
     extra = {
         "candidates": [c.to_dict() for c in candidates],
         "warnings": warnings,
