@@ -262,3 +262,60 @@ def test_queue_wait_is_reported_apart_from_model_time(tmp_path: Path) -> None:
     assert done.total_ms < 200  # the model's own time for one word (delay 0.01)
     assert abs(waited[0] - done.extra["queue_ms"]) < 1
     assert queue_waited_ms() - mine < 50  # counted per thread: the other thread's wait is not ours
+
+
+def test_a_held_turn_keeps_later_requests_out_between_its_generations(tmp_path: Path) -> None:
+    """A suggestion that runs two generations (its answer, then a rewrite) takes one turn: a
+    request that arrives meanwhile runs after both, not between them (FIFO per request)."""
+    pool = make_pool(tmp_path, Loads())
+    runner = pool.get("echo")
+    order: list[str] = []
+    with pool.hold("echo") as turn:
+        assert turn.queue_ms >= 0
+        order.append(run(runner, "first")[0].text)  # type: ignore[attr-defined]
+        later = threading.Thread(target=lambda: order.append(run(runner, "later")[0].text))  # type: ignore[attr-defined]
+        later.start()
+        deadline = time.monotonic() + 5
+        while pool.loaded()[0]["waiting"] < 1 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert pool.loaded()[0]["waiting"] == 1  # queued behind our turn
+        order.append(run(runner, "second")[0].text)  # type: ignore[attr-defined]
+    later.join(5)
+    assert order == ["first", "second", "later"]
+
+
+def test_run_task_holds_the_turn_for_a_whole_suggestion(tmp_path: Path) -> None:
+    """run_task takes the model's turn once for suggest; its Done reports that wait."""
+    from daemon_doubles import install_fake_models
+
+    from shellfish.request import TaskRequest
+    from shellfish.tasks import run_task
+
+    install_fake_models(tmp_path)
+    pool = make_pool(tmp_path, Loads())
+    held: list[str] = []
+    hold = pool.hold
+
+    def spy(name: str, cancel: object = None):  # type: ignore[no-untyped-def]
+        held.append(name)
+        return hold(name, cancel)  # type: ignore[arg-type]
+
+    pool.hold = spy  # type: ignore[method-assign]
+    paths = get_paths({"SHELLFISH_HOME": str(tmp_path)})
+    runner = pool.get("echo")
+    busy = runner.generate("hold " * 3, GenerationConfig())
+    next(busy)
+    result: list[Done] = []
+
+    def suggest() -> None:
+        request = TaskRequest(task="suggest", text="list files", model="echo")
+        events = list(run_task(request, pool, Settings(), paths))
+        result.append(events[-1])  # type: ignore[arg-type]
+
+    thread = threading.Thread(target=suggest)
+    thread.start()
+    time.sleep(0.3)
+    list(busy)
+    thread.join(10)
+    assert held == ["echo"]
+    assert isinstance(result[0], Done) and result[0].extra["queue_ms"] >= 250

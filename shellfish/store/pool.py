@@ -8,12 +8,16 @@ A proxy stays valid after its model was unloaded or evicted: the next `generate`
 Generations waiting for a busy model are served first come, first served (`_Turnstile`), so a
 request waits at most for the ones queued before it: position x service time. The time spent
 waiting is reported apart from model time: `queue_ms` in the Done's `extra` of each generation,
-and `queue_waited_ms()` for callers that run several generations for one request.
+and `queue_waited_ms()` for callers that run several generations for one request. Such a
+request takes its turn once for all of them (`ModelPool.hold`): a suggestion that rewrites a
+retrieved winner, or a translation that retries, does not go to the back of the queue between
+its generations.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import contextvars
 import dataclasses
 import threading
@@ -42,6 +46,10 @@ CANCEL_CHECK_S = 0.05
 
 # Milliseconds this context (a daemon connection's thread, the CLI) has waited for busy models.
 _waited_ms: contextvars.ContextVar[float] = contextvars.ContextVar("queue_waited_ms", default=0.0)
+# The models whose turn this context holds through `ModelPool.hold` (name -> its entry).
+_holding: contextvars.ContextVar[dict[str, _Entry] | None] = contextvars.ContextVar(
+    "pool_holding", default=None
+)
 
 
 def queue_waited_ms() -> float:
@@ -343,9 +351,39 @@ class ModelPool:
                 entry.lock.release()
         # else: the generation holding the lock, or the next waiter, closes the runner
 
+    @contextlib.contextmanager
+    def hold(self, name: str, cancel: threading.Event | None = None) -> Iterator[Turn]:
+        """Take `name`'s turn once for every generation run inside the block (same context).
+
+        Waits in the same FIFO queue as single generations; `Turn.queue_ms` is how long.
+        """
+        held = _holding.get() or {}
+        if name in held:
+            yield Turn(0.0)
+            return
+        entry, queue_ms = self._acquire(name, cancel)
+        token = _holding.set({**held, name: entry})
+        try:
+            yield Turn(queue_ms)
+        finally:
+            _holding.reset(token)
+            self._release(entry)
+
     def _generate(
         self, name: str, prompt: str, config: GenerationConfig, cancel: threading.Event | None
     ) -> Iterator[Event]:
+        entry = (_holding.get() or {}).get(name)
+        if entry is not None:  # inside hold(): the turn is ours already
+            yield from self._run(entry, prompt, config, cancel, 0.0)
+            return
+        entry, queue_ms = self._acquire(name, cancel)
+        try:
+            yield from self._run(entry, prompt, config, cancel, queue_ms)
+        finally:
+            self._release(entry)
+
+    def _acquire(self, name: str, cancel: threading.Event | None) -> tuple[_Entry, float]:
+        """Wait for `name`'s turn (FIFO); returns its entry, loaded, and the wait in ms."""
         queue_ms = 0.0  # waiting for the model only: a load on the way is not queueing
         while True:
             entry = self._ensure(name)
@@ -366,18 +404,36 @@ class ModelPool:
             # _retire from taking the lock), so whoever gets the turn does; then load it again.
             entry.close_runner()
             entry.lock.release()
-        try:
-            entry.requests += 1
-            entry.last_used = self._clock()
-            for event in entry.runner.generate(prompt, config, cancel=cancel):
-                if isinstance(event, Done):
-                    event = dataclasses.replace(event, extra={**event.extra, "queue_ms": queue_ms})
-                yield event
-        finally:
-            entry.last_used = self._clock()
-            if entry.unloaded:
-                entry.close_runner()
-            entry.lock.release()
+        return entry, queue_ms
+
+    def _run(
+        self,
+        entry: _Entry,
+        prompt: str,
+        config: GenerationConfig,
+        cancel: threading.Event | None,
+        queue_ms: float,
+    ) -> Iterator[Event]:
+        entry.requests += 1
+        entry.last_used = self._clock()
+        for event in entry.runner.generate(prompt, config, cancel=cancel):
+            if isinstance(event, Done):
+                event = dataclasses.replace(event, extra={**event.extra, "queue_ms": queue_ms})
+            yield event
+        entry.last_used = self._clock()
+
+    def _release(self, entry: _Entry) -> None:
+        entry.last_used = self._clock()
+        if entry.unloaded:
+            entry.close_runner()
+        entry.lock.release()
+
+
+@dataclass(frozen=True)
+class Turn:
+    """A model's turn held by `ModelPool.hold`: how long it was waited for."""
+
+    queue_ms: float
 
 
 class PooledRunner:

@@ -8,12 +8,13 @@ events.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from shellfish.errors import UsageError
-from shellfish.events import Event, Status
+from shellfish.events import Done, Event, Status
 from shellfish.request import TaskRequest
 
 if TYPE_CHECKING:
@@ -57,7 +58,10 @@ def run_task(
     if request.task in ("suggest", "fix"):
         from shellfish.suggest import run_suggest
 
-        yield from run_suggest(request, runner, settings=settings, paths=paths, cancel=cancel)
+        # One turn for the whole suggestion (its answer and a rewrite of a retrieved winner)
+        with pool.hold(name, cancel) as turn:
+            events = run_suggest(request, runner, settings=settings, paths=paths, cancel=cancel)
+            yield from _with_queue_ms(events, turn.queue_ms)
         return
     from shellfish.tasks.prompts import build_prompt
 
@@ -67,6 +71,17 @@ def run_task(
     if request.task == "translate":
         from shellfish.tasks.translate import run_translate
 
-        yield from run_translate(request, runner, prompt, config, cancel=cancel)
+        with pool.hold(name, cancel) as turn:  # its retries keep the turn too
+            events = run_translate(request, runner, prompt, config, cancel=cancel)
+            yield from _with_queue_ms(events, turn.queue_ms)
         return
     yield from runner.generate(prompt, config, cancel=cancel)
+
+
+def _with_queue_ms(events: Iterator[Event], queue_ms: float) -> Iterator[Event]:
+    """`events`, the final Done reporting the wait for the model's turn (`queue_ms`)."""
+    for event in events:
+        if isinstance(event, Done):
+            waited = queue_ms + float(event.extra.get("queue_ms") or 0.0)
+            event = dataclasses.replace(event, extra={**event.extra, "queue_ms": waited})
+        yield event
