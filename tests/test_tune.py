@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from generated_models import build_causal_fixtures, needs_extra
+from generated_models import build_causal_fixtures
 
 from shellfish.paths import get_paths
 from shellfish.store.store import MANIFEST
@@ -251,12 +251,12 @@ def test_cli_tune_rejects_a_missing_pairs_file(tmp_path: Path) -> None:
     from shellfish.cli import main
     from shellfish.environment import Environment
 
-    # tune checks its environment (this interpreter, see _env) before the pairs
-    needs_extra("torch")
-    needs_extra("transformers")
     env = Environment(stdout=io.StringIO(), stderr=io.StringIO(), environ=_env(tmp_path))
     assert main(["tune", "qwen", "--pairs", "no.nl", "no.cm", "--no-shipped"], env) == 2
     assert "does not exist" in env.stderr.getvalue()
+    # told before anything was downloaded or converted
+    paths = get_paths(_env(tmp_path))
+    assert not (paths.cache / "wheels").exists() and not (paths.data / "tune" / "base").exists()
 
 
 @pytest.mark.realmodel

@@ -82,11 +82,13 @@ def run_tune(
     """Tune `options.base` and install the merged model as `options.name` (see module doc)."""
     from shellfish.store.convert import export_python
 
-    base_dir, base_info = _base_checkpoint(store, options, environ, progress)
-    name = options.name or f"{base_info['name']}-tuned"
+    # The data first: a wrong --pairs path is told before any download or conversion.
+    base_name = _base_name(store, options)
+    name = options.name or f"{base_name}-tuned"
     work = store.paths.data / "tune" / name
     work.mkdir(parents=True, exist_ok=True)
-    data_path, data_info = _prepare_data(store, options, base_info, work, environ)
+    data_path, data_info = _prepare_data(store, options, {"name": base_name}, work, environ)
+    base_dir, base_info = _base_checkpoint(store, options, environ, progress)
     python = export_python(store.paths, environ, progress)
     train = _worker(
         python,
@@ -164,6 +166,14 @@ def _train_flags(o: TuneOptions) -> list[str]:
         o.device,
     ]
     return [*flags, "--bf16"] if o.bf16 else flags
+
+
+def _base_name(store: Store, options: TuneOptions) -> str:
+    """The base model's name, without fetching it (a catalog name, or the checkpoint dir's)."""
+    path = Path(options.base).expanduser()
+    if path.is_dir():
+        return path.name.lower()
+    return store.catalog.get(options.base).name
 
 
 def _base_checkpoint(
