@@ -97,6 +97,17 @@ def make_daemon() -> Iterator[Callable[..., Daemon]]:
         shutil.rmtree(daemon.home, ignore_errors=True)
 
 
+def read_marker_reply(sock: socket.socket) -> list[str]:
+    """The marker lines of a `reply_format: "lines"` reply, up to SHELLFISH_END; closes `sock`."""
+    raw = b""
+    while not raw.endswith(b"SHELLFISH_END\n"):
+        chunk = sock.recv(65536)
+        assert chunk, raw
+        raw += chunk
+    sock.close()
+    return raw.decode().splitlines()
+
+
 def read_lines(sock: socket.socket, until_final: bool = True) -> list[dict[str, object]]:
     out: list[dict[str, object]] = []
     buffer = b""
@@ -413,13 +424,7 @@ def test_lines_reply_format_for_widgets(make_daemon: Callable[..., Daemon]) -> N
     assert done["kind"] == "done"
     sock = daemon.raw()
     sock.sendall(protocol.make_request("suggest", request=request, reply_format="lines"))
-    raw = b""
-    while not raw.endswith(b"SHELLFISH_END\n"):
-        chunk = sock.recv(65536)
-        assert chunk, raw
-        raw += chunk
-    sock.close()
-    lines = raw.decode().splitlines()
+    lines = read_marker_reply(sock)
     cmds = [
         markers.unescape_payload(x.split("\t", 1)[1])
         for x in lines

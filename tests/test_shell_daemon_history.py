@@ -15,6 +15,7 @@ from test_daemon import (
     Daemon,
     make_daemon,  # noqa: F401  (fixture)
     read_lines,
+    read_marker_reply,
     wait_for,
 )
 
@@ -26,13 +27,7 @@ def _lines_request(daemon: Daemon, text: str) -> list[str]:
     sock = daemon.raw()
     request = {"text": text, "model": "echo", "context": {"source": "zsh", "cwd": "/tmp"}}
     sock.sendall(protocol.make_request("suggest", request=request, reply_format="lines"))
-    raw = b""
-    while not raw.endswith(b"SHELLFISH_END\n"):
-        chunk = sock.recv(65536)
-        assert chunk, raw
-        raw += chunk
-    sock.close()
-    return raw.decode().splitlines()
+    return read_marker_reply(sock)
 
 
 def test_lines_requests_are_recorded_json_requests_are_not(
