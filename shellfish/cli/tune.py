@@ -109,18 +109,18 @@ def cmd_tune(args: argparse.Namespace, env: Environment) -> int:
     store = make_store(env)
     command = "shellfish " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["tune"] else ""
     with progress_bars(env) as progress:
+        started: list[bool] = []
 
         def on_step(info: dict[str, Any]) -> None:
-            if info["step"] <= 1 or "train" not in started:
+            if not started:  # the first step reported (after a resume: the next one)
                 progress.task("train", "train", info["steps"], unit="steps")
                 progress.advance("train", info["step"] - 1)
-                started.add("train")
+                started.append(True)
             progress.advance("train", 1)
             progress.describe(
                 "train", f"train  loss {info['loss']:.3f}  {info['tokens_per_s']:.0f} tok/s"
             )
 
-        started: set[str] = set()
         result = run_tune(
             store,
             options,

@@ -126,8 +126,11 @@ def default_manpath(environ: dict[str, str] | None = None) -> list[Path]:
     return [d for d in dict.fromkeys(dirs) if d.is_dir()]
 
 
-def scan_path(path_value: str) -> dict[str, Path]:
-    """Executable files on PATH, first one wins (as the shell resolves them)."""
+def scan_path(path_value: str, limit: int | None = None) -> dict[str, Path]:
+    """Executable files on PATH, first one wins (as the shell resolves them).
+
+    `limit` stops the scan at that many names (a PATH with huge directories stays fast).
+    """
     found: dict[str, Path] = {}
     for directory in path_value.split(os.pathsep):
         if not directory:
@@ -137,6 +140,8 @@ def scan_path(path_value: str) -> dict[str, Path]:
         except OSError:
             continue
         for entry in entries:
+            if limit is not None and len(found) >= limit:
+                return found
             if entry.name in found or entry.name.startswith("."):
                 continue
             try:

@@ -15,7 +15,7 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -206,8 +206,21 @@ def run_worker(
         progress.task(key, f"convert {label}", len(steps), unit="steps")
     start = time.monotonic()
     proc = start_worker(python, WORKER, args)
+    unsupported = ""
+
+    def marker(kind: str, payload: str) -> bool:
+        nonlocal unsupported
+        if kind == "step":
+            if progress and payload in steps:
+                progress.advance(key, 1)
+            return True
+        if kind == "unsupported":
+            unsupported = payload
+            return True
+        return False
+
     try:
-        code, out, unsupported, tail = _watch(proc, steps, key, progress)
+        code, out, tail = follow_worker(proc, marker)
     except BaseException:
         # Ctrl-C, SIGTERM (raised as KeyboardInterrupt by the CLI) or a bug: never leave a
         # converter running on its own; the caller's cleanup then removes its files.
@@ -231,24 +244,26 @@ def run_worker(
     return ConversionResult(str(info.get("architecture", "?")), time.monotonic() - start)
 
 
-def _watch(
-    proc: subprocess.Popen[str], steps: tuple[str, ...], key: str, progress: Progress | None
-) -> tuple[int, str, str, list[str]]:
-    """Follow the worker's stderr to its end: (exit status, stdout, unsupported, stderr tail)."""
+def follow_worker(
+    proc: subprocess.Popen[str], marker: Callable[[str, str], bool]
+) -> tuple[int, str, list[str]]:
+    """Follow a worker's stderr to its end: (exit status, stdout, the last stderr lines).
+
+    Each ``@@KIND PAYLOAD`` line goes to `marker(KIND, PAYLOAD)`; one it does not handle
+    (returns False) is kept with the plain lines, whose last ones explain a failure.
+    """
     assert proc.stderr is not None and proc.stdout is not None
     tail: list[str] = []
-    unsupported = ""
     for line in proc.stderr:
         line = line.rstrip("\n")
-        if line.startswith("@@step "):
-            if progress and line[7:] in steps:
-                progress.advance(key, 1)
-        elif line.startswith("@@unsupported "):
-            unsupported = line[len("@@unsupported ") :]
-        elif line.strip():
+        if line.startswith("@@"):
+            kind, _, payload = line[2:].partition(" ")
+            if marker(kind, payload):
+                continue
+        if line.strip():
             tail = [*tail[-20:], line]
     out = proc.stdout.read()
-    return proc.wait(), out, unsupported, tail
+    return proc.wait(), out, tail
 
 
 def convert_gguf(

@@ -148,30 +148,10 @@ def path_programs(path: str) -> frozenset[str]:
     cached = _PROGRAMS_CACHE.get(path)
     if cached is not None and cached[0] == tuple(stamps):
         return cached[1]
-    names = frozenset(_scan(path))
+    from shellfish.knowledge.system import scan_path
+
+    names = frozenset(scan_path(path, MAX_PATH_NAMES))
     _PROGRAMS_CACHE[path] = (tuple(stamps), names)
-    return names
-
-
-def _scan(path: str) -> set[str]:
-    names: set[str] = set()
-    for directory in path.split(os.pathsep):
-        if not directory:
-            continue
-        try:
-            with os.scandir(directory) as entries:
-                for entry in entries:
-                    if len(names) >= MAX_PATH_NAMES:
-                        return names
-                    if entry.name.startswith("."):
-                        continue
-                    try:
-                        if entry.is_file() and os.access(entry.path, os.X_OK):
-                            names.add(entry.name)
-                    except OSError:
-                        continue
-        except OSError:
-            continue
     return names
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import threading
-import time
 from collections.abc import Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -63,9 +62,7 @@ def run_suggest(
     from shellfish.store.pool import queue_waited_ms
 
     mode = _checked_mode(request, mode)
-    started = time.perf_counter()
-    waited = queue_waited_ms()  # the times reported leave out waiting for a busy model
-    clock = StageClock(started, waited=queue_waited_ms)
+    clock = StageClock(waited=queue_waited_ms)  # its times leave out waiting for a busy model
     found = _retrieve(request, paths, mode)
     clock.lap("retrieval")
     for warning in found.warnings:
@@ -107,8 +104,7 @@ def run_suggest(
         mark_dangers(candidates, request)
         rank_by_position(candidates)
         clock.lap("rank")
-    elapsed_ms = (time.perf_counter() - started) * 1000 - (queue_waited_ms() - waited)
-    yield _answer(done, candidates, found, mode, elapsed_ms, clock)
+    yield _answer(done, candidates, found, mode, clock)
 
 
 def _checked_mode(request: TaskRequest, mode: str) -> str:
@@ -251,10 +247,10 @@ def _answer(
     candidates: list[Candidate],
     found: Retrieved,
     mode: str,
-    elapsed_ms: float,
-    clock: StageClock | None = None,
+    clock: StageClock,
 ) -> Done:
     """The final event: ranked commands, the runner's figures, and what the stages found."""
+    elapsed_ms = clock.total_ms()
     best = candidates[0] if candidates else None
     # `warnings` already holds each danger as "danger: ..." once checked (full mode)
     warnings = ((best.warnings or best.danger) + best.problems) if best else []
@@ -273,9 +269,8 @@ def _answer(
         "retrieved": [h.doc.id for h in found.hits],
         "mode": mode,
         "suggest_ms": round(elapsed_ms, 1),
+        "stages_ms": clock.rounded(),
     }
-    if clock is not None:
-        extra["stages_ms"] = clock.rounded()
     return Done(
         texts=[c.command for c in candidates],
         model=done.model,

@@ -45,10 +45,15 @@ class StageClock:
     def __init__(
         self, started: float | None = None, waited: Callable[[], float] | None = None
     ) -> None:
-        self._last = time.perf_counter() if started is None else started
+        self._last = self._start = time.perf_counter() if started is None else started
         self._waited = waited
-        self._last_waited = waited() if waited is not None else 0.0
+        self._last_waited = self._start_waited = waited() if waited is not None else 0.0
         self.ms: dict[str, float] = {}
+
+    def total_ms(self) -> float:
+        """Wall time since the clock started, less the time waited for a busy model (ms)."""
+        waited = self._waited() - self._start_waited if self._waited is not None else 0.0
+        return (time.perf_counter() - self._start) * 1000 - waited
 
     def _elapsed(self) -> float:
         now = time.perf_counter()

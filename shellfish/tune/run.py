@@ -87,7 +87,8 @@ def run_tune(
     name = options.name or f"{base_name}-tuned"
     work = store.paths.data / "tune" / name
     work.mkdir(parents=True, exist_ok=True)
-    data_path, data_info = _prepare_data(store, options, {"name": base_name}, work, environ)
+    template = _template(store, base_name)
+    data_path, data_info = _prepare_data(store, options, template, work, environ)
     base_dir, base_info = _base_checkpoint(store, options, environ, progress)
     python = export_python(store.paths, environ, progress)
     train = _worker(
@@ -117,7 +118,7 @@ def run_tune(
         "first_loss": train.get("first_loss"),
         "last_loss": train.get("last_loss"),
         "adapter_sha256": meta["adapter_sha256"],
-        "template": data_info.pop("template"),
+        "template": template,
         "command": command,
     }
     model = _install(store, name, merged, work, source, options, environ, progress, validator)
@@ -229,7 +230,7 @@ def _base_checkpoint(
 def _prepare_data(
     store: Store,
     options: TuneOptions,
-    base_info: dict[str, Any],
+    template: str,
     work: Path,
     environ: dict[str, str],
 ) -> tuple[Path, dict[str, Any]]:
@@ -253,7 +254,6 @@ def _prepare_data(
     if not collected.pairs:
         raise UsageError("no training pairs", hint="give --pairs, or leave the shipped data on")
     system = SYSTEM.format(shell="bash", os_name="Linux") + " Use GNU command-line flags."
-    template = _template(store, base_info["name"])
     records = render_examples(
         collected.pairs,
         lambda m: _render(template, m) + ANSWER_PREFIX,
@@ -268,7 +268,6 @@ def _prepare_data(
         "counts": collected.counts(),
         "skipped": collected.skipped,
         "train_jsonl_sha256": digest,
-        "template": template,
     }
 
 
@@ -301,22 +300,21 @@ def _worker(
     python: Path, args: list[str], on_step: Callable[[dict[str, Any]], None] | None
 ) -> dict[str, Any]:
     """Run tune/worker.py; stream its progress; map its failures to TuneError / Cancelled."""
-    from shellfish.store.convert import start_worker
+    from shellfish.store.convert import follow_worker, start_worker
 
     proc = start_worker(python, WORKER, args)
-    assert proc.stdout is not None and proc.stderr is not None
-    error, tail = "", list[str]()
+    error = ""
+
+    def marker(kind: str, payload: str) -> bool:
+        nonlocal error
+        if kind == "progress" and on_step is not None:
+            on_step(json.loads(payload))
+        elif kind == "error":
+            error = payload
+        return True  # resumed, interrupted: nothing to add to a failure's explanation
+
     try:
-        for line in proc.stderr:
-            line = line.rstrip("\n")
-            if line.startswith("@@progress ") and on_step is not None:
-                on_step(json.loads(line[len("@@progress ") :]))
-            elif line.startswith("@@error "):
-                error = line[len("@@error ") :]
-            elif line.strip() and not line.startswith("@@"):
-                tail = [*tail[-20:], line]
-        out = proc.stdout.read()
-        code = proc.wait()
+        code, out, tail = follow_worker(proc, marker)
     except KeyboardInterrupt:
         proc.wait()  # the worker got the same SIGINT: it saves its checkpoint, then exits
         raise Cancelled("tuning interrupted; run the same command again to resume") from None
@@ -366,9 +364,7 @@ def _install(
         manifest = _genai_manifest(name, staging.path, source)
         base = store.catalog.find(source["base"]["name"])
         if base is not None:  # the tuned model answers what its base answers, the same way
-            manifest.update(
-                template=base.template, tasks=list(base.tasks), generation=dict(base.generation)
-            )
+            manifest.update(tasks=list(base.tasks), generation=dict(base.generation))
         # it was trained on suggestion prompts in this template, whatever its tokenizer says
         manifest["template"] = source["template"]
         if "suggest" not in manifest["tasks"]:

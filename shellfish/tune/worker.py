@@ -251,7 +251,8 @@ def train(args: argparse.Namespace) -> int:
     model.to(args.device)
     params = [p for w in wrapped.values() for p in (w.lora_a, w.lora_b)]
     optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
-    per_epoch = len(batches(examples, args.batch_tokens, args.seed, 0))
+    order = (0, batches(examples, args.batch_tokens, args.seed, 0))  # (epoch, its batches)
+    per_epoch = len(order[1])
     total = per_epoch * args.epochs
     if args.max_steps:
         total = min(total, args.max_steps)
@@ -286,7 +287,6 @@ def train(args: argparse.Namespace) -> int:
     model.train()
     started, seen_at_start = time.monotonic(), tokens_seen
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    order: tuple[int, list[list[int]]] = (-1, [])
     while step < total:
         epoch, position = divmod(step, per_epoch)
         if order[0] != epoch:
