@@ -67,26 +67,27 @@ def test_accepted_suggestions_are_the_ones_the_user_ran() -> None:
 
 
 def test_training_prompt_is_the_run_time_suggestion_prompt() -> None:
-    """With no examples, the rendered training prompt is exactly what run_suggest would build
-    for the same request (Linux, bash, no cwd) - the model is tuned on what it will see."""
+    """With no examples, the rendered training prompt is exactly what run_suggest builds for
+    the same request as the bash widget sends it (Linux, bash, its cwd, whichever it is) - the
+    model is tuned on what it will see."""
     from shellfish.engine.templates import render_chat
     from shellfish.request import TaskRequest
-    from shellfish.suggest.prompts import ANSWER_PREFIX, SYSTEM, build_messages
+    from shellfish.suggest.prompts import ANSWER_PREFIX, CWD_SENTENCE, build_messages
 
     pairs = [Pair(r, c, "pairs") for r, c in REQUESTS]
-    system = SYSTEM.format(shell="bash", os_name="Linux") + " Use GNU command-line flags."
-    records = render_examples(
-        pairs, lambda m: render_chat("chatml", m) + ANSWER_PREFIX, system, 0, ANSWER_PREFIX
-    )
-    request = TaskRequest(task="suggest", text=REQUESTS[2][0], context={"os": "Linux"})
-    expected = render_chat("chatml", build_messages(request)) + ANSWER_PREFIX
-    assert records[2]["prompt"] == expected
+
+    def render(messages: list[dict[str, str]]) -> str:
+        return render_chat("chatml", messages) + ANSWER_PREFIX
+
+    records = render_examples(pairs, render, 0)
+    context = {"os": "Linux", "shell": "bash", "cwd": "/home/me/proj"}
+    request = TaskRequest(task="suggest", text=REQUESTS[2][0], context=context)
+    runtime = render(build_messages(request))
+    assert records[2]["prompt"] == runtime
+    assert CWD_SENTENCE in records[2]["prompt"]
     assert records[2]["completion"] == "wc -l notes.txt\n```"
     # with examples: the nearest *other* pairs, never the pair itself
-    with_shots = render_examples(
-        pairs, lambda m: render_chat("chatml", m) + ANSWER_PREFIX, system, 2, ANSWER_PREFIX
-    )
-    prompt = with_shots[3]["prompt"]  # "find python files"
+    prompt = render_examples(pairs, render, 2)[3]["prompt"]  # "find python files"
     assert prompt.count("find . -name") == 0 and prompt.count("<|im_start|>user") == 3
     assert prompt.index("ls -a") < prompt.index("ls *.py")  # nearest last
 

@@ -160,24 +160,29 @@ def accepted_suggestions(
     return [(r, c) for r, c in entries if c.strip() and " ".join(c.split()) in executed]
 
 
+# What a request from the shell widget carries, less what varies by user: the run-time prompt
+# states the cwd as `.` (never its path), so any directory gives the same turn.
+TRAINING_CONTEXT = {"os": "Linux", "shell": "bash", "cwd": "/home/user"}
+
+
 def render_examples(
-    pairs: list[Pair],
-    render: Callable[[list[dict[str, str]]], str],
-    system: str,
-    examples: int,
-    answer_prefix: str,
+    pairs: list[Pair], render: Callable[[list[dict[str, str]]], str], examples: int
 ) -> list[dict[str, str]]:
     """prompt / completion records: the run-time suggestion prompt for each pair.
 
-    The `examples` nearest other pairs (BM25 over the requests, the pair itself and exact
-    duplicates excluded) go in as earlier turns, nearest last, as retrieval puts them.
+    The messages come from the suggestion path's own `build_messages`, for a request as the
+    shell widget sends it (`TRAINING_CONTEXT`). The `examples` nearest other pairs (BM25 over
+    the requests, the pair itself and exact duplicates excluded) go in as earlier turns,
+    nearest last, as retrieval puts them.
     """
     from shellfish.knowledge.bm25 import BM25, tokenize
+    from shellfish.request import TaskRequest
+    from shellfish.suggest.prompts import build_messages
 
     index = BM25().fit([tokenize(p.request) for p in pairs]) if examples else None
     out = []
     for i, pair in enumerate(pairs):
-        messages = [{"role": "system", "content": system}]
+        shots: list[Pair] = []
         if index is not None:
             hits = index.search(tokenize(pair.request), examples + 4)
             shots = [
@@ -185,12 +190,8 @@ def render_examples(
                 for j, _score in hits
                 if j != i and (pairs[j].request, pairs[j].command) != (pair.request, pair.command)
             ][:examples]
-            for shot in reversed(shots):
-                messages.append({"role": "user", "content": shot.request})
-                messages.append(
-                    {"role": "assistant", "content": f"{answer_prefix}{shot.command}\n```"}
-                )
-        messages.append({"role": "user", "content": pair.request})
+        request = TaskRequest(task="suggest", text=pair.request, context=dict(TRAINING_CONTEXT))
+        messages = build_messages(request, [(s.request, s.command) for s in reversed(shots)])
         out.append({"prompt": render(messages), "completion": f"{pair.command}\n```"})
     return out
 

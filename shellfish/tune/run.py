@@ -235,7 +235,7 @@ def _prepare_data(
     environ: dict[str, str],
 ) -> tuple[Path, dict[str, Any]]:
     from shellfish.knowledge.shipped import shipped_pairs, shipped_tldr
-    from shellfish.suggest.prompts import ANSWER_PREFIX, SYSTEM
+    from shellfish.suggest.prompts import ANSWER_PREFIX
     from shellfish.tune.data import Collected, read_pairs, read_tldr, render_examples, write_jsonl
 
     collected = Collected()
@@ -253,13 +253,8 @@ def _prepare_data(
         collected.pairs = collected.pairs[: options.limit]
     if not collected.pairs:
         raise UsageError("no training pairs", hint="give --pairs, or leave the shipped data on")
-    system = SYSTEM.format(shell="bash", os_name="Linux") + " Use GNU command-line flags."
     records = render_examples(
-        collected.pairs,
-        lambda m: _render(template, m) + ANSWER_PREFIX,
-        system,
-        options.examples,
-        ANSWER_PREFIX,
+        collected.pairs, lambda m: _render(template, m) + ANSWER_PREFIX, options.examples
     )
     path = work / "train.jsonl"
     digest = write_jsonl(records, path)
