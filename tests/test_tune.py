@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -290,3 +291,32 @@ def test_tune_a_real_gguf_model_end_to_end() -> None:
         timeout=600,
     )
     assert answer.returncode == 0 and answer.stdout.strip(), answer.stderr[-2000:]
+
+
+def test_sigterm_stops_training_with_a_checkpoint(tiny_base: Path, tmp_path: Path) -> None:
+    """`kill` of `shellfish tune` stops the trainer too (it saves its checkpoint): the command
+    ends with 130 instead of waiting for the whole run."""
+    import psutil
+
+    nl, cm = _pairs(tmp_path)
+    argv = ["tune", str(tiny_base), "--name", "tiny-killed", "--no-shipped", "--fp32"]
+    argv += ["--pairs", str(nl), str(cm), "--examples", "0", "--batch-tokens", "64"]
+    argv += ["--epochs", "100000", "--max-steps", "1000000", "--save-every", "100000"]
+    env = {**os.environ, **_env(tmp_path)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shellfish", *argv], env=env, stderr=subprocess.PIPE, text=True
+    )
+    work = get_paths(env).data / "tune" / "tiny-killed"
+    deadline = time.monotonic() + 120
+    trainer = None
+    while trainer is None and time.monotonic() < deadline:
+        children = psutil.Process(proc.pid).children(recursive=True)
+        trainer = next((c for c in children if "train" in c.cmdline()), None)
+        time.sleep(0.2)
+    assert trainer is not None
+    time.sleep(3)  # a few steps in
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "run the same command again to resume" in err
+    assert not trainer.is_running() and (work / "checkpoint.pt").exists()

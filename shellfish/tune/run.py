@@ -14,6 +14,7 @@ checkpoint, adapter), so running the same command again after Ctrl-C or a crash 
 from __future__ import annotations
 
 import json
+import signal
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -311,7 +312,10 @@ def _worker(
     try:
         code, out, tail = follow_worker(proc, marker)
     except KeyboardInterrupt:
-        proc.wait()  # the worker got the same SIGINT: it saves its checkpoint, then exits
+        # Ctrl-C reached the worker too, SIGTERM (raised here as KeyboardInterrupt) did not:
+        # either way it is asked once more, then saves its checkpoint and exits.
+        proc.send_signal(signal.SIGINT)
+        proc.wait()
         raise Cancelled("tuning interrupted; run the same command again to resume") from None
     if code == EXIT_INTERRUPTED:
         raise Cancelled("tuning interrupted; run the same command again to resume")
