@@ -292,6 +292,50 @@ def test_tune_a_real_gguf_model_end_to_end() -> None:
     )
     assert answer.returncode == 0 and answer.stdout.strip(), answer.stderr[-2000:]
 
+    # The same adapter shipped the way the default suggestion model ships: a catalog
+    # descriptor (the base's GGUF source + the adapter beside it), installed by `pull`, which
+    # merges it before converting. Same weights, same builder: the same greedy answer.
+    import hashlib
+    import shutil
+
+    from shellfish.paths import get_paths as paths_of
+
+    work = paths_of(env).data / "tune" / "smollm2-test-tuned" / "adapter"
+    meta = json.loads((work / "adapter.json").read_text())
+    catalog = paths_of(env).config / "models"
+    catalog.mkdir(parents=True, exist_ok=True)
+    adapter = catalog / "smollm2-test-shipped.safetensors"
+    shutil.copyfile(work / "adapter.safetensors", adapter)
+    base = (
+        Path(__file__).resolve().parents[1] / "models" / "smollm2-135m-instruct.toml"
+    ).read_text()
+    base = base.replace('name = "smollm2-135m-instruct"', 'name = "smollm2-test-shipped"')
+    base = "\n".join(line for line in base.splitlines() if not line.startswith("aliases"))
+    digest = hashlib.sha256(adapter.read_bytes()).hexdigest()
+    base += (
+        f'\nadapter = {{ path = "{adapter.name}", size = {adapter.stat().st_size}, '
+        f'sha256 = "{digest}", rank = {meta["rank"]}, alpha = {meta["alpha"]} }}\n'
+    )
+    (catalog / "smollm2-test-shipped.toml").write_text(base)
+    pull = subprocess.run(
+        [sys.executable, "-m", "shellfish", "models", "pull", "smollm2-test-shipped", "--force"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=1800,
+    )
+    assert pull.returncode == 0, pull.stderr[-3000:]
+    prompt[prompt.index(name)] = "smollm2-test-shipped"
+    shipped = subprocess.run(
+        [sys.executable, "-m", "shellfish", *prompt],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert shipped.returncode == 0, shipped.stderr[-2000:]
+    assert shipped.stdout == answer.stdout
+
 
 def test_sigterm_stops_training_with_a_checkpoint(tiny_base: Path, tmp_path: Path) -> None:
     """`kill` of `shellfish tune` stops the trainer too (it saves its checkpoint): the command
@@ -320,3 +364,124 @@ def test_sigterm_stops_training_with_a_checkpoint(tiny_base: Path, tmp_path: Pat
     assert proc.returncode == 130, err[-2000:]
     assert "run the same command again to resume" in err
     assert not trainer.is_running() and (work / "checkpoint.pt").exists()
+
+
+# ---- a catalog model made of a GGUF base and a shipped adapter ---------------------------------
+
+
+def _adapter_descriptor(adapter: Path, size: int, sha256: str) -> str:
+    return f"""name = "with-adapter"
+family = "causal"
+tasks = ["suggest"]
+template = "chatml"
+context_length = 256
+[[sources]]
+kind = "pypi-gguf"
+layout = "genai"
+filename = "base.gguf"
+size = 1000
+sha256 = "{"a" * 64}"
+packages = [{{ requirement = "sf-test-nothing==1.0", members = ["x/part01.bin"] }}]
+adapter = {{ path = "{adapter.name}", size = {size}, sha256 = "{sha256}", rank = 4, alpha = 8 }}
+"""
+
+
+def test_a_corrupt_catalog_adapter_is_refused_before_any_download(tmp_path: Path) -> None:
+    import hashlib
+
+    from shellfish.errors import ModelError
+    from shellfish.store.install import pull
+    from shellfish.store.store import Store
+
+    env = _env(tmp_path) | {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(tmp_path / "none")}
+    catalog = tmp_path / "home" / "config" / "models"
+    catalog.mkdir(parents=True)
+    adapter = catalog / "adapter.safetensors"
+    adapter.write_bytes(b"the adapter as it was committed")
+    good = hashlib.sha256(adapter.read_bytes()).hexdigest()
+    descriptor = catalog / "with-adapter.toml"
+    descriptor.write_text(_adapter_descriptor(adapter, adapter.stat().st_size, good))
+    adapter.write_bytes(b"the adapter as it was committed, then changed")  # another size
+    store = Store(get_paths(env))
+    with pytest.raises(ModelError, match=r"adapter .* is corrupt .*bytes"):
+        pull(store, "with-adapter", environ=env)
+    adapter.write_bytes(b"THE adapter as it was committed")  # same size, other bytes
+    with pytest.raises(ModelError, match=r"adapter .* is corrupt .*sha256"):
+        pull(store, "with-adapter", environ=env)
+    adapter.unlink()
+    with pytest.raises(ModelError, match=r"adapter .* is missing"):
+        pull(store, "with-adapter", environ=env)
+    assert store.get("with-adapter") is None and not (store.root / "with-adapter").exists()
+    # ... and nothing was fetched: the wheel cache was never created
+    assert not (get_paths(env).cache / "wheels").exists()
+
+
+def test_installed_adapter_models_are_current_only_with_the_same_adapter(tmp_path: Path) -> None:
+    from shellfish.store.catalog import load_descriptor
+    from shellfish.store.install import built_as_described
+
+    path = tmp_path / "with-adapter.toml"
+    path.write_text(_adapter_descriptor(tmp_path / "adapter.safetensors", 10, "b" * 64))
+    source = load_descriptor(path).sources[0]
+    assert source.adapter is not None and source.adapter.rank == 4
+    built = {"sha256": "a" * 64, "builder_options": [], "adapter": {"sha256": "b" * 64}}
+    assert built_as_described({"source": built}, source)
+    assert not built_as_described({"source": {**built, "adapter": {"sha256": "c" * 64}}}, source)
+    assert not built_as_described({"source": {**built, "adapter": None}}, source)
+
+
+def test_an_adapter_is_merged_before_conversion(tiny_base: Path, tmp_path: Path) -> None:
+    """convert_hf with an adapter: the ONNX model computes base + scale * B @ A."""
+    import numpy as np
+    import torch
+    from safetensors.torch import save_file
+    from transformers import AutoModelForCausalLM
+
+    from shellfish.engine import causal
+    from shellfish.engine.base import ModelInfo
+    from shellfish.store.convert import convert_hf
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_base).eval()
+    layer = "model.layers.0.self_attn.q_proj"
+    weight = dict(base.named_modules())[layer].weight
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(4, weight.shape[1], generator=gen)
+    b = torch.randn(weight.shape[0], 4, generator=gen)
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    save_file(
+        {f"{layer}.lora_a": a.half(), f"{layer}.lora_b": b.half()},
+        str(adapter / "adapter.safetensors"),
+    )
+    (adapter / "adapter.json").write_text(json.dumps({"rank": 4, "alpha": 2.0}))
+    out = tmp_path / "out"
+    convert_hf(
+        Path(sys.executable), tiny_base, out, tmp_path / "work", precision="fp32", adapter=adapter
+    )
+    with torch.no_grad():
+        weight += (b.half().float() @ a.half().float()) * 0.5
+        ids = [15, 27, 311, 42, 7, 99]
+        want = base(torch.tensor([ids])).logits[0, -1].numpy()
+    info = ModelInfo("merged", "causal", "", str(out), 0)
+    runner = causal.load(out, info, providers=["CPUExecutionProvider"], threads=1)
+    got = runner.generate_ids(
+        ids,
+        runner.info.defaults.merged(max_new_tokens=1, temperature=0.0, stop=()),
+        use_prefix_cache=False,
+        keep_logits=True,
+    )
+    np.testing.assert_allclose(got.step_logits[0], want, atol=1e-3, rtol=0)
+    # an adapter naming a layer the model does not have: refused, nothing built
+    save_file({"nope.lora_a": a, "nope.lora_b": b}, str(adapter / "adapter.safetensors"))
+    from shellfish.store.convert import UnsupportedModel
+
+    with pytest.raises(UnsupportedModel, match="nope"):
+        convert_hf(
+            Path(sys.executable),
+            tiny_base,
+            tmp_path / "out2",
+            tmp_path / "work2",
+            precision="fp32",
+            adapter=adapter,
+        )
+    assert not (tmp_path / "out2" / "genai_config.json").exists()

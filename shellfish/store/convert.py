@@ -102,6 +102,7 @@ def worker_args(
     precision: str = "int4",
     builder_options: Sequence[str] = (),
     tie_embeddings: bool = False,
+    adapter: Path | None = None,
 ) -> list[str]:
     """The command-line arguments for convert_worker.py (after the script path)."""
     args = [
@@ -124,6 +125,8 @@ def worker_args(
                 hint="remove tie_embeddings from the descriptor",
             )
         args.append("--tie-embeddings")
+    if adapter is not None:
+        args += ["--adapter", str(adapter)]
     return args
 
 
@@ -275,8 +278,10 @@ def convert_gguf(
     precision: str = "int4",
     builder_options: Sequence[str] = (),
     tie_embeddings: bool = False,
+    adapter: Path | None = None,
     progress: Progress | None = None,
 ) -> ConversionResult:
+    """Convert a GGUF file to ONNX in `out`, with a LoRA `adapter` directory merged first."""
     args = worker_args(
         "gguf",
         gguf,
@@ -285,6 +290,7 @@ def convert_gguf(
         precision=precision,
         builder_options=builder_options,
         tie_embeddings=tie_embeddings,
+        adapter=adapter,
     )
     return run_worker(python, args, GGUF_STEPS, gguf.name, progress)
 
@@ -297,9 +303,18 @@ def convert_hf(
     *,
     precision: str = "int4",
     builder_options: Sequence[str] = (),
+    adapter: Path | None = None,
     progress: Progress | None = None,
 ) -> ConversionResult:
+    """Convert a transformers checkpoint to ONNX in `out` (a LoRA `adapter` merged first)."""
     args = worker_args(
-        "hf", hf_dir, out, work, precision=precision, builder_options=builder_options
+        "hf",
+        hf_dir,
+        out,
+        work,
+        precision=precision,
+        builder_options=builder_options,
+        adapter=adapter,
     )
-    return run_worker(python, args, HF_STEPS, hf_dir.name, progress)
+    steps = ("merge-adapter", *HF_STEPS) if adapter is not None else HF_STEPS
+    return run_worker(python, args, steps, hf_dir.name, progress)

@@ -11,6 +11,10 @@ talks to its parent through its exit status, stderr lines and one JSON line on s
                                     [--builder-option KEY=VALUE ...]
     python convert_worker.py arch   --input FILE.gguf
 
+`--adapter DIR` (gguf and hf modes) merges a LoRA adapter (`adapter.safetensors` with
+`NAME.lora_a` / `NAME.lora_b` pairs, `adapter.json` with its rank and alpha; what
+`shellfish tune` writes) into the checkpoint's weights before the build.
+
 `--builder-option` values go to the builder's `--extra_options` unchanged (e.g.
 `prune_lm_head=true`). `--tie-embeddings` makes the checkpoint tie its token embedding and LM
 head (one matrix, the LM head's values) before the build, for GGUFs of tied models that store
@@ -142,7 +146,45 @@ def tie_embeddings(model: Any) -> float:
     return rel
 
 
-def gguf_to_hf(gguf_path: Path, hf_dir: Path, *, tie: bool = False) -> None:
+def merge_lora(model: Any, tensors: dict[str, Any], scale: float) -> int:
+    """Add scale * B @ A to each adapted weight of `model`; returns how many were merged."""
+    import torch
+
+    modules = dict(model.named_modules())
+    merged = 0
+    with torch.no_grad():
+        for key, a in tensors.items():
+            if not key.endswith(".lora_a"):
+                continue
+            name = key[: -len(".lora_a")]
+            b = tensors.get(f"{name}.lora_b")
+            layer = modules.get(name)
+            if b is None or layer is None or not isinstance(layer, torch.nn.Linear):
+                raise ValueError(f"the adapter names {name}, which the base model does not have")
+            delta = (b.float() @ a.float()) * scale
+            if tuple(delta.shape) != tuple(layer.weight.shape):
+                raise ValueError(f"adapter shape {tuple(delta.shape)} does not fit {name}")
+            layer.weight += delta.to(layer.weight.dtype)
+            merged += 1
+    return merged
+
+
+def merge_adapter(model: Any, adapter: Path) -> int:
+    """Merge the LoRA adapter in directory `adapter` into `model` (see the module doc)."""
+    from safetensors.torch import load_file
+
+    meta = json.loads((adapter / "adapter.json").read_text(encoding="utf-8"))
+    tensors = load_file(str(adapter / "adapter.safetensors"))
+    n = merge_lora(model, tensors, float(meta["alpha"]) / int(meta["rank"]))
+    if not n:
+        raise ValueError(f"{adapter} holds no LoRA pair")
+    print(f"merged the adapter into {n} layers", file=sys.stderr, flush=True)
+    return n
+
+
+def gguf_to_hf(
+    gguf_path: Path, hf_dir: Path, *, tie: bool = False, adapter: Path | None = None
+) -> None:
     """Dequantise a GGUF into a plain transformers checkpoint (fp32 safetensors + tokenizer)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -162,6 +204,8 @@ def gguf_to_hf(gguf_path: Path, hf_dir: Path, *, tie: bool = False) -> None:
             file=sys.stderr,
             flush=True,
         )
+    if adapter is not None:
+        merge_adapter(model, adapter)
     step("save-hf")
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
@@ -176,6 +220,19 @@ def gguf_to_hf(gguf_path: Path, hf_dir: Path, *, tie: bool = False) -> None:
         changed = True
     if changed:
         config_path.write_text(json.dumps(config, indent=2), encoding="utf-8")
+
+
+def merged_checkpoint(base: Path, adapter: Path, out: Path) -> int:
+    """Write `base` (a transformers checkpoint) with `adapter` merged to `out`."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    step("merge-adapter")
+    model = AutoModelForCausalLM.from_pretrained(str(base), torch_dtype=torch.float32)
+    n = merge_adapter(model, adapter)
+    model.save_pretrained(str(out))
+    AutoTokenizer.from_pretrained(str(base)).save_pretrained(str(out))
+    return n
 
 
 def hf_architecture(hf_dir: Path) -> str:
@@ -240,6 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precision", default="int4", choices=["int4", "fp32", "fp16"])
     parser.add_argument("--builder-option", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--tie-embeddings", action="store_true")
+    parser.add_argument("--adapter", type=Path, help="a LoRA adapter directory to merge first")
     args = parser.parse_args(argv)
     for option in args.builder_option:
         if "=" not in option or not option.split("=", 1)[0]:
@@ -269,8 +327,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.mode == "gguf":
         hf_dir = args.work / "hf"
         try:
-            gguf_to_hf(args.input, hf_dir, tie=args.tie_embeddings)
+            gguf_to_hf(args.input, hf_dir, tie=args.tie_embeddings, adapter=args.adapter)
         except NotTied as exc:
+            return unsupported(str(exc))
+        except ValueError as exc:  # an adapter that does not fit this model
             return unsupported(str(exc))
     else:
         hf_dir = args.input
@@ -280,6 +340,12 @@ def main(argv: list[str] | None = None) -> int:
                 f"transformers architecture {arch!r} cannot be converted by the genai builder "
                 f"(supported: {', '.join(sorted(HF_ARCHS))})"
             )
+        if args.adapter is not None:
+            hf_dir = args.work / "merged-hf"
+            try:
+                merged_checkpoint(args.input, args.adapter, hf_dir)
+            except ValueError as exc:
+                return unsupported(str(exc))
     build_onnx(hf_dir, args.out, args.work, args.precision, args.builder_option)
     print(json.dumps({"architecture": arch, "out": str(args.out)}))
     return 0

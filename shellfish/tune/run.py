@@ -352,16 +352,24 @@ def _install(
     from shellfish.store.install import _genai_manifest
 
     python = export_python(store.paths, environ, progress)
+    base = store.catalog.find(source["base"]["name"])
+    # built as the base is (for Qwen: int4 embedding, pruned LM head; see its descriptor)
+    builder_options = base.sources[0].builder_options if base and base.sources else ()
     with store.lock(name), store.staging(name) as staging:
         build = work / "build"
         try:
             convert_hf(
-                python, merged, staging.path, build, precision=options.precision, progress=progress
+                python,
+                merged,
+                staging.path,
+                build,
+                precision=options.precision,
+                builder_options=builder_options,
+                progress=progress,
             )
         finally:
             shutil.rmtree(build, ignore_errors=True)
         manifest = _genai_manifest(name, staging.path, source)
-        base = store.catalog.find(source["base"]["name"])
         if base is not None:  # the tuned model answers what its base answers, the same way
             manifest.update(tasks=list(base.tasks), generation=dict(base.generation))
         # it was trained on suggestion prompts in this template, whatever its tokenizer says

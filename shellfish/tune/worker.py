@@ -100,29 +100,6 @@ def add_lora(model: Any, rank: int, alpha: float, seed: int) -> dict[str, Any]:
     return wrapped
 
 
-def merge_into(model: Any, tensors: dict[str, Any], scale: float) -> int:
-    """Add scale * B @ A to each target weight of `model` (fp32); returns how many merged."""
-    import torch
-
-    modules = dict(model.named_modules())
-    merged = 0
-    with torch.no_grad():
-        for key, a in tensors.items():
-            if not key.endswith(".lora_a"):
-                continue
-            name = key[: -len(".lora_a")]
-            b = tensors[f"{name}.lora_b"]
-            layer = modules.get(name)
-            if layer is None or not isinstance(layer, torch.nn.Linear):
-                raise ValueError(f"the adapter names {name}, which the base model does not have")
-            delta = (b.float() @ a.float()) * scale
-            if tuple(delta.shape) != tuple(layer.weight.shape):
-                raise ValueError(f"adapter shape {tuple(delta.shape)} does not fit {name}")
-            layer.weight += delta.to(layer.weight.dtype)
-            merged += 1
-    return merged
-
-
 # -- data -----------------------------------------------------------------------------------------
 def load_examples(path: Path, tokenizer: Any) -> tuple[list[tuple[list[int], int]], int]:
     """Token ids of prompt + completion, and where the completion starts; skipped count."""
@@ -366,29 +343,25 @@ def write_adapter(
     (out / "adapter.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
 
 
-def merge(args: argparse.Namespace) -> int:
-    import torch
-    from safetensors.torch import load_file
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def _convert_worker() -> Any:
+    """store/convert_worker.py, which merges adapters and reads GGUFs for every path."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "store"))
+    import convert_worker
 
-    meta = json.loads((args.adapter / "adapter.json").read_text(encoding="utf-8"))
-    tensors = load_file(str(args.adapter / "adapter.safetensors"))
-    model = AutoModelForCausalLM.from_pretrained(str(args.base), torch_dtype=torch.float32)
+    return convert_worker
+
+
+def merge(args: argparse.Namespace) -> int:
     try:
-        n = merge_into(model, tensors, float(meta["alpha"]) / int(meta["rank"]))
+        n = _convert_worker().merged_checkpoint(args.base, args.adapter, args.out)
     except ValueError as exc:
         return fail("data", str(exc))
-    model.save_pretrained(str(args.out))
-    AutoTokenizer.from_pretrained(str(args.base)).save_pretrained(str(args.out))
     print(json.dumps({"merged_layers": n, "out": str(args.out)}))
     return 0
 
 
 def hf_from_gguf(args: argparse.Namespace) -> int:
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "store"))
-    import convert_worker
-
-    convert_worker.gguf_to_hf(args.input, args.out)
+    _convert_worker().gguf_to_hf(args.input, args.out)
     print(json.dumps({"out": str(args.out)}))
     return 0
 
