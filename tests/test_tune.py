@@ -67,6 +67,36 @@ def test_accepted_suggestions_are_the_ones_the_user_ran() -> None:
     assert accepted_suggestions(entries, ["ls -la", "git status"]) == [("list files", "ls  -la")]
 
 
+def test_corrections_are_what_the_user_ran_instead(tmp_path: Path) -> None:
+    """A suggestion edited before it ran teaches the edited line; accepted lines, other
+    programs and commands long after are not corrections; times come from zsh history."""
+    from shellfish.knowledge.history import timed_commands
+    from shellfish.tune.data import corrected_suggestions
+
+    history = tmp_path / ".zsh_history"
+    history.write_text(
+        ": 1000:0;ls -la\n"  # accepted as suggested
+        ": 2005:0;cd src\n"  # another program first ...
+        ": 2010:0;find . -name '*.py' -mtime -1\n"  # ... then the edited suggestion
+        ": 3000:0;git status\n"
+        ": 9000:0;du -sh .\n"  # far too late for the suggestion at 4000
+        "plain line without a time\n"
+        ": 4100:0;export TOKEN=ghp_abcdefghijklmnopqrstuvwxyz0123456789\n"
+    )
+    timed = timed_commands([history])
+    assert (2010.0, "find . -name '*.py' -mtime -1") in timed
+    assert all("ghp_" not in c for _, c in timed) and all("plain" not in c for _, c in timed)
+    entries = [
+        (999.0, "list all files", "ls -la"),
+        (2000.0, "python files changed today", "find . -name '*.py'"),
+        (2990.0, "what changed", "git diff"),
+        (4000.0, "disk usage here", "du -h ."),
+    ]
+    assert corrected_suggestions(entries, timed) == [
+        ("python files changed today", "find . -name '*.py' -mtime -1")
+    ]
+
+
 def test_training_prompt_is_the_run_time_suggestion_prompt() -> None:
     """With no examples, the rendered training prompt is exactly what run_suggest builds for
     the same request as the bash widget sends it (Linux, bash, its cwd, whichever it is) - the

@@ -45,8 +45,9 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--history",
         action="store_true",
-        help="also train on your accepted suggestions (opt-in; read from your "
-        "history log and shell history, redacted)",
+        help="also train on your accepted suggestions and on what you ran instead of a "
+        "suggestion you edited (opt-in; read from your history log and shell history, "
+        "redacted; edits need zsh's timed history)",
     )
     p.add_argument(
         "--examples",

@@ -44,6 +44,34 @@ def parse_history(text: str) -> list[str]:
     return commands
 
 
+def timed_commands(files: Iterable[Path], *, limit: int = MAX_LINES) -> list[tuple[float, str]]:
+    """(time, command) of the lines that record when they ran (zsh extended history), newest
+    last, secrets removed as in `history_commands`."""
+    try:
+        from shellfish.shell.redact import findings
+    except ImportError:
+        return []
+    out: list[tuple[float, str]] = []
+    for path in files:
+        try:
+            text = path.read_bytes().decode("utf-8", errors="replace")
+        except OSError:
+            continue
+        for raw in text.splitlines():
+            if not raw.startswith(": ") or ";" not in raw:
+                continue
+            stamp, command = raw[2:].split(";", 1)
+            try:
+                when = float(stamp.split(":", 1)[0])
+            except ValueError:
+                continue
+            command = command.strip()
+            complete = command and len(command) <= MAX_LEN and not command.endswith("\\")
+            if complete and not findings(command):
+                out.append((when, command))
+    return out[-limit:]
+
+
 def history_commands(files: Iterable[Path], *, limit: int = MAX_LINES) -> list[str]:
     """Distinct single-line commands from `files`, newest first, with secrets removed."""
     try:

@@ -6,7 +6,9 @@ Sources (each counted, each file hashed for the model's manifest):
   arguments (`plausible_argument`), so the model learns commands, not template syntax;
 - extra aligned request / command files the user names (`--pairs`);
 - opt-in, the user's own accepted suggestions: `suggest` answers from the history log that
-  the user then ran (the same line is in their redacted shell history).
+  the user then ran (the same line is in their redacted shell history), and their corrections:
+  a suggestion the user edited before running it teaches what they ran instead (this needs
+  the times of zsh's extended history).
 
 Every pair becomes the exact prompt the suggestion path builds at run time (system turn, up to
 `examples` nearest *other* pairs as earlier turns, the request) and the completion the model
@@ -101,7 +103,7 @@ def plausible_argument(inner: str, salt: int = 0) -> str:
 class Pair:
     request: str
     command: str
-    source: str  # nl2bash | tldr | pairs | history
+    source: str  # nl2bash | tldr | pairs | history | correction
 
 
 @dataclass
@@ -158,6 +160,48 @@ def accepted_suggestions(
     """(request, command) of the suggestions the user went on to run (whitespace-insensitive)."""
     executed = {" ".join(c.split()) for c in ran}
     return [(r, c) for r, c in entries if c.strip() and " ".join(c.split()) in executed]
+
+
+# How long after a suggestion a command it was edited into may run (seconds), and how alike
+# the two lines must be (difflib ratio): `ls -la` -> `ls -lah` is 0.92, `find . -name '*.py'`
+# -> the same with `-mtime -1` 0.79, `git diff` -> `git status` (another request) 0.55.
+CORRECTION_WINDOW = 300.0
+CORRECTION_SIMILARITY = 0.7
+
+
+def corrected_suggestions(
+    entries: Iterable[tuple[float, str, str]], timed: Iterable[tuple[float, str]]
+) -> list[tuple[str, str]]:
+    """(request, what the user ran instead) for suggestions the user edited before running.
+
+    `entries` are (time, request, suggestion) from the history log, `timed` (time, command)
+    from a shell history that records times (zsh's extended history). The first command run
+    within `CORRECTION_WINDOW` seconds after a suggestion that starts with the same program
+    and reads alike (`CORRECTION_SIMILARITY`) is what the suggestion became; the same line
+    (accepted as it was) or another command (the user moved on) is not a correction.
+    """
+    from difflib import SequenceMatcher
+
+    from shellfish.shell.syntax import programs
+
+    commands = sorted(timed)
+    out: list[tuple[str, str]] = []
+    for ts, request, suggestion in entries:
+        wanted = programs(suggestion)[:1]
+        if not wanted:
+            continue
+        for when, command in commands:
+            if when < ts:
+                continue
+            if when > ts + CORRECTION_WINDOW:
+                break
+            line, suggested = " ".join(command.split()), " ".join(suggestion.split())
+            alike = SequenceMatcher(None, line, suggested).ratio() >= CORRECTION_SIMILARITY
+            if programs(command)[:1] == wanted and alike:
+                if line != suggested:
+                    out.append((request, command))
+                break
+    return out
 
 
 # What a request from the shell widget carries, less what varies by user: the run-time prompt

@@ -280,16 +280,23 @@ def _render(template: str, messages: list[dict[str, str]]) -> str:
 
 def _read_history(store: Store, collected: Collected, environ: dict[str, str]) -> None:
     from shellfish.history.log import HistoryLog
-    from shellfish.knowledge.history import default_history_files, history_commands
-    from shellfish.tune.data import accepted_suggestions
+    from shellfish.knowledge.history import (
+        default_history_files,
+        history_commands,
+        timed_commands,
+    )
+    from shellfish.tune.data import accepted_suggestions, corrected_suggestions
 
-    entries = [
-        (e.request, e.response)
-        for e in HistoryLog(store.paths.history_db).search(task="suggest", limit=100_000)
-    ]
-    ran = history_commands(default_history_files(environ))
-    for request, command in accepted_suggestions(entries, ran):
+    logged = HistoryLog(store.paths.history_db).search(task="suggest", limit=100_000)
+    files = default_history_files(environ)
+    entries = [(e.request, e.response) for e in logged]
+    for request, command in accepted_suggestions(entries, history_commands(files)):
         collected.add("history", request, command)
+    timed = timed_commands(files)
+    for request, command in corrected_suggestions(
+        [(e.ts, e.request, e.response) for e in logged], timed
+    ):
+        collected.add("correction", request, command)
 
 
 def _worker(
