@@ -5,7 +5,8 @@
 #
 # Creates (or reuses) a virtual environment, pip-installs the package from this checkout,
 # links `shellfish` into ~/.local/bin, then runs `shellfish setup`, which installs the default
-# model (qwen2.5-coder-0.5b-instruct) and prints the line to add to ~/.zshrc.
+# model (qwen2.5-coder-0.5b-shellfish: Qwen2.5-Coder-0.5B-Instruct with the adapter shipped in
+# models/adapters merged in) and prints the line to add to ~/.zshrc.
 # Re-running is fast: an existing venv with the same checkout installed is reused, and
 # `shellfish setup` changes nothing when the model is already in place.
 set -eu

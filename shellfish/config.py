@@ -30,7 +30,7 @@ TASKS = ("suggest", "explain", "ask", "translate", "prompt")
 
 @dataclass(frozen=True)
 class ModelSettings:
-    default: str = "qwen2.5-coder-0.5b-instruct"
+    default: str = "qwen2.5-coder-0.5b-shellfish"  # base + the shipped LoRA adapter (models/)
     suggest: str = ""  # empty: pick the installed model best suited to the task
     explain: str = ""
     ask: str = ""

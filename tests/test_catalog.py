@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from shellfish.errors import ModelError, ModelNotFound
@@ -103,3 +106,56 @@ def test_user_descriptor_overrides_and_bad_descriptors(tmp_path):
     (tmp_path / "broken.toml").write_text("name = ")
     with pytest.raises(ModelError, match=r"broken.toml: cannot read model descriptor"):
         Catalog.load([tmp_path])
+
+
+def test_shipped_adapters_are_the_ones_their_descriptors_pin():
+    """Every adapter the catalog ships is in the package, fp16, under 25 MB, and hashes to
+    what its descriptor says (pull refuses it otherwise); the default suggestion model is one."""
+    import hashlib
+
+    from shellfish.config import ModelSettings
+
+    catalog = Catalog.load(default_catalog_dirs())
+    tuned = [d for d in catalog if d.sources and d.sources[0].adapter is not None]
+    assert ModelSettings().default in {d.name for d in tuned}
+    for desc in tuned:
+        spec = desc.sources[0].adapter
+        assert spec is not None and spec.command.startswith("shellfish tune ")
+        path = Path(desc.origin).parent / spec.path
+        data = path.read_bytes()
+        assert len(data) == spec.size < 25_000_000, desc.name
+        assert hashlib.sha256(data).hexdigest() == spec.sha256, desc.name
+        header = json.loads(data[8 : 8 + int.from_bytes(data[:8], "little")])
+        dtypes = {v["dtype"] for k, v in header.items() if k != "__metadata__"}
+        assert dtypes == {"F16"}, desc.name
+
+
+def test_suggest_table_is_checked_and_reaches_the_runner(tmp_path):
+    """A descriptor's [suggest] keys are checked, copied into the install's manifest, and read
+    by the loader into the runner's info (where the suggestion path looks)."""
+    from shellfish.store.install import _manifest
+
+    base = {
+        "name": "m",
+        "family": "causal",
+        "tasks": ["suggest"],
+        "template": "chatml",
+        "context_length": 64,
+        "sources": [],
+    }
+    desc = parse_descriptor({**base, "suggest": {"retrieved_may_win": False}}, "m.toml")
+    assert desc.suggest == {"retrieved_may_win": False}
+    with pytest.raises(ModelError, match="unknown key 'nope'"):
+        parse_descriptor({**base, "suggest": {"nope": 1}}, "m.toml")
+    with pytest.raises(ModelError, match="retrieved_may_win must be a bool"):
+        parse_descriptor({**base, "suggest": {"retrieved_may_win": "no"}}, "m.toml")
+    catalog = Catalog.load(default_catalog_dirs())
+    from shellfish.config import ModelSettings
+
+    default = catalog.get(ModelSettings().default)
+    assert default.suggest == {"retrieved_may_win": False}
+    from shellfish.store.catalog import Source
+
+    manifest = _manifest(desc, Source(kind="hf", layout="genai"), {})
+    assert manifest["suggest"] == {"retrieved_may_win": False}
+    assert "suggest" not in _manifest(parse_descriptor(base, "m.toml"), Source("hf", "genai"), {})

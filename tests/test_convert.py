@@ -500,6 +500,7 @@ def test_catalog_gguf_models_are_current_only_when_built_as_described():
     assert built_as_described({"source": built}, source)
     assert not built_as_described({"source": {**built, "builder_options": []}}, source)
     assert not built_as_described({"source": {**built, "sha256": "0" * 64}}, source)
+    assert not built_as_described({"source": {**built, "precision": "int8"}}, source)
     assert not built_as_described({}, source)  # no record of how it was built
 
 

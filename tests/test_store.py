@@ -30,7 +30,10 @@ def fake_install(store: Store, name: str, tasks: list[str], files: dict[str, byt
             "kind": src.kind,
             "sha256": src.sha256,
             "builder_options": list(src.builder_options),
+            "precision": src.precision,
         }
+        if src.adapter is not None:
+            source["adapter"] = {"sha256": src.adapter.sha256}
     with store.lock(name), store.staging(name) as staging:
         for rel, data in files.items():
             (staging.path / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -155,7 +158,7 @@ def settings(**models: str) -> Settings:
 
 
 def test_routing(store):
-    with pytest.raises(ModelNotFound, match=r"shellfish models pull qwen2.5-coder-0.5b-instruct"):
+    with pytest.raises(ModelNotFound, match=r"shellfish models pull qwen2.5-coder-0.5b-shellfish"):
         pick_model("suggest", settings(), store)
     fake_install(store, "smollm2-135m-instruct", ["suggest", "explain", "ask", "prompt"])
     fake_install(store, "flan-t5-small", ["translate", "explain"])
@@ -167,9 +170,15 @@ def test_routing(store):
     assert (
         pick_model("suggest", settings(default="flan-t5-small"), store) == "smollm2-135m-instruct"
     )
-    # qwen preferred for suggest once installed
+    # qwen preferred for suggest once installed, the tuned one over its base
     fake_install(store, "qwen2.5-coder-0.5b-instruct", ["suggest", "explain", "ask", "prompt"])
     assert pick_model("suggest", settings(default=""), store) == "qwen2.5-coder-0.5b-instruct"
+    fake_install(store, "qwen2.5-coder-0.5b-shellfish", ["suggest", "explain", "ask", "prompt"])
+    assert pick_model("suggest", settings(default=""), store) == "qwen2.5-coder-0.5b-shellfish"
+    assert pick_model("explain", settings(default=""), store) == "qwen2.5-coder-0.5b-instruct"
+    # the default answers every task it lists
+    assert pick_model("explain", settings(), store) == "qwen2.5-coder-0.5b-shellfish"
+    (store.root / "qwen2.5-coder-0.5b-shellfish" / "model.onnx").unlink()
     # a per-task setting wins, and must be installed
     assert pick_model("suggest", settings(suggest="smollm2"), store) == "smollm2-135m-instruct"
     with pytest.raises(ModelNotFound, match=r"pull gpt2"):
@@ -203,7 +212,7 @@ def test_setup_is_idempotent_when_model_present(tmp_path):
 
     env = _env(tmp_path)
     store = Store(env.paths)
-    fake_install(store, "qwen2.5-coder-0.5b-instruct", ["suggest"])
+    fake_install(store, ModelSettings().default, ["suggest"])
     before = {p: p.stat().st_mtime_ns for p in store.root.rglob("*")}
     assert main(["setup"], env) == 0
     assert env.stdout.getvalue() == 'eval "$(shellfish init zsh)"\n'
@@ -223,7 +232,7 @@ def test_setup_builds_the_knowledge_index_from_the_shipped_sources(tmp_path):
     if shipped_pairs() is None or shipped_tldr() is None:
         pytest.skip("this checkout has no shipped knowledge files (shellfish/data/knowledge)")
     env = _env(tmp_path, PATH="", HOME=str(tmp_path / "user"))
-    fake_install(Store(env.paths), "qwen2.5-coder-0.5b-instruct", ["suggest"])
+    fake_install(Store(env.paths), ModelSettings().default, ["suggest"])
     assert main(["setup"], env) == 0
     assert env.stdout.getvalue() == 'eval "$(shellfish init zsh)"\n'
     meta = json.loads((env.paths.knowledge / "meta.json").read_text())

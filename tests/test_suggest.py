@@ -395,6 +395,25 @@ def test_a_retrieved_command_outvotes_the_model_only_with_evidence() -> None:
     assert first(0.2, ("mkdir: command not found on this machine",)).startswith("find")
 
 
+def test_a_tuned_model_keeps_its_clean_answer_first_whatever_the_evidence() -> None:
+    """retrieved_may_win=False (a model tuned on the retrieved pairs): evidence no longer lets
+    a retrieved command beat the model's clean answer; an answer with problems still loses."""
+    from shellfish.suggest.candidates import Candidate
+    from shellfish.suggest.ranking import rank_candidates
+
+    def first(model_problems: tuple[str, ...] = ()) -> str:
+        cands = [
+            Candidate("mkdir /tmp/foo", "model", 0, certainty=0.9, problems=list(model_problems)),
+            Candidate("find /tmp/foo -print", "retrieved", 0, weight=1.0, similarity=0.9),
+            Candidate("find /tmp -name foo", "retrieved", 1, weight=0.5, similarity=0.9),
+        ]
+        rank_candidates(cands, retrieved_may_win=False)
+        return cands[0].command
+
+    assert first() == "mkdir /tmp/foo"
+    assert first(("mkdir: command not found on this machine",)).startswith("find")
+
+
 def test_a_retrieved_command_without_evidence_does_not_replace_the_answer(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

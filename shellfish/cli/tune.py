@@ -72,9 +72,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--fp32", action="store_true", help="train in fp32 (default: bf16 autocast)")
     p.add_argument(
         "--precision",
-        default="int4",
-        choices=("int4", "fp16", "fp32"),
-        help="precision of the installed ONNX model (default int4)",
+        default="int8",
+        choices=("int8", "int4", "fp16", "fp32"),
+        help="precision of the installed ONNX model (default int8: int4 re-quantisation of "
+        "the merged weights undid the adapter, see docs/quality.md)",
     )
     p.add_argument("--limit", type=int, default=0, help="use only the first N pairs")
     p.set_defaults(func=cmd_tune)

@@ -169,6 +169,7 @@ def load_model(
         context_length=context,
         template=str(manifest.get("template") or infer_template(path, family)),
         defaults=generation_defaults(manifest.get("generation")),
+        extra={"suggest": dict(manifest.get("suggest") or {})},
     )
     choice = choose_providers(provider)
     try:

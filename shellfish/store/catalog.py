@@ -29,6 +29,9 @@ else:  # pragma: no cover
 FAMILIES = ("seq2seq", "causal", "recurrent")
 KNOWN_TASKS = ("suggest", "explain", "ask", "translate", "prompt")
 SOURCE_KINDS = ("hf", "pypi-gguf")
+# [suggest] keys: retrieved_may_win = false - a retrieved training command never ranks above
+# the model's own clean answer (for a model tuned on those commands; docs/quality.md).
+SUGGEST_KEYS = {"retrieved_may_win": bool}
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,8 @@ class Descriptor:
     generation: dict[str, Any] = field(default_factory=dict)
     sources: tuple[Source, ...] = ()
     origin: str = ""  # the file it was read from
+    # how the suggestion path treats this model's answers (see `SUGGEST_KEYS`)
+    suggest: dict[str, Any] = field(default_factory=dict)
 
     @property
     def download_size(self) -> int:
@@ -122,6 +127,20 @@ def _bool(raw: dict[str, Any], key: str, where: str) -> bool:
     if not isinstance(value, bool):
         raise ModelError(f"{where}: {key} must be true or false, not {value!r}")
     return value
+
+
+def _suggest(raw: Any, where: str) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise ModelError(f"{where}: must be a table")
+    for key, value in raw.items():
+        kind = SUGGEST_KEYS.get(key)
+        if kind is None:
+            raise ModelError(
+                f"{where}: unknown key {key!r}", hint=f"known: {', '.join(SUGGEST_KEYS)}"
+            )
+        if not isinstance(value, kind):
+            raise ModelError(f"{where}: {key} must be a {kind.__name__}")
+    return dict(raw)
 
 
 def _adapter(raw: Any, where: str) -> Adapter | None:
@@ -221,6 +240,7 @@ def parse_descriptor(data: dict[str, Any], where: str) -> Descriptor:
         generation=dict(data.get("generation", {})),
         sources=tuple(sources),
         origin=where,
+        suggest=_suggest(data.get("suggest", {}), f"{where}: suggest"),
     )
 
 

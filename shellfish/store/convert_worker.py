@@ -294,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--input", required=True, type=Path)
     parser.add_argument("--out", type=Path)
     parser.add_argument("--work", type=Path)
-    parser.add_argument("--precision", default="int4", choices=["int4", "fp32", "fp16"])
+    parser.add_argument("--precision", default="int4", choices=["int4", "int8", "fp32", "fp16"])
     parser.add_argument("--builder-option", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--tie-embeddings", action="store_true")
     parser.add_argument("--adapter", type=Path, help="a LoRA adapter directory to merge first")

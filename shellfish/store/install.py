@@ -39,15 +39,17 @@ def _manifest(desc: Descriptor, source: Source, extra_source: dict[str, Any]) ->
         "license": desc.license,
         "providers": ["cpu"],
         "source": {"kind": source.kind, **extra_source},
+        **({"suggest": dict(desc.suggest)} if desc.suggest else {}),
     }
 
 
 def built_as_described(manifest: dict[str, Any], source: Source) -> bool:
     """Whether an installed model came from this catalog source as it reads now.
 
-    A GGUF model converted from another file, or with other builder options (an upgrade that
-    changed its descriptor), is out of date: pull converts it again. Hub models are checked
-    file by file when they are pulled, so an intact install of one is current.
+    A GGUF model converted from another file, at another precision, with other builder options
+    or another adapter (an upgrade that changed its descriptor), is out of date: pull converts
+    it again. Hub models are checked file by file when they are pulled, so an intact install of
+    one is current.
     """
     if source.kind != "pypi-gguf":
         return True
@@ -58,6 +60,7 @@ def built_as_described(manifest: dict[str, Any], source: Source) -> bool:
         and list(built.get("builder_options") or []) == list(source.builder_options)
         and bool(built.get("tie_embeddings", False)) == source.tie_embeddings
         and adapter == (source.adapter.sha256 if source.adapter else None)
+        and built.get("precision", "int4") == source.precision
     )
 
 
@@ -205,6 +208,7 @@ def _pull_pypi_gguf(
         "size": source.size,
         "architecture": result.architecture,
         "converted_by": f"onnxruntime-genai builder ({source.precision})",
+        "precision": source.precision,
         "builder_options": list(source.builder_options),
         "tie_embeddings": source.tie_embeddings,
         "convert_seconds": round(result.seconds, 1),

@@ -16,20 +16,37 @@ from shellfish.store.store import Store
 
 # Preference among installed models, best first (larger / instruction-tuned first).
 PREFERENCE = {
-    "suggest": ("qwen2.5-coder-0.5b-instruct", "smollm2-135m-instruct"),
+    "suggest": (
+        "qwen2.5-coder-0.5b-shellfish",
+        "qwen2.5-coder-0.5b-instruct",
+        "smollm2-135m-instruct",
+    ),
     "explain": (
         "qwen2.5-coder-0.5b-instruct",
+        "qwen2.5-coder-0.5b-shellfish",
         "smollm2-135m-instruct",
         "flan-t5-base",
         "flan-t5-small",
     ),
-    "ask": ("qwen2.5-coder-0.5b-instruct", "smollm2-135m-instruct"),
-    "translate": ("flan-t5-base", "flan-t5-small", "t5-small", "qwen2.5-coder-0.5b-instruct"),
-    "prompt": ("qwen2.5-coder-0.5b-instruct", "smollm2-135m-instruct", "gpt2", "distilgpt2"),
+    "ask": ("qwen2.5-coder-0.5b-instruct", "qwen2.5-coder-0.5b-shellfish", "smollm2-135m-instruct"),
+    "translate": (
+        "flan-t5-base",
+        "flan-t5-small",
+        "t5-small",
+        "qwen2.5-coder-0.5b-instruct",
+        "qwen2.5-coder-0.5b-shellfish",
+    ),
+    "prompt": (
+        "qwen2.5-coder-0.5b-instruct",
+        "qwen2.5-coder-0.5b-shellfish",
+        "smollm2-135m-instruct",
+        "gpt2",
+        "distilgpt2",
+    ),
 }
 # What to suggest pulling when nothing fits.
 RECOMMENDED = {
-    "suggest": "qwen2.5-coder-0.5b-instruct",
+    "suggest": "qwen2.5-coder-0.5b-shellfish",
     "explain": "qwen2.5-coder-0.5b-instruct",
     "ask": "qwen2.5-coder-0.5b-instruct",
     "translate": "flan-t5-base",

@@ -89,7 +89,8 @@ def run_suggest(
     if mode == "full":
         check_candidates(candidates, request, found.index)
         clock.lap("checks")
-        rank_candidates(candidates)
+        may_win = runner.info.extra.get("suggest", {}).get("retrieved_may_win", True)
+        rank_candidates(candidates, retrieved_may_win=bool(may_win))
         clock.lap("rank")
         if ADAPT_RETRIEVED and candidates and candidates[0].source == "retrieved":
             adapted = _adapt(candidates, runner, prompt, config, request, cancel)
@@ -98,7 +99,7 @@ def run_suggest(
                 check_candidates([adapted], request, found.index)
                 clock.lap("checks")
                 candidates.append(adapted)
-                rank_candidates(candidates)
+                rank_candidates(candidates, retrieved_may_win=bool(may_win))
                 clock.lap("rank")
     else:
         mark_dangers(candidates, request)

@@ -34,7 +34,7 @@ def vote_group(command: str) -> tuple[str, ...]:
     return programs(command)
 
 
-def rank_candidates(candidates: list[Candidate]) -> None:
+def rank_candidates(candidates: list[Candidate], *, retrieved_may_win: bool = True) -> None:
     """Score and sort in place by a vote over programs, then fill in each `confidence`.
 
     A candidate votes for its `vote_group` with its `weight`: the model's answer 1, a retrieved
@@ -42,7 +42,8 @@ def rank_candidates(candidates: list[Candidate]) -> None:
     the share of the vote its programs got, minus its validation penalty; within one group the
     model's answer comes first (it carries this request's own arguments), then retrieved
     commands by rank. A retrieved winner without evidence gives way to the model's clean answer
-    (`MIN_RETRIEVED_SIMILARITY`).
+    (`MIN_RETRIEVED_SIMILARITY`); with `retrieved_may_win` False (a model tuned on the retrieved
+    pairs, whose own answer measured better) it always does.
     """
     groups = [vote_group(c.command) for c in candidates]
     votes: dict[tuple[str, ...], float] = {}
@@ -64,11 +65,13 @@ def rank_candidates(candidates: list[Candidate]) -> None:
         c.confidence = max(0.0, min(1.0, confidence * (0.5 if penalty else 1.0)))
     group_of = {c.command: g for c, g in zip(candidates, groups, strict=True)}
     candidates.sort(key=lambda c: -c.score)
-    _keep_model_without_evidence(candidates, group_of)
+    _keep_model_without_evidence(
+        candidates, group_of, MIN_RETRIEVED_SIMILARITY if retrieved_may_win else float("inf")
+    )
 
 
 def _keep_model_without_evidence(
-    candidates: list[Candidate], groups: dict[str, tuple[str, ...]]
+    candidates: list[Candidate], groups: dict[str, tuple[str, ...]], needed: float
 ) -> None:
     """Put the model's clean answer first when a retrieved group won without evidence.
 
@@ -83,7 +86,7 @@ def _keep_model_without_evidence(
         (c.similarity for c in candidates if c.source == "retrieved" and groups[c.command] == won),
         default=0.0,
     )
-    if evidence >= MIN_RETRIEVED_SIMILARITY:
+    if evidence >= needed:
         return
     model = next(
         (c for c in candidates if c.source == "model" and not c.problems and not c.danger), None
