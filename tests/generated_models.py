@@ -134,7 +134,10 @@ def build_causal_fixtures() -> Path:
         if done.returncode != 0:
             raise RuntimeError(f"fixture build failed:\n{done.stderr[-4000:]}")
 
-    return build_cached("build_causal.py", "causal", build, needs=CAUSAL_DEPS)
+    # The fixtures run shellfish's own converter step (short_pass_logits): rebuild when it changes.
+    worker = Path(__file__).resolve().parents[1] / "shellfish" / "store" / "convert_worker.py"
+    key = hashlib.sha256(worker.read_bytes()).hexdigest()
+    return build_cached("build_causal.py", "causal", build, key=key, needs=CAUSAL_DEPS)
 
 
 @pytest.fixture(scope="session")

@@ -105,11 +105,16 @@ def test_with_and_without_kv_cache_identical(causal_models: Path, layout: str) -
     assert int(full[0, -1].argmax()) == cached.ids[0][-1]
 
 
-@pytest.mark.parametrize("layout", ["qwen-genai", "qwen-genai-int4"])
-def test_genai_layout_equals_onnxruntime_genai_generator(causal_models: Path, layout: str) -> None:
+@pytest.mark.parametrize("layout", ["qwen-genai", "qwen-genai-int4", "qwen-genai-short"])
+@pytest.mark.parametrize("prompt", [PROMPT, "list files"])
+def test_genai_layout_equals_onnxruntime_genai_generator(
+    causal_models: Path, layout: str, prompt: str
+) -> None:
+    """Also on a graph changed by shellfish's converter (short_pass_logits): a prompt of a few
+    tokens then gets a row of logits per token, which onnxruntime-genai must read right."""
     og = needs_extra("onnxruntime_genai")
     runner = runner_for(causal_models, layout)
-    ids = runner.tokenizer.encode(PROMPT)
+    ids = runner.tokenizer.encode(prompt)
     new = 16
     model = og.Model(str(causal_models / layout))
     params = og.GeneratorParams(model)
@@ -200,6 +205,134 @@ def test_n_greedy_samples_equal_single_greedy(causal_models: Path) -> None:
     one = runner.generate_ids(ids, greedy(10), use_prefix_cache=False)
     three = runner.generate_ids(ids, greedy(10, n=3), use_prefix_cache=False)
     assert three.ids == one.ids * 3
+
+
+# ---- prompt lookup -------------------------------------------------------------------------
+
+
+def test_lookup_guess_follows_the_latest_longest_match() -> None:
+    #            0  1  2  3  4  5  6  7  8  9
+    sequence = [5, 6, 7, 8, 9, 6, 7, 1, 2, 6, 7]
+    # the last 3 tokens (2 6 7) never occurred before; the last 2 (6 7) did, latest at 5
+    assert causal.lookup_guess(sequence, 2) == [1, 2]
+    assert causal.lookup_guess(sequence, 9) == [1, 2, 6, 7]  # never past the sequence's end
+    assert causal.lookup_guess([5, 6, 7, 8, 6], 3) == []  # one token is too weak a match ...
+    assert causal.lookup_guess([5, 6, 7, 8, 6], 3, min_ngram=1) == [7, 8, 6]  # ... by default
+    assert causal.lookup_guess([1, 2, 3], 4) == []
+    assert causal.lookup_guess([4, 4], 0) == []
+
+
+def oracle(
+    monkeypatch: pytest.MonkeyPatch, prompt_len: int, truth: list[int], right: int
+) -> list[int]:
+    """Make prompt lookup guess `right` true next tokens then a wrong one, every other pass
+    (and nothing in between); returns the list of guess lengths made."""
+    made: list[int] = []
+
+    def guess(sequence: Any, k: int, max_ngram: int = 3, min_ngram: int = 2) -> list[int]:
+        at = len(sequence) - prompt_len
+        if len(made) % 2 or k <= 0:
+            made.append(0)
+            return []
+        out = truth[at : at + min(right, k)]
+        if len(out) < k and at + len(out) < len(truth):
+            out.append(truth[at + len(out)] + 1)  # a wrong guess after the right ones
+        made.append(len(out))
+        return out
+
+    monkeypatch.setattr(causal, "lookup_guess", guess)
+    return made
+
+
+@pytest.mark.parametrize("layout", [*ONNX_LAYOUTS, "qwen-genai-short"])
+@pytest.mark.parametrize("right", [0, 2, 5])
+def test_prompt_lookup_gives_the_greedy_tokens_in_fewer_passes(
+    causal_models: Path, layout: str, right: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runner = runner_for(causal_models, layout)
+    ids = runner.tokenizer.encode(PROMPT)
+    plain = runner.generate_ids(ids, greedy(24), use_prefix_cache=False, keep_logits=True)
+    made = oracle(monkeypatch, len(ids), plain.ids[0], right)
+    got = runner.generate_ids(
+        ids, greedy(24, prompt_lookup=6), use_prefix_cache=False, keep_logits=True
+    )
+    assert got.ids == plain.ids
+    for a, b in zip(got.step_logits, plain.step_logits, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-4, rtol=0)
+    assert sum(made) > 0
+    # each guessing pass saves `right` passes (fewer near the end, where guesses are cut)
+    if right:
+        assert len(made) < 23
+    else:
+        assert len(made) == 23
+
+
+@pytest.mark.parametrize("layout", ["gpt2", "qwen-genai"])
+def test_prompt_lookup_leaves_a_true_prefix_cache_and_reports_its_guesses(
+    causal_models: Path, layout: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runner = runner_for(causal_models, layout)
+    tok = runner.tokenizer
+    ids = tok.encode(PROMPT)
+    truth = runner.generate_ids(ids, greedy(20), use_prefix_cache=False).ids[0]
+    oracle(monkeypatch, len(ids), truth, 3)
+    cfg = greedy(20, prompt_lookup=6)
+    first = runner.generate_ids(ids, cfg)  # ends with unchecked guesses in the cache's state
+    assert first.ids[0] == truth
+    follow = ids + truth + tok.encode(" and then sort them")
+    again = runner.generate_ids(follow, greedy(12))
+    assert again.prefix_reused_tokens == len(ids) + len(truth) - 1
+    assert again.ids == runner.generate_ids(follow, greedy(12), use_prefix_cache=False).ids
+    done = list(runner.generate(PROMPT, greedy(20, prompt_lookup=6)))[-1]
+    assert isinstance(done, Done)
+    assert done.extra["lookup_guessed"] >= done.extra["lookup_accepted"] > 0
+    assert done.extra["decode_passes"] + done.extra["lookup_accepted"] == done.completion_tokens - 1
+
+
+def test_short_passes_of_a_pruned_head_give_every_row(causal_models: Path) -> None:
+    """The converter's graph change: a pass of up to 9 tokens after cached positions gets
+    logits at each position (equal to the unpruned graph's); a prefill and a longer pass the
+    last row only, as the builder made it."""
+    short = runner_for(causal_models, "qwen-genai-short")
+    full = runner_for(causal_models, "qwen-genai")
+    pruned = runner_for(causal_models, "qwen-genai-pruned")
+    assert short.decoder.most_guesses == 8
+    assert pruned.decoder.most_guesses == 0  # pruned, not changed: prompt lookup stays off
+    assert full.decoder.most_guesses == 64
+    prefix = list(range(40, 52))
+    _, cached = short.forward(prefix)
+    _, cached_ref = full.forward(prefix)
+    for n in (2, 9, 10, 30):
+        ids = list(range(5, 5 + n))
+        got, _ = short.forward(ids)  # a prefill
+        ref, _ = full.forward(ids)
+        assert got.shape[1] == 1
+        np.testing.assert_allclose(got[0], ref[0, -1:], atol=1e-4, rtol=0)
+        state = short.decoder.restore(short.decoder.export(cached, 12), 12, 64)
+        state_ref = full.decoder.restore(full.decoder.export(cached_ref, 12), 12, 64)
+        got, _ = short.forward(ids, state)  # after the cache
+        ref, _ = full.forward(ids, state_ref)
+        assert got.shape[1] == (n if n <= 9 else 1)
+        np.testing.assert_allclose(got[0], ref[0, -got.shape[1] :], atol=1e-4, rtol=0)
+    ids = short.tokenizer.encode(PROMPT)
+    plain = pruned.generate_ids(ids, greedy(12), use_prefix_cache=False)
+    lookup = pruned.generate_ids(ids, greedy(12, prompt_lookup=4), use_prefix_cache=False)
+    assert lookup.ids == plain.ids
+    assert short.generate_ids(ids, greedy(12), use_prefix_cache=False).ids == plain.ids
+
+
+def test_prompt_lookup_is_off_when_sampling(
+    causal_models: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runner = runner_for(causal_models, "gpt2")
+    ids = runner.tokenizer.encode(PROMPT)
+    made = oracle(monkeypatch, len(ids), [1] * 30, 3)
+    cfg = GenerationConfig(max_new_tokens=8, temperature=0.8, seed=1, prompt_lookup=4)
+    assert (
+        runner.generate_ids(ids, cfg).ids
+        == runner.generate_ids(ids, cfg.merged(prompt_lookup=0)).ids
+    )
+    assert made == []
 
 
 def test_repetition_penalty_changes_greedy_path(causal_models: Path) -> None:

@@ -250,6 +250,46 @@ def test_same_run_resumes(tiny_base: Path, tmp_path: Path) -> None:
     assert json.loads(done.stdout.strip().splitlines()[-1])["steps"] == 12
 
 
+def test_a_finished_run_asked_for_more_steps_goes_on(tiny_base: Path, tmp_path: Path) -> None:
+    """The same command with a larger --max-steps continues from the last step, with a new
+    schedule that adapter.json records; asking for fewer steps than were taken is refused."""
+    from shellfish.tune.run import WORKER
+
+    data = tmp_path / "train.jsonl"
+    data.write_text(
+        "".join(
+            json.dumps({"prompt": f"Q: {r}\nA:", "completion": f" {c}"}) + "\n" for r, c in REQUESTS
+        )
+    )
+    work = tmp_path / "work"
+
+    def train(steps: int) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, str(WORKER), "train", "--base", str(tiny_base)]
+        cmd += ["--data", str(data), "--work", str(work), "--max-steps", str(steps)]
+        cmd += ["--epochs", "40", "--batch-tokens", "64"]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+
+    first = train(4)
+    assert first.returncode == 0, first.stderr[-2000:]
+    before = (work / "adapter" / "adapter.safetensors").read_bytes()
+    more = train(7)
+    assert more.returncode == 0, more.stderr[-2000:]
+    assert '@@extended {"step": 4, "steps": 7}' in more.stderr
+    steps = [
+        json.loads(x.split(" ", 1)[1])["step"]
+        for x in more.stderr.splitlines()
+        if x.startswith("@@progress ")
+    ]
+    assert steps == [5, 6, 7]
+    meta = json.loads((work / "adapter" / "adapter.json").read_text())
+    assert meta["steps"] == 7
+    assert meta["schedules"] == [{"from": 0, "total": 4}, {"from": 4, "total": 7}]
+    assert (work / "adapter" / "adapter.safetensors").read_bytes() != before
+    fewer = train(5)
+    assert fewer.returncode == 2
+    assert "already took 7 steps, more than the 5 asked for" in fewer.stderr
+
+
 def test_a_corrupt_adapter_is_refused(tmp_path: Path) -> None:
     from shellfish.store.store import sha256_file
     from shellfish.tune.run import TuneError, check_adapter

@@ -150,6 +150,13 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int)
     g.add_argument("--stop", action="append", help="stop sequence (repeatable)")
     g.add_argument("--beams", type=int, dest="num_beams", help="beam search width (seq2seq models)")
+    g.add_argument(
+        "--prompt-lookup",
+        type=int,
+        metavar="N",
+        help="greedy decoder-only models: guess up to N tokens from the prompt and check them"
+        " in one pass (same answer, faster when it copies the prompt; 0: off)",
+    )
 
 
 GENERATION_FLAGS = (
@@ -162,6 +169,7 @@ GENERATION_FLAGS = (
     "seed",
     "stop",
     "num_beams",
+    "prompt_lookup",
 )
 
 

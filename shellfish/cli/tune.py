@@ -22,9 +22,11 @@ def register(subparsers: Any) -> None:
             "shellfish, your own --pairs files, and with --history the suggestions you went on "
             "to run. Runs in the conversion environment (torch + transformers), on the CPU "
             "unless --device says otherwise; checkpoints as it goes, so running the same "
-            "command again after Ctrl-C or a crash resumes. The adapter is merged into the "
-            "base weights, converted to int4 ONNX and installed as a new model whose manifest "
-            "records the base, the data files' sha256, the hyper-parameters, seed and steps."
+            "command again after Ctrl-C or a crash resumes, and again with a larger "
+            "--max-steps or --epochs extends the run. The adapter is merged into the base "
+            "weights, converted to ONNX (int8 unless --precision says otherwise) and installed "
+            "as a new model whose manifest records the base, the data files' sha256, the "
+            "hyper-parameters, seed and steps."
         ),
     )
     p.add_argument("base", help="catalog model name or alias, or a transformers checkpoint dir")

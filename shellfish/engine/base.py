@@ -25,6 +25,11 @@ class GenerationConfig:
     num_beams: int = 1
     length_penalty: float = 1.0
     early_stopping: bool = True
+    # Prompt-lookup decoding (greedy, one sample, decoder-only): guess up to this many next
+    # tokens by finding the last few generated tokens earlier in the prompt, and check them
+    # all in one forward pass. Same tokens as plain greedy decoding, fewer passes when the
+    # answer copies the prompt (file names, paths, an example's command). 0: off.
+    prompt_lookup: int = 0
 
     def merged(self, **overrides: Any) -> GenerationConfig:
         """A copy with the non-None overrides applied (flags over descriptor defaults)."""
@@ -48,6 +53,8 @@ class GenerationConfig:
             raise UsageError("--repetition-penalty must be > 0")
         if self.n < 1 or self.num_beams < 1:
             raise UsageError("-n and --beams must be at least 1")
+        if not 0 <= self.prompt_lookup <= 64:
+            raise UsageError("--prompt-lookup must be from 0 to 64")
 
 
 @dataclass

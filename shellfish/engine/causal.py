@@ -41,6 +41,9 @@ _DTYPES = {
 }
 
 CAUSAL_FILES = ("decoder_model_merged.onnx", "model.onnx", "decoder_model.onnx")
+# Model metadata: a pruned LM head that still gives every position's logits in passes of up to
+# this many tokens (written by store/convert_worker.short_pass_logits).
+SHORT_PASS_KEY = "shellfish.logits_every_position_up_to"
 
 
 # --------------------------------------------------------------------------------------------
@@ -65,6 +68,9 @@ class Wiring:
     kv_heads: int = 0
     head_dim: int = 0
     shared_buffer: bool = False
+    # Longest pass that gets logits at every position: 0 = any (an unpruned LM head); else
+    # what store/convert_worker.short_pass_logits recorded, or 1 (a pruned head: last only).
+    every_logit_up_to: int = 0
 
     @property
     def num_layers(self) -> int:
@@ -167,6 +173,11 @@ def read_wiring(
     cache_branch = next(
         (n for n in inputs if n == "use_cache_branch" or n.endswith("use_cache_branch")), None
     )
+    every_up_to = 0
+    logits_shape = list(outputs[logits_name].shape)
+    if len(logits_shape) == 3 and logits_shape[1] == 1:  # a pruned LM head
+        raw = session.get_modelmeta().custom_metadata_map.get(SHORT_PASS_KEY, "")
+        every_up_to = int(raw) if raw.isdigit() and int(raw) > 1 else 1
     return Wiring(
         input_ids=ids_name,
         ids_dtype=_dtype(inputs[ids_name].type, "input_ids"),
@@ -184,6 +195,7 @@ def read_wiring(
         kv_heads=kv_heads,
         head_dim=head_dim,
         shared_buffer=shared_buffer and bool(past_names),
+        every_logit_up_to=every_up_to,
     )
 
 
@@ -229,6 +241,14 @@ class Decoder:
     @property
     def has_cache(self) -> bool:
         return bool(self.wiring.past)
+
+    @property
+    def most_guesses(self) -> int:
+        """How many guessed tokens one pass can check (prompt lookup); 0: none."""
+        if not self.has_cache:
+            return 0
+        up_to = self.wiring.every_logit_up_to
+        return 64 if up_to == 0 else up_to - 1
 
     def empty(self, batch: int, capacity: int = 0) -> KVState:
         """A state with no positions; `capacity` sizes the buffers of the shared layout."""
@@ -322,7 +342,22 @@ class Decoder:
             )
         return dim
 
-    # ---- state surgery for the prefix cache and n samples ----------------------------------
+    # ---- state surgery for the prefix cache, n samples and prompt lookup -------------------
+
+    def truncate(self, state: KVState, length: int) -> KVState:
+        """The state cut back to its first `length` positions (drops unchecked guesses)."""
+        if length >= state.length:
+            return state
+        if state.shared:  # the graph reads only `length` positions and overwrites the rest
+            state.length = length
+            return state
+        tensors = [
+            self._ort.OrtValue.ortvalue_from_numpy(
+                self._np.ascontiguousarray(t.numpy()[:, :, :length])
+            )
+            for t in state.tensors
+        ]
+        return KVState(tensors, length, state.batch)
 
     def export(self, state: KVState, length: int) -> list[Any]:
         """Compact tensors holding the first `length` positions of a batch-1 state."""
@@ -413,6 +448,10 @@ class _Run:
     finish: list[str] = field(default_factory=list)
     # Per sample: the model's log-probability (untempered) of each token it produced.
     logprobs: list[list[float]] = field(default_factory=list)
+    # Prompt lookup: forward passes after the prefill, tokens guessed, guesses that held.
+    passes: int = 0
+    guessed: int = 0
+    accepted: int = 0
 
 
 class CausalRunner:
@@ -511,6 +550,12 @@ class CausalRunner:
                     round(sum(lp) / len(lp), 4) if lp else None for lp in run.logprobs
                 ],
                 "layout": self.info.layout,
+                "decode_passes": run.passes,
+                **(
+                    {"lookup_guessed": run.guessed, "lookup_accepted": run.accepted}
+                    if config.prompt_lookup
+                    else {}
+                ),
             },
         )
 
@@ -660,7 +705,12 @@ class CausalRunner:
         history = np.empty((n, capacity), dtype=np.int64)
         history[:, : len(ids)] = ids
         length = len(ids)
+        fed = length  # history tokens that `logits` follow
         alive = np.ones(n, dtype=bool)
+        lookup = min(config.prompt_lookup, self.decoder.most_guesses) if use_cache else 0
+        lookup = lookup if greedy and n == 1 else 0
+        guesses: list[int] = []  # prompt lookup: guessed tokens not yet checked ...
+        ahead: list[Any] = []  # ... and the logits after each of them
 
         with self._lock:
             if use_cache:
@@ -723,7 +773,23 @@ class CausalRunner:
                     break
                 if step == max_new - 1:
                     break
-                if use_cache:
+                if lookup:
+                    token = int(tokens[0])
+                    if guesses and token == guesses[0]:
+                        # A guess held: its position is in the cache, its logits are at hand.
+                        guesses.pop(0)
+                        logits = ahead.pop(0)
+                        fed += 1
+                        run.accepted += 1
+                        continue
+                    state = self.decoder.truncate(state, fed)  # drop the guesses that failed
+                    room = max_new - step - 2  # picks left after the one these logits make
+                    guesses = lookup_guess(history[0, :length], min(lookup, room))
+                    run.guessed += len(guesses)
+                    full, state = self.decoder.forward(np.array([[token, *guesses]]), state)
+                    logits = full[:, 0, :]
+                    ahead = [full[:, j, :] for j in range(1, len(guesses) + 1)]
+                elif use_cache:
                     full, state = self.decoder.forward(tokens[:, None], state)
                     logits = full[:, -1, :]
                 else:
@@ -731,18 +797,41 @@ class CausalRunner:
                         history[:, :length], self.decoder.empty(n, length)
                     )
                     logits = full[:, -1, :]
+                fed = length
+                run.passes += 1
             for i in range(n):
                 if run.finish[i] == "length" and not alive[i]:
                     run.finish[i] = "stop"
             # Keep this conversation's state: the next prompt often extends it.
-            if use_cache and use_prefix_cache and n == 1 and state.length > 0:
-                kept = state.length
+            if use_cache and use_prefix_cache and n == 1 and fed > 0:
+                kept = fed  # `logits` follow exactly these positions (not unchecked guesses)
                 self.prefix_cache.put(
                     [int(t) for t in history[0, :kept]],
                     self.decoder.export(state, kept),
                     np.array(logits[0], dtype=np.float32),
                     self.decoder.nbytes(kept),
                 )
+
+
+def lookup_guess(sequence: Any, k: int, max_ngram: int = 3, min_ngram: int = 2) -> list[int]:
+    """Up to k tokens that followed the latest earlier occurrence of the sequence's last
+    n tokens (n from `max_ngram` down to `min_ngram`); [] when nothing earlier matches.
+
+    Two tokens at least by default: on 30 suggestion requests (Qwen2.5-Coder, int8) a
+    one-token match guessed wrong often enough that its failed passes cost more than it saved
+    (`benchmarks/prompt_lookup.py`).
+    """
+    if k <= 0:
+        return []
+    seq = [int(t) for t in sequence]
+    end = len(seq)
+    for n in range(min(max_ngram, end - 1), min_ngram - 1, -1):
+        tail = seq[end - n :]
+        first = tail[0]
+        for start in range(end - n - 1, -1, -1):
+            if seq[start] == first and seq[start : start + n] == tail:
+                return seq[start + n : min(start + n + k, end)]
+    return []
 
 
 def _record_logprobs(

@@ -20,6 +20,10 @@ talks to its parent through its exit status, stderr lines and one JSON line on s
 head (one matrix, the LM head's values) before the build, for GGUFs of tied models that store
 the two as separately quantised copies (see `tie_embeddings`).
 
+With `prune_lm_head=true` the builder computes logits for the last position only (a prefill
+skips most of the LM head); `short_pass_logits` then gives passes of a few tokens a row of
+logits per position, which prompt-lookup decoding needs to check its guesses in one pass.
+
 Progress lines on stderr look like `@@step <name>` so the parent can show a progress bar.
 Exit status 3 with `@@unsupported <message>` on stderr means the model cannot be converted
 (unknown architecture); any other non-zero status is a conversion failure.
@@ -288,6 +292,108 @@ def build_onnx(
         raise RuntimeError("onnxruntime-genai builder wrote no genai_config.json")
 
 
+# Passes of at most this many tokens get logits at every position from a pruned LM head.
+SHORT_PASS = 9
+SHORT_PASS_KEY = "shellfish.logits_every_position_up_to"  # model metadata, read by the runner
+
+
+def short_pass_logits(model_path: Path, short: int = SHORT_PASS) -> bool:
+    """Make a pruned LM head give every position's logits in short passes after a prefix.
+
+    The builder prunes with Gather(hidden, -1, axis=1) -> Unsqueeze(axes=[1]) before the LM
+    head: a prefill computes one row of logits, not one per prompt token. Prompt-lookup
+    decoding needs a row per guessed token, in passes of a few tokens after the cache. This
+    replaces the pair with Slice(hidden, -keep, end, axis=1), keep = seq when the pass has
+    <= `short` tokens and comes after cached positions (attention_mask longer than the
+    pass), else 1, and records `short` in the model's metadata. A prefill and a one-token
+    step still give one row, so onnxruntime-genai, which sizes its logits buffer for a pruned
+    head, runs the graph as before. Only the graph file is rewritten, not its external
+    weights. False when there is nothing to do (no pruned head, or done already).
+    """
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    if not model_path.is_file():
+        return False
+    model = onnx.load(str(model_path), load_external_data=False)
+    graph = model.graph
+    if any(p.key == SHORT_PASS_KEY for p in model.metadata_props):
+        return False
+    consts = {t.name: t for t in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Constant":
+            for attr in node.attribute:
+                if attr.name == "value":
+                    consts[node.output[0]] = attr.t
+    producers = {o: n for n in graph.node for o in n.output}
+    users: dict[str, int] = {}
+    for node in graph.node:
+        for name in node.input:
+            users[name] = users.get(name, 0) + 1
+    logits = next((o for o in graph.output if o.name == "logits"), None)
+    head = producers.get(logits.name) if logits is not None else None
+    unsqueeze = producers.get(head.input[0]) if head is not None else None
+    if unsqueeze is None or unsqueeze.op_type != "Unsqueeze":
+        return False
+    gather = producers.get(unsqueeze.input[0])
+    if (
+        gather is None
+        or gather.op_type != "Gather"
+        or gather.input[1] not in consts
+        or numpy_helper.to_array(consts[gather.input[1]]).tolist() != -1
+        or next((a.i for a in gather.attribute if a.name == "axis"), 0) != 1
+        or users.get(gather.output[0]) != 1
+        or users.get(unsqueeze.output[0]) != 1
+    ):
+        return False
+    mask = next((i.name for i in graph.input if i.name == "attention_mask"), None)
+    if mask is None:
+        return False
+    hidden = gather.input[0]
+    pre = "/lm_head/short_pass"
+
+    def n(name: str) -> str:
+        return f"{pre}/{name}"
+
+    graph.initializer.extend(
+        [
+            numpy_helper.from_array(np.array([0], dtype=np.int64), n("zero")),
+            numpy_helper.from_array(np.array([1], dtype=np.int64), n("one")),
+            numpy_helper.from_array(np.array([short + 1], dtype=np.int64), n("limit")),
+            numpy_helper.from_array(np.array([np.iinfo(np.int64).max], dtype=np.int64), n("end")),
+        ]
+    )
+    node = helper.make_node
+    nodes = [
+        node("Shape", [hidden], [n("seq")], name=n("Shape"), start=1, end=2),
+        node("Shape", [mask], [n("total")], name=n("ShapeMask"), start=1, end=2),
+        node("Sub", [n("total"), n("seq")], [n("past")], name=n("Sub")),
+        node("Greater", [n("past"), n("zero")], [n("after_past")], name=n("Greater")),
+        node("Less", [n("seq"), n("limit")], [n("short")], name=n("Less")),
+        node("And", [n("after_past"), n("short")], [n("checks")], name=n("And")),
+        node("Where", [n("checks"), n("seq"), n("one")], [n("keep")], name=n("Where")),
+        node("Neg", [n("keep")], [n("start")], name=n("Neg")),
+        node(
+            "Slice",
+            [hidden, n("start"), n("end"), n("one")],
+            [unsqueeze.output[0]],
+            name=n("Slice"),
+        ),
+    ]
+    at = list(graph.node).index(gather)
+    kept = [x for x in graph.node if x is not gather and x is not unsqueeze]
+    kept[at:at] = nodes
+    del graph.node[:]
+    graph.node.extend(kept)
+    # The declared shapes stay (batch, 1, vocab): onnxruntime-genai sizes its logits buffer by
+    # them, and its passes (prefill, one-token steps) still get one row. The metadata tells
+    # shellfish's runner that short passes after the cache get a row per token.
+    model.metadata_props.append(onnx.StringStringEntryProto(key=SHORT_PASS_KEY, value=str(short)))
+    onnx.save(model, str(model_path))
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="convert_worker")
     parser.add_argument("mode", choices=["gguf", "hf", "arch"])
@@ -347,6 +453,7 @@ def main(argv: list[str] | None = None) -> int:
             except ValueError as exc:
                 return unsupported(str(exc))
     build_onnx(hf_dir, args.out, args.work, args.precision, args.builder_option)
+    short_pass_logits(args.out / "model.onnx")
     print(json.dumps({"architecture": arch, "out": str(args.out)}))
     return 0
 

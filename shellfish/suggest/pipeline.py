@@ -39,6 +39,10 @@ MODES = ("zero-shot", "retrieval", "full")
 MAX_EXAMPLES = 3
 MAX_OPTION_LINES = 0
 MAX_NEW_TOKENS = 48
+# Guessed tokens checked per pass (engine/causal.py, prompt lookup; greedy decoder-only
+# models whose graph allows it). 4 decoded fastest of 4 and 8 on 30 dev requests
+# (`benchmarks/prompt_lookup.py`); the tokens are the model's greedy ones either way.
+PROMPT_LOOKUP = 4
 # How many retrieved commands (NL->command pairs, history) join the model's answer as
 # candidates in `full` mode, and vote on the programs (see `rank_candidates`). Chosen on NL2Bash
 # dev items 100-399; 3, 5 and 8 were within 0.005 of each other there.
@@ -298,6 +302,8 @@ def _generation_config(runner: Runner, request: TaskRequest, mode: str) -> Gener
     overrides: dict[str, Any] = {
         "max_new_tokens": MAX_NEW_TOKENS,
         "stop": ("\n", "<|im_end|>", "```"),
+        # Commands copy the request and the examples (paths, names, flags): guess from them.
+        "prompt_lookup": PROMPT_LOOKUP,
     }
     if mode == "full":
         n = int(request.options.get("candidates") or 1)

@@ -8,7 +8,8 @@ model was made (base model and its sha256, each data file's sha256, hyper-parame
 steps, the adapter's sha256).
 
 A run keeps its state in ``paths.data/tune/<name>/`` (data, base checkpoint, training
-checkpoint, adapter), so running the same command again after Ctrl-C or a crash resumes.
+checkpoint, adapter), so running the same command again after Ctrl-C or a crash resumes, and
+running it again with more `--max-steps` / `--epochs` extends the run from where it stopped.
 """
 
 from __future__ import annotations
@@ -116,6 +117,7 @@ def run_tune(
         "data": data_info,
         "hyper_parameters": options.hyper_parameters(),
         "steps": train.get("steps"),
+        "schedules": meta.get("schedules"),
         "first_loss": train.get("first_loss"),
         "last_loss": train.get("last_loss"),
         "adapter_sha256": meta["adapter_sha256"],

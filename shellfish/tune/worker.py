@@ -14,8 +14,11 @@ shellfish except its sibling script `convert_worker.py` (GGUF -> transformers, t
 completion tokens only, and the output layer runs only at those positions (the vocabulary
 projection is most of the cost of a small model's step). Training checkpoints into `--work`
 (`checkpoint.pt`, written atomically) every `--save-every` steps and when interrupted (SIGINT,
-SIGTERM), and resumes from it when the same run is started again. The adapter ends up in
-`--work/adapter/` as `adapter.safetensors` (fp16) + `adapter.json`.
+SIGTERM), and resumes from it when the same run is started again. A run started again with
+more steps (`--max-steps`, `--epochs`) and everything else the same extends the finished or
+interrupted one: it goes on from the saved step with a schedule for the new length, and
+`adapter.json` lists each stretch (`schedules`). The adapter ends up in `--work/adapter/` as
+`adapter.safetensors` (fp16) + `adapter.json`.
 
 Protocol with the parent: `@@progress {json}` lines on stderr (step, steps, tokens, loss,
 tokens_per_s), `@@error KIND message` before a non-zero exit (KIND: oom, missing, data), one
@@ -174,15 +177,14 @@ def completion_loss(model: Any, ids: Any, mask: Any, target: Any) -> Any:
 
 # -- train ----------------------------------------------------------------------------------------
 def run_key(args: argparse.Namespace, data_sha: str) -> str:
-    """What must match for a checkpoint to be resumed (same base, data, hyper-parameters)."""
+    """What must match for a checkpoint to be resumed or extended (same base, data,
+    hyper-parameters; the run's length may differ)."""
     fields = [
         str(args.base.resolve()),
         data_sha,
         args.rank,
         args.alpha,
         args.lr,
-        args.epochs,
-        args.max_steps,
         args.batch_tokens,
         args.seed,
     ]
@@ -233,14 +235,18 @@ def train(args: argparse.Namespace) -> int:
     total = per_epoch * args.epochs
     if args.max_steps:
         total = min(total, args.max_steps)
-    warmup = max(1, total // 20)
 
-    def lr_at(step: int) -> float:  # linear warm-up, then linear decay to 10 %
-        if step < warmup:
-            return args.lr * (step + 1) / warmup
-        return args.lr * max(0.1, 1 - (step - warmup) / max(1, total - warmup))
+    def lr_at(step: int) -> float:  # linear warm-up, then linear decay to 10 %, per stretch
+        span = total - first
+        warmup = max(1, span // 20)
+        at = step - first
+        if at < warmup:
+            return args.lr * (at + 1) / warmup
+        return args.lr * max(0.1, 1 - (at - warmup) / max(1, span - warmup))
 
     step, tokens_seen = 0, 0
+    # Each stretch of the run: the step it started at and the length its schedule was made for.
+    schedules: list[dict[str, int]] = [{"from": 0, "total": total}]
     checkpoint = args.work / "checkpoint.pt"
     if checkpoint.exists():
         state = torch.load(checkpoint, map_location="cpu", weights_only=False)
@@ -250,7 +256,19 @@ def train(args: argparse.Namespace) -> int:
                 w.lora_b.data.copy_(state["lora"][f"{name}.lora_b"])
             optimizer.load_state_dict(state["optimizer"])
             step, tokens_seen = int(state["step"]), int(state["tokens"])
-            report("resumed", {"step": step})
+            schedules = list(state.get("schedules") or [{"from": 0, "total": total}])
+            if schedules[-1]["total"] != total:
+                if step > total:
+                    return fail(
+                        "data",
+                        f"this run already took {step} steps, more than the {total} asked for;"
+                        f" ask for more steps, or remove {checkpoint} to start over",
+                    )
+                schedules.append({"from": step, "total": total})
+                report("extended", {"step": step, "steps": total})
+            else:
+                report("resumed", {"step": step})
+    first = schedules[-1]["from"]  # where the current schedule's warm-up begins
     losses: list[float] = []
 
     def save(done: bool) -> None:
@@ -259,7 +277,8 @@ def train(args: argparse.Namespace) -> int:
             lora[f"{name}.lora_a"] = w.lora_a.detach().cpu().clone()
             lora[f"{name}.lora_b"] = w.lora_b.detach().cpu().clone()
         state = {"key": key, "lora": lora, "optimizer": optimizer.state_dict()}
-        save_atomic({**state, "step": step, "tokens": tokens_seen, "done": done}, checkpoint)
+        progress = {"step": step, "tokens": tokens_seen, "done": done, "schedules": schedules}
+        save_atomic({**state, **progress}, checkpoint)
 
     model.train()
     started, seen_at_start = time.monotonic(), tokens_seen
@@ -302,7 +321,7 @@ def train(args: argparse.Namespace) -> int:
         if args.save_every and step % args.save_every == 0:
             save(done=False)
     save(done=True)
-    write_adapter(wrapped, args, step, skipped, len(examples))
+    write_adapter(wrapped, args, step, skipped, len(examples), schedules)
     print(
         json.dumps(
             {
@@ -319,7 +338,12 @@ def train(args: argparse.Namespace) -> int:
 
 
 def write_adapter(
-    wrapped: dict[str, Any], args: argparse.Namespace, steps: int, skipped: int, n: int
+    wrapped: dict[str, Any],
+    args: argparse.Namespace,
+    steps: int,
+    skipped: int,
+    n: int,
+    schedules: list[dict[str, int]],
 ) -> None:
     import torch
     from safetensors.torch import save_file
@@ -336,6 +360,7 @@ def write_adapter(
         "alpha": args.alpha,
         "targets": list(TARGETS),
         "steps": steps,
+        "schedules": schedules,
         "examples": n,
         "skipped": skipped,
         "adapter_sha256": sha256_of(out / "adapter.safetensors"),
