@@ -496,8 +496,11 @@ def test_catalog_gguf_models_are_current_only_when_built_as_described():
         "sha256": source.sha256,
         "builder_options": list(source.builder_options),
         "tie_embeddings": source.tie_embeddings,
+        "short_pass_logits": 9,
     }
     assert built_as_described({"source": built}, source)
+    # converted before pruned LM heads were changed for prompt lookup
+    assert not built_as_described({"source": {**built, "short_pass_logits": 0}}, source)
     assert not built_as_described({"source": {**built, "builder_options": []}}, source)
     assert not built_as_described({"source": {**built, "sha256": "0" * 64}}, source)
     assert not built_as_described({"source": {**built, "precision": "int8"}}, source)

@@ -135,6 +135,26 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
 # -- lifecycle ----------------------------------------------------------------------------------
 
 
+def test_stop_counts_a_daemon_that_exits_before_its_reply(
+    make_daemon: Callable[..., Daemon], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a loaded machine the daemon can take the shutdown request and exit before its reply
+    arrives: stop stopped it all the same and says so."""
+    daemon = make_daemon()
+    paths = daemon.paths
+    shutdown = DaemonClient.shutdown
+
+    def lost_reply(self: DaemonClient) -> dict[str, object]:
+        shutdown(self)
+        assert wait_for(lambda: not state.daemon_alive(paths))
+        raise DaemonUnavailable("the daemon closed the connection")
+
+    monkeypatch.setattr(DaemonClient, "shutdown", lost_reply)
+    assert lifecycle.stop(paths) is True
+    assert not paths.socket.exists() and not paths.daemon_state.exists()
+    assert lifecycle.stop(paths) is False
+
+
 def test_start_writes_private_state_and_status(make_daemon: Callable[..., Daemon]) -> None:
     daemon = make_daemon()
     paths = daemon.paths

@@ -31,6 +31,7 @@ def fake_install(store: Store, name: str, tasks: list[str], files: dict[str, byt
             "sha256": src.sha256,
             "builder_options": list(src.builder_options),
             "precision": src.precision,
+            "short_pass_logits": 9,
         }
         if src.adapter is not None:
             source["adapter"] = {"sha256": src.adapter.sha256}

@@ -107,12 +107,15 @@ def stop(paths: Paths, *, timeout_s: float = 10.0) -> bool:
 
     info = state.read_state(paths) or {}
     pid = info.get("pid")
+    was_alive = state.daemon_alive(paths)
     try:
         pid = DaemonClient(paths).shutdown().get("pid", pid)
     except DaemonUnavailable:
         if not state.daemon_alive(paths):
+            # None ran, or (on a busy machine) it took the request and exited before its
+            # reply came: it was running a moment ago, so this stopped it.
             state.cleanup_stale(paths)
-            return False
+            return was_alive
     # Graceful first; then SIGTERM at half the timeout; SIGKILL at the end.
     started = time.monotonic()
     sent_term = False

@@ -63,6 +63,9 @@ class UnsupportedModel(ModelError):
 class ConversionResult:
     architecture: str
     seconds: float
+    # Passes up to this many tokens get logits per position from the pruned LM head
+    # (convert_worker.short_pass_logits; prompt lookup needs it); 0: not changed.
+    short_pass_logits: int = 0
 
 
 def check_builder_options(options: Sequence[str], where: str = "builder_options") -> list[str]:
@@ -244,7 +247,11 @@ def run_worker(
     if progress:
         progress.done(key)
     info = json.loads(out.strip().splitlines()[-1]) if out.strip() else {}
-    return ConversionResult(str(info.get("architecture", "?")), time.monotonic() - start)
+    return ConversionResult(
+        str(info.get("architecture", "?")),
+        time.monotonic() - start,
+        int(info.get("short_pass_logits") or 0),
+    )
 
 
 def follow_worker(

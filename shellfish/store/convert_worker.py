@@ -453,8 +453,8 @@ def main(argv: list[str] | None = None) -> int:
             except ValueError as exc:
                 return unsupported(str(exc))
     build_onnx(hf_dir, args.out, args.work, args.precision, args.builder_option)
-    short_pass_logits(args.out / "model.onnx")
-    print(json.dumps({"architecture": arch, "out": str(args.out)}))
+    short = SHORT_PASS if short_pass_logits(args.out / "model.onnx") else 0
+    print(json.dumps({"architecture": arch, "out": str(args.out), "short_pass_logits": short}))
     return 0
 
 

