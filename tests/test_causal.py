@@ -321,6 +321,22 @@ def test_short_passes_of_a_pruned_head_give_every_row(causal_models: Path) -> No
     assert short.generate_ids(ids, greedy(12), use_prefix_cache=False).ids == plain.ids
 
 
+def test_short_pass_change_applies_once_and_only_to_a_pruned_head(
+    causal_models: Path, tmp_path: Path
+) -> None:
+    needs_extra("onnx")
+    import shutil
+
+    from shellfish.store.convert_worker import short_pass_logits
+
+    for name, changes in (("qwen-genai", False), ("qwen-genai-pruned", True)):
+        copy = tmp_path / name
+        shutil.copytree(causal_models / name, copy)
+        assert short_pass_logits(copy / "model.onnx") is changes
+        assert short_pass_logits(copy / "model.onnx") is False  # done already / nothing to do
+    assert short_pass_logits(tmp_path / "nothing" / "model.onnx") is False
+
+
 def test_prompt_lookup_is_off_when_sampling(
     causal_models: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
