@@ -310,12 +310,12 @@ def short_pass_logits(model_path: Path, short: int = SHORT_PASS) -> bool:
     head, runs the graph as before. Only the graph file is rewritten, not its external
     weights. False when there is nothing to do (no pruned head, or done already).
     """
+    if not model_path.is_file():
+        return False
     import numpy as np
     import onnx
     from onnx import helper, numpy_helper
 
-    if not model_path.is_file():
-        return False
     model = onnx.load(str(model_path), load_external_data=False)
     graph = model.graph
     if any(p.key == SHORT_PASS_KEY for p in model.metadata_props):
