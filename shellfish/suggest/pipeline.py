@@ -41,7 +41,8 @@ MAX_OPTION_LINES = 0
 MAX_NEW_TOKENS = 48
 # Guessed tokens checked per pass (engine/causal.py, prompt lookup; greedy decoder-only
 # models whose graph allows it). 4 decoded fastest of 4 and 8 on 30 dev requests
-# (`benchmarks/prompt_lookup.py`); the tokens are the model's greedy ones either way.
+# (`benchmarks/prompt_lookup.py`); still greedy decoding, though a several-token pass rounds
+# differently from one-token passes (29 of those 30 first commands were the same).
 PROMPT_LOOKUP = 4
 # How many retrieved commands (NL->command pairs, history) join the model's answer as
 # candidates in `full` mode, and vote on the programs (see `rank_candidates`). Chosen on NL2Bash
