@@ -6,7 +6,7 @@ this writes, under ``--out`` (default ``/work/cache/bench-models`` or ``$SHELLFI
 
     <name>/hf/          transformers checkpoint (config, safetensors, tokenizer)
     <name>/onnx/        optimum ONNX export (optimum layout) + tokenizer + genai_config.json (gpt2)
-    <name>/onnx-int8/   the same graphs with onnxruntime dynamic int8 quantization
+    <name>/onnx-int8/   the same graphs with weight-only int8 (MatMulNBits, block 128)
     <name>/int4/        the same graphs with weight-only int4 (MatMulNBits)
     <name>/ct2-fp32/    CTranslate2 conversion, float32
     <name>/ct2-int8/    CTranslate2 conversion, int8
@@ -238,37 +238,25 @@ def write_genai_config(name: str, onnx_dir: Path) -> None:
 
 
 def quantize_int8(onnx_dir: Path, int8_dir: Path) -> None:
-    """onnxruntime dynamic quantization (int8 weights, MatMul/Gather) of every graph."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    int8_dir.mkdir(parents=True, exist_ok=True)
-    for item in onnx_dir.iterdir():
-        if item.suffix == ".onnx":
-            quantize_dynamic(
-                item,
-                int8_dir / item.name,
-                weight_type=QuantType.QInt8,
-                op_types_to_quantize=["MatMul", "Gather"],
-            )
-        elif item.suffix not in {".onnx_data", ".data"} and item.is_file():
-            shutil.copy2(item, int8_dir / item.name)
+    """Weight-only int8 (MatMulNBits, block 128, int8 compute) of every graph: what
+    `shellfish models quantize --int8` makes (shellfish/store/quantize.py)."""
+    _quantize(onnx_dir, int8_dir, bits=8)
 
 
 def quantize_int4(onnx_dir: Path, int4_dir: Path) -> None:
-    """Weight-only int4 (MatMulNBits, block 32, accuracy level 4 = int8 compute) per graph."""
-    import onnx
-    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+    """Weight-only int4 (MatMulNBits, block 32, int8 compute) of every graph."""
+    _quantize(onnx_dir, int4_dir, bits=4)
 
-    int4_dir.mkdir(parents=True, exist_ok=True)
+
+def _quantize(onnx_dir: Path, out_dir: Path, bits: int) -> None:
+    from shellfish.store.quantize import quantize_file
+
+    out_dir.mkdir(parents=True, exist_ok=True)
     for item in onnx_dir.iterdir():
         if item.suffix == ".onnx":
-            quant = MatMulNBitsQuantizer(
-                onnx.load(str(item)), bits=4, block_size=32, is_symmetric=True, accuracy_level=4
-            )
-            quant.process()
-            quant.model.save_model_to_file(str(int4_dir / item.name), False)
+            quantize_file(item, out_dir / item.name, bits=bits)
         elif item.suffix not in {".onnx_data", ".data"} and item.is_file():
-            shutil.copy2(item, int4_dir / item.name)
+            shutil.copy2(item, out_dir / item.name)
 
 
 def convert_ct2(hf_dir: Path, out_dir: Path, quantization: str) -> None:
@@ -307,7 +295,7 @@ INSTALLED = Path("/work/cache/models")
 
 def build_real(name: str, out: Path, force: bool) -> None:
     """A real model from its GGUF: dequantised checkpoint (hf/), fp32 genai ONNX (onnx/),
-    dynamic int8 of that (onnx-int8/), CT2 conversions, and the installed int4 model (int4/).
+    weight-only int8 of that (onnx-int8/), CT2 conversions, and the installed int4 model (int4/).
 
     The GGUF is already quantised, so "fp32" here means the dequantised GGUF weights: the
     comparison measures what ONNX int8/int4 cost on top of those, not against the original.

@@ -196,19 +196,19 @@ def test_import_rejects_non_model_inputs(tmp_path):
 
 
 def fp32_onnx(path: Path) -> Path:
-    """A tiny fp32 MatMul model (a real ONNX graph) to import and quantise."""
+    """A tiny fp32 MatMul model (a real ONNX graph; 256 inputs, two int8 blocks) to quantise."""
     import numpy as np
 
     onnx = needs_extra("onnx")
     from onnx import TensorProto, helper, numpy_helper
 
     weight = numpy_helper.from_array(
-        np.random.default_rng(0).standard_normal((64, 64)).astype(np.float32), "W"
+        np.random.default_rng(0).standard_normal((256, 64)).astype(np.float32), "W"
     )
     graph = helper.make_graph(
         [helper.make_node("MatMul", ["x", "W"], ["y"])],
         "g",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 256])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64])],
         [weight],
     )
@@ -247,7 +247,7 @@ def test_import_onnx_dir_then_quantize_int8(tmp_path):
     f32 = model.path / "decoder_model_merged.onnx"
     i8 = q.path / "decoder_model_merged.onnx"
     assert i8.stat().st_size < f32.stat().st_size / 2
-    x = np.random.default_rng(1).standard_normal((1, 64)).astype(np.float32)
+    x = np.random.default_rng(1).standard_normal((1, 256)).astype(np.float32)
     a = ort.InferenceSession(str(f32)).run(None, {"x": x})[0]
     b = ort.InferenceSession(str(i8)).run(None, {"x": x})[0]
     assert np.abs(a - b).max() < 0.1 * np.abs(a).max()

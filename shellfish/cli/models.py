@@ -42,9 +42,13 @@ def register(subparsers: Any) -> None:
     p.add_argument("--force", action="store_true")
     p.set_defaults(func=cmd_import)
 
-    p = sub.add_parser("quantize", help="dynamic int8 quantisation of an fp32 ONNX model")
+    p = sub.add_parser(
+        "quantize", help="weight-only int8 quantisation (MatMulNBits) of an fp32 ONNX model"
+    )
     p.add_argument("name")
-    p.add_argument("--int8", action="store_true", required=True, help="int8 dynamic (required)")
+    p.add_argument(
+        "--int8", action="store_true", required=True, help="8-bit weights, int8 compute (required)"
+    )
     p.add_argument("--force", action="store_true")
     p.set_defaults(func=cmd_quantize)
 

@@ -412,7 +412,10 @@ def quantize_int8(
     progress: Progress | None = None,
     validator: Validator | None = None,
 ) -> InstalledModel:
-    """onnxruntime dynamic int8 quantisation of an fp32 ONNX model into `NAME-int8`."""
+    """Weight-only int8 quantisation (MatMulNBits, `shellfish.store.quantize`) of an fp32 ONNX
+    model into `NAME-int8`."""
+    from shellfish.store.quantize import ACCURACY_LEVEL, INT8_BLOCK, quantize_file
+
     model = store.resolve(name)
     if model.layout == "genai" or model.manifest.get("quantized"):
         raise ModelError(
@@ -425,7 +428,13 @@ def quantize_int8(
     onnx_files = [rel for rel in model.manifest.get("files", {}) if rel.endswith(".onnx")]
     if not onnx_files:
         raise ModelError(f"model {model.name!r} has no .onnx files to quantise")
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    try:
+        import onnx  # noqa: F401  (the quantiser reads and writes graphs with it)
+    except ImportError as exc:
+        raise ModelError(
+            "quantising needs the `onnx` package",
+            hint="pip install 'shellfish[export]' (or: pip install onnx)",
+        ) from exc
 
     with store.lock(new_name), store.staging(new_name) as staging:
         key = "quantize"
@@ -436,9 +445,7 @@ def quantize_int8(
             target.parent.mkdir(parents=True, exist_ok=True)
             if rel.endswith(".onnx"):
                 try:
-                    quantize_dynamic(
-                        str(model.path / rel), str(target), weight_type=QuantType.QInt8
-                    )
+                    quantize_file(model.path / rel, target, bits=8)
                 except Exception as exc:
                     raise ModelError(
                         f"cannot quantise {rel}: {exc}", hint="nothing was installed"
@@ -450,5 +457,14 @@ def quantize_int8(
         if progress:
             progress.done(key)
         manifest = {k: v for k, v in model.manifest.items() if k not in ("files", "sizes")}
-        manifest.update(quantized="int8", source={"kind": "quantize", "from": model.name})
+        manifest.update(
+            quantized="int8",
+            quantization={
+                "method": "weight-only MatMulNBits",
+                "bits": 8,
+                "block_size": INT8_BLOCK,
+                "accuracy_level": ACCURACY_LEVEL,
+            },
+            source={"kind": "quantize", "from": model.name},
+        )
         return staging.commit(manifest, replace=force, validator=validator)

@@ -66,5 +66,5 @@ class OptimumEngine(BenchEngine):
 
 class OptimumInt8Engine(OptimumEngine):
     name = "optimum-int8"
-    description = "optimum ORTModel on the dynamic-int8 ONNX"
+    description = "optimum ORTModel on the weight-only int8 (MatMulNBits) ONNX"
     subdir = "onnx_int8"

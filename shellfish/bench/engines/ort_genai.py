@@ -74,7 +74,7 @@ class OrtGenaiEngine(BenchEngine):
 
 class OrtGenaiInt8Engine(OrtGenaiEngine):
     name = "ort-genai-int8"
-    description = "onnxruntime-genai on the dynamic-int8 ONNX"
+    description = "onnxruntime-genai on the weight-only int8 (MatMulNBits) ONNX"
     subdir = "onnx_int8"
 
 

@@ -85,7 +85,7 @@ def _mask_eos(runner: Any, eos: list[int]) -> None:
 
 class ShellfishInt8Engine(ShellfishEngine):
     name = "shellfish-int8"
-    description = "shellfish on the dynamic-int8 ONNX"
+    description = "shellfish on the weight-only int8 (MatMulNBits) ONNX"
     subdir = "onnx_int8"
 
 
