@@ -379,7 +379,10 @@ def test_tune_a_real_gguf_model_end_to_end() -> None:
         Path(__file__).resolve().parents[1] / "models" / "smollm2-135m-instruct.toml"
     ).read_text()
     base = base.replace('name = "smollm2-135m-instruct"', 'name = "smollm2-test-shipped"')
-    base = base.replace('precision = "int4"', 'precision = "int8"')  # as tune installs it
+    base = base.replace('precision = "int4"', 'precision = "int8"')  # as tune installs it,
+    options = 'builder_options = ["prune_lm_head=true"'
+    assert options in base
+    base = base.replace(options, options + ', "block_size=128"')  # in blocks of 128
     base = "\n".join(line for line in base.splitlines() if not line.startswith("aliases"))
     digest = hashlib.sha256(adapter.read_bytes()).hexdigest()
     base += (

@@ -359,11 +359,18 @@ def _install(
 
     from shellfish.store.convert import convert_hf, export_python
     from shellfish.store.install import _genai_manifest
+    from shellfish.store.quantize import INT8_BLOCK
 
     python = export_python(store.paths, environ, progress)
     base = store.catalog.find(source["base"]["name"])
-    # built as the base is (for Qwen: int4 embedding, pruned LM head; see its descriptor)
-    builder_options = base.sources[0].builder_options if base and base.sources else ()
+    # built as the base is (for Qwen: int4 embedding, pruned LM head; see its descriptor), at
+    # int8 in blocks of 128 unless the base says otherwise (faster than the builder's 32 and
+    # as good; docs/quality.md, "Precision")
+    builder_options = list(base.sources[0].builder_options if base and base.sources else ())
+    blocks = any(option.startswith("block_size=") for option in builder_options)
+    if options.precision == "int8" and not blocks:
+        builder_options.append(f"block_size={INT8_BLOCK}")
+    source["builder_options"] = builder_options
     with store.lock(name), store.staging(name) as staging:
         build = work / "build"
         try:
