@@ -108,3 +108,45 @@ def test_flags_are_read_by_the_parser() -> None:
     assert flag_problems("sudo -u bob frob -a -q", known) == [
         "frob: unknown flag -q (not in the local man page / --help)"
     ]
+
+
+@needs_zsh
+def test_several_lines_are_checked_together_and_remembered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import subprocess
+
+    from shellfish.suggest import checks
+
+    lines = ["ls | | grep x", "echo ok", "for f in *; do echo $f", "echo ok", "true && false"]
+    alone = {line: checks.parse_errors([line], "zsh")[line] for line in set(lines)}
+    checks._parsed.clear()
+    started = []
+    real = subprocess.Popen
+
+    def counting(*args: object, **kwargs: object) -> subprocess.Popen[bytes]:
+        started.append(args)
+        return real(*args, **kwargs)  # type: ignore[call-overload,no-any-return]
+
+    monkeypatch.setattr(subprocess, "Popen", counting)
+    together = checks.parse_errors(lines, "zsh")
+    assert together == alone  # the same verdicts as one at a time
+    assert together["ls | | grep x"] and together["echo ok"] is None
+    assert len(started) == 4  # one shell per distinct line
+    assert checks.parse_errors(lines[::-1], "zsh") == alone
+    assert len(started) == 4  # remembered: no shell started again
+
+
+def test_a_shell_that_hangs_gives_no_verdict_and_is_asked_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shellfish.suggest import checks
+
+    fake = tmp_path / "bin" / "zsh"
+    fake.parent.mkdir()
+    fake.write_text(f"#!/bin/sh\nexec {shutil.which('sleep')} 5\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(fake.parent))
+    monkeypatch.setattr(checks, "PARSE_TIMEOUT_S", 0.3)
+    assert checks.parse_errors(["ls", "ls -l"], "zsh") == {"ls": None, "ls -l": None}
+    assert not any(exe == str(fake) for exe, _ in checks._parsed)  # a killed shell is no answer

@@ -18,6 +18,9 @@ import os
 import re
 import shutil
 import subprocess
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +52,9 @@ BUILTINS = frozenset(_BUILTIN_WORDS.split())
 ALWAYS_OK = frozenset({"--help", "--version", "-h"})
 
 PARSE_TIMEOUT_S = 3.0
+PARSE_MEMORY = 4096
+_parsed: OrderedDict[tuple[str, str], str | None] = OrderedDict()
+_parsed_lock = threading.Lock()
 
 
 @dataclass
@@ -71,6 +77,7 @@ def validate_command(
     which: Callable[[str], str | None] = shutil.which,
     cwd: str | None = None,
     home: str | None = None,
+    parse: Callable[[str, str], str | None] | None = None,
 ) -> Validation:
     """Check one suggested command line (never run); `checks` add problem lines of their own.
 
@@ -84,7 +91,7 @@ def validate_command(
     here = cwd if cwd is not None and Path(cwd).is_dir() else None
     for word in missing_programs(cmd, which=which, cwd=here):
         problems.append(f"{word}: command not found on this machine")
-    error = parse_error(cmd, shell)
+    error = (parse or parse_error)(cmd, shell)
     if error:
         problems.append(f"does not parse in {shell}: {error}")
     for check in checks:
@@ -103,8 +110,11 @@ def check_candidates(
     if index is not None:
         known = index.known_flags
         checks.append(lambda cmd: flag_problems(cmd, known))
+    parsed = parse_errors([c.command for c in candidates if c.command.strip()], shell)
     for c in candidates:
-        result = validate_command(c.command, shell, checks=checks, cwd=cwd, home=home)
+        result = validate_command(
+            c.command, shell, checks=checks, cwd=cwd, home=home, parse=lambda cmd, _: parsed[cmd]
+        )
         c.valid = bool(result.ok)
         c.problems = list(result.problems)
         c.danger = list(result.danger)
@@ -156,25 +166,74 @@ def parse_error(cmd: str, shell: str = "zsh") -> str | None:
 
     None as well when that shell is not installed (nothing to check against).
     """
+    return parse_errors([cmd], shell)[cmd]
+
+
+def parse_errors(cmds: Sequence[str], shell: str = "zsh") -> dict[str, str | None]:
+    """`parse_error` of several lines: one `shell -n` each, all started at once, remembered.
+
+    A suggestion checks about six candidates; one shell after another took ~13 ms of the
+    checks' ~22 ms (`benchmarks/suggest_stages.py`), started together they overlap. Retrieved
+    training commands come back request after request, so answers are kept (per shell binary,
+    `PARSE_MEMORY` lines, the oldest forgotten first).
+    """
     exe = shutil.which(shell)
     if exe is None:
-        return None
+        return dict.fromkeys(cmds)
+    answers: dict[str, str | None] = {}
+    todo: list[str] = []
+    with _parsed_lock:
+        for cmd in dict.fromkeys(cmds):
+            key = (exe, cmd)
+            if key in _parsed:
+                _parsed.move_to_end(key)
+                answers[cmd] = _parsed[key]
+            else:
+                todo.append(cmd)
     # bash takes long options only before short ones: `bash -n --norc` is an error.
     argv = [exe, "-n", "-f"] if shell == "zsh" else [exe, "--norc", "-n"]
+    env = {"PATH": os.environ.get("PATH", ""), "LC_ALL": "C.UTF-8"}
+    started: list[tuple[str, subprocess.Popen[bytes] | None]] = []
+    for cmd in todo:
+        try:
+            process = subprocess.Popen(
+                argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                env=env,
+            )
+        except OSError:
+            started.append((cmd, None))
+            continue
+        started.append((cmd, process))
+    deadline = time.monotonic() + PARSE_TIMEOUT_S
+    for cmd, proc in started:
+        answers[cmd] = _complaint(proc, cmd, exe, shell, deadline) if proc else None
+    with _parsed_lock:
+        for cmd, proc in started:
+            if proc is not None and proc.returncode is not None and proc.returncode >= 0:
+                _parsed[(exe, cmd)] = answers[cmd]  # a shell that was killed is not an answer
+        while len(_parsed) > PARSE_MEMORY:
+            _parsed.popitem(last=False)
+    return answers
+
+
+def _complaint(
+    proc: subprocess.Popen[bytes], cmd: str, exe: str, shell: str, deadline: float
+) -> str | None:
+    """Feed `cmd` to a started `shell -n` and read its verdict (None: parses, or no answer)."""
     try:
-        proc = subprocess.run(
-            argv,
-            input=cmd.encode("utf-8", "surrogateescape"),
-            capture_output=True,
-            timeout=PARSE_TIMEOUT_S,
-            check=False,
-            env={"PATH": os.environ.get("PATH", ""), "LC_ALL": "C.UTF-8"},
-        )
+        stderr = proc.communicate(
+            cmd.encode("utf-8", "surrogateescape"), timeout=max(deadline - time.monotonic(), 0.01)
+        )[1]
     except (OSError, subprocess.TimeoutExpired):
+        proc.kill()
+        proc.wait()
         return None
     if proc.returncode == 0:
         return None
-    lines = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+    lines = stderr.decode("utf-8", "replace").strip().splitlines()
     message = lines[0] if lines else f"{shell} -n exited with status {proc.returncode}"
     # "zsh: parse error near `|'" / "bash: line 1: syntax error ..." -> drop the shell's prefix
     for prefix in (f"{exe}: ", f"{shell}: "):
