@@ -65,6 +65,28 @@ def test_parse_page_resolves_placeholders() -> None:
     assert examples[1].command == "tar xf path/to/source.tar -C path/to/directory"
 
 
+def test_placeholders_with_choices_take_the_first_not_a_pipe() -> None:
+    page = """# tool
+
+- Display help or version:
+
+`tool --{{help|version}}`
+
+- Turn it on or off:
+
+`tool set {{on|off}} {{[-q|--quiet]}}`
+
+- Pipe inside a placeholder stays a pipe:
+
+`watch {{make | sed 10q}}`
+"""
+    assert [e.command for e in parse_page(page, "tool")] == [
+        "tool --help",
+        "tool set on -q",
+        "watch make | sed 10q",
+    ]
+
+
 def test_pull_small_archive_and_build(served: tuple[str, Path], make_env, tmp_path: Path) -> None:
     url, root = served
     (root / "tldr.zip").write_bytes(_small_zip())

@@ -43,6 +43,8 @@ REQUESTS = [
 
 def test_plausible_arguments_replace_tldr_placeholders() -> None:
     assert plausible_argument("[-C|--directory]") == "-C"
+    assert plausible_argument("on|off") == "on"  # a choice, not `on|off` (a pipe)
+    assert plausible_argument("path/to/file.zip|url") == "file.zip"
     assert plausible_argument("path/to/file.zip") == "file.zip"
     assert plausible_argument("path/to/directory") in ("projects", "src", "backups", "docs")
     assert plausible_argument("username", 1) == "deploy"

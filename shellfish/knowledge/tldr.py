@@ -26,6 +26,9 @@ MAX_BYTES = 64 * 1024 * 1024
 
 _PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}")
 _ALTERNATIVES = re.compile(r"^\[([^\]|]+)\|[^\]]*\]$")
+# {{on|off}}, {{name|id}}, --{{help|version}}: one word with choices, no brackets (1,600 of the
+# shipped pages' placeholders). Written as it stands it would be a pipe: `set on|off`.
+_BARE_ALTERNATIVES = re.compile(r"^([^\s|\[\]]+)(?:\|[^\s|\[\]]+)+$")
 
 
 class KnowledgeError(ShellfishError):
@@ -45,12 +48,16 @@ class Example:
     command: str
 
 
+def first_alternative(inner: str) -> str | None:
+    """The first choice of a placeholder that offers several, else None: ``[-C|--directory]``
+    -> ``-C`` (an option, in its short spelling), ``on|off`` -> ``on``."""
+    alt = _ALTERNATIVES.match(inner) or _BARE_ALTERNATIVES.match(inner)
+    return alt.group(1) if alt else None
+
+
 def _placeholder(match: re.Match[str]) -> str:
     inner = match.group(1)
-    alt = _ALTERNATIVES.match(inner)
-    if alt:  # {{[-C|--directory]}}: the option, in its short spelling
-        return alt.group(1)
-    return inner
+    return first_alternative(inner) or inner
 
 
 def parse_page(

@@ -70,21 +70,25 @@ _VALUES: dict[str, tuple[str, ...]] = {
     "key": ("name",),
     "value": ("42",),
 }
-_ALTERNATIVES = re.compile(r"^\[([^\]|]+)\|[^\]]*\]$")
 _PATH_PREFIX = re.compile(r"^(?:/?path/to/|~/path/to/)")
 
 
 def plausible_argument(inner: str, salt: int = 0) -> str:
     """A concrete argument for a tldr ``{{placeholder}}`` (deterministic for a given salt).
 
-    ``[-C|--directory]`` -> ``-C``; ``path/to/file.zip`` -> ``file.zip``; ``path/to/directory``
+    ``[-C|--directory]`` -> ``-C``; ``on|off`` -> ``on``; ``path/to/file.zip|url`` ->
+    ``file.zip``; ``path/to/file.zip`` -> ``file.zip``; ``path/to/directory``
     -> ``projects``; ``username`` -> ``alice``; a placeholder that already reads like a value
     (``8080``, ``*.txt``, ``origin``) stays as written.
     """
+    from shellfish.knowledge.tldr import first_alternative
+
     text = inner.strip()
-    alt = _ALTERNATIVES.match(text)
-    if alt:
-        return alt.group(1)
+    choice = first_alternative(text)
+    if choice is not None:
+        text = choice
+        if choice.startswith("-"):
+            return choice  # an option, not an argument to make plausible
     tail = _PATH_PREFIX.sub("", text)
     key = tail.lower().replace(" ", "_").replace("-", "_").rstrip("s")
     if key.endswith("[s]"):
