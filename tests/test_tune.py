@@ -20,9 +20,12 @@ from shellfish.tune.data import (
     Collected,
     Pair,
     accepted_suggestions,
+    implicit_programs,
     plausible_argument,
     read_pairs,
+    read_tldr,
     render_examples,
+    tldr_request,
 )
 
 REQUESTS = [
@@ -51,6 +54,34 @@ def test_plausible_arguments_replace_tldr_placeholders() -> None:
     assert plausible_argument("port") in ("8080", "22")
     assert "{{" not in plausible_argument("something odd")
     assert plausible_argument("some words") == "some_words"
+    assert plausible_argument("path/to/file1 path/to/file2 ...") == "file1 file2"
+
+
+def test_tldr_requests_name_their_program_unless_it_is_an_everyday_one(tmp_path: Path) -> None:
+    import zipfile
+
+    everyday = implicit_programs(["ls -la", "sudo ls", "LC_ALL=C ls x", "tuxi -h"], at_least=3)
+    assert everyday == frozenset({"ls"})
+    assert tldr_request("List all files, including hidden files", "ls -a", everyday) == (
+        "List all files, including hidden files"
+    )
+    assert tldr_request("Display help", "tuxi -h", everyday) == "Display help using tuxi"
+    assert tldr_request("Show tuxi's help", "tuxi -h", everyday) == "Show tuxi's help"
+
+    archive = tmp_path / "tldr.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr(
+            "pages/common/tuxi.md",
+            "# tuxi\n\n- Display help:\n\n`tuxi -h`\n\n- Search again:\n\n`<Ctrl f>`\n\n"
+            "- Archive some files:\n\n`tar cf out.tar {{path/to/file1 path/to/file2 ...}}`\n",
+        )
+    collected = Collected()
+    read_tldr(collected, archive, ("common",), frozenset({"tar"}))
+    assert [(p.request, p.command) for p in collected.pairs] == [
+        ("Display help using tuxi", "tuxi -h"),
+        ("Archive some files", "tar cf out.tar file1 file2"),
+    ]
+    assert collected.skipped == {"tldr": 1}  # keys to press are no command line
 
 
 def test_broken_lines_are_skipped_and_counted(tmp_path: Path) -> None:

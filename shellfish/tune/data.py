@@ -77,13 +77,16 @@ def plausible_argument(inner: str, salt: int = 0) -> str:
     """A concrete argument for a tldr ``{{placeholder}}`` (deterministic for a given salt).
 
     ``[-C|--directory]`` -> ``-C``; ``on|off`` -> ``on``; ``path/to/file.zip|url`` ->
-    ``file.zip``; ``path/to/file.zip`` -> ``file.zip``; ``path/to/directory``
+    ``file.zip``; ``path/to/file1 path/to/file2 ...`` -> ``file1 file2``; ``path/to/directory``
     -> ``projects``; ``username`` -> ``alice``; a placeholder that already reads like a value
     (``8080``, ``*.txt``, ``origin``) stays as written.
     """
     from shellfish.knowledge.tldr import first_alternative
 
     text = inner.strip()
+    words = text.split()
+    if len(words) > 1 and words[-1] == "...":  # {{path/to/file1 path/to/file2 ...}}
+        return " ".join(plausible_argument(w, salt + i) for i, w in enumerate(words[:-1]))
     choice = first_alternative(text)
     if choice is not None:
         text = choice
@@ -145,7 +148,14 @@ def read_pairs(collected: Collected, nl: Path, cm: Path, source: str) -> None:
         collected.skipped[source] = collected.skipped.get(source, 0) + extra
 
 
-def read_tldr(collected: Collected, archive: Path, platforms: tuple[str, ...]) -> None:
+def read_tldr(
+    collected: Collected,
+    archive: Path,
+    platforms: tuple[str, ...],
+    implicit: frozenset[str] = frozenset(),
+) -> None:
+    """The tldr examples as pairs; requests name their program unless it is in `implicit`
+    (see `tldr_request`)."""
     from shellfish.knowledge.tldr import read_archive
 
     collected.files[str(archive)] = sha256_file(archive)
@@ -155,7 +165,49 @@ def read_tldr(collected: Collected, archive: Path, platforms: tuple[str, ...]) -
         return plausible_argument(match.group(1), next(counter))
 
     for example in read_archive(archive, platforms, fill=fill):
-        collected.add("tldr", example.description, example.command)
+        if example.command.startswith("<"):  # keys to press in a program (`<Ctrl f>`), no line
+            collected.skipped["tldr"] = collected.skipped.get("tldr", 0) + 1
+            continue
+        request = tldr_request(example.description, example.command, implicit)
+        collected.add("tldr", request, example.command)
+
+
+# A tldr description rarely names its program: "Display help" (of which?), "Specify a timeout
+# period before unpublishing" (npm). As a training request it would teach the model to guess
+# one. Requests for everyday programs leave the program implicit, as NL2Bash's do ("list all
+# files including hidden ones": ls), so the programs that lead at least this many of the
+# request->command pairs already collected stay implicit; every other one is named.
+IMPLICIT_AT_LEAST = 20
+
+
+def first_word(command: str) -> str:
+    """The program a command line starts with, roughly: the first word after `sudo` and
+    variable assignments (enough to count programs over thousands of pairs)."""
+    for word in command.split():
+        if word == "sudo" or ("=" in word and not word.startswith("-")):
+            continue
+        return word.strip("'\"")
+    return ""
+
+
+def implicit_programs(commands: Iterable[str], at_least: int = IMPLICIT_AT_LEAST) -> frozenset[str]:
+    """Programs that lead at least `at_least` of `commands`."""
+    counts: dict[str, int] = {}
+    for command in commands:
+        word = first_word(command)
+        counts[word] = counts.get(word, 0) + 1
+    return frozenset(w for w, n in counts.items() if w and n >= at_least)
+
+
+def tldr_request(description: str, command: str, implicit: frozenset[str]) -> str:
+    """`description` as a request: "Display help" + `tuxi -h` -> "Display help using tuxi";
+    unchanged when the program is implicit or the description names it already."""
+    program = first_word(command)
+    if not program or program in implicit:
+        return description
+    if re.search(rf"(?<![\w-]){re.escape(program)}(?![\w-])", description, re.IGNORECASE):
+        return description
+    return f"{description} using {program}"
 
 
 def accepted_suggestions(

@@ -239,7 +239,14 @@ def _prepare_data(
 ) -> tuple[Path, dict[str, Any]]:
     from shellfish.knowledge.shipped import shipped_pairs, shipped_tldr
     from shellfish.suggest.prompts import ANSWER_PREFIX
-    from shellfish.tune.data import Collected, read_pairs, read_tldr, render_examples, write_jsonl
+    from shellfish.tune.data import (
+        Collected,
+        implicit_programs,
+        read_pairs,
+        read_tldr,
+        render_examples,
+        write_jsonl,
+    )
 
     collected = Collected()
     if options.shipped:
@@ -247,7 +254,8 @@ def _prepare_data(
         if pairs is not None:
             read_pairs(collected, *pairs, source="nl2bash")
         if tldr is not None:
-            read_tldr(collected, tldr, ("common", "linux"))
+            implicit = implicit_programs(p.command for p in collected.pairs)
+            read_tldr(collected, tldr, ("common", "linux"), implicit)
     for nl, cm in options.pairs:
         read_pairs(collected, nl, cm, source="pairs")
     if options.history:
