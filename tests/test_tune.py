@@ -323,6 +323,40 @@ def test_a_finished_run_asked_for_more_steps_goes_on(tiny_base: Path, tmp_path: 
     assert "already took 7 steps, more than the 5 asked for" in fewer.stderr
 
 
+def test_a_run_can_start_from_an_earlier_adapter(tiny_base: Path, tmp_path: Path) -> None:
+    """--init-adapter: a second run starts where the first ended (its first loss near the
+    first run's last, far under a fresh start's), is a run of its own (not a resume of the
+    other), and an adapter of another shape is refused with one clear error."""
+    from shellfish.tune.run import WORKER
+
+    data = tmp_path / "train.jsonl"
+    data.write_text(
+        "".join(
+            json.dumps({"prompt": f"Q: {r}\nA:", "completion": f" {c}"}) + "\n" for r, c in REQUESTS
+        )
+    )
+
+    def train(work: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, str(WORKER), "train", "--base", str(tiny_base), "--data"]
+        cmd += [str(data), "--work", str(work), "--epochs", "40", "--batch-tokens", "64"]
+        cmd += ["--lr", "1e-2", *extra]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+
+    first = train(tmp_path / "a", "--max-steps", "30")
+    assert first.returncode == 0, first.stderr[-2000:]
+    trained = json.loads(first.stdout.strip().splitlines()[-1])
+    adapter = tmp_path / "a" / "adapter" / "adapter.safetensors"
+    fresh = train(tmp_path / "b", "--max-steps", "1")
+    warm = train(tmp_path / "c", "--max-steps", "1", "--init-adapter", str(adapter))
+    assert warm.returncode == 0 and "@@initialised" in warm.stderr, warm.stderr[-2000:]
+    fresh_loss = json.loads(fresh.stdout.strip().splitlines()[-1])["first_loss"]
+    warm_loss = json.loads(warm.stdout.strip().splitlines()[-1])["first_loss"]
+    assert warm_loss < 0.5 * fresh_loss
+    assert warm_loss < 2 * max(trained["last_loss"], 0.05)
+    wrong = train(tmp_path / "d", "--max-steps", "1", "--rank", "8", "--init-adapter", str(adapter))
+    assert wrong.returncode != 0 and "does not fit this model" in wrong.stderr
+
+
 def test_a_corrupt_adapter_is_refused(tmp_path: Path) -> None:
     from shellfish.store.store import sha256_file
     from shellfish.tune.run import TuneError, check_adapter
@@ -361,6 +395,13 @@ def test_cli_tune_rejects_a_missing_pairs_file(tmp_path: Path) -> None:
     assert "does not exist" in env.stderr.getvalue()
     # told before anything was downloaded or converted
     paths = get_paths(_env(tmp_path))
+    assert not (paths.cache / "wheels").exists() and not (paths.data / "tune" / "base").exists()
+    # likewise a missing --init-adapter
+    nl, cm = _pairs(tmp_path)
+    argv = ["tune", "qwen", "--pairs", str(nl), str(cm), "--no-shipped"]
+    argv += ["--init-adapter", str(tmp_path / "gone.safetensors")]
+    assert main(argv, env) == 2
+    assert "no adapter at" in env.stderr.getvalue()
     assert not (paths.cache / "wheels").exists() and not (paths.data / "tune" / "base").exists()
 
 

@@ -80,6 +80,13 @@ def register(subparsers: Any) -> None:
         "the merged weights undid the adapter, see docs/quality.md)",
     )
     p.add_argument("--limit", type=int, default=0, help="use only the first N pairs")
+    p.add_argument(
+        "--init-adapter",
+        type=Path,
+        metavar="FILE",
+        help="start from this adapter (.safetensors of an earlier run on the same base and "
+        "rank) instead of a fresh one",
+    )
     p.set_defaults(func=cmd_tune)
 
 
@@ -109,6 +116,7 @@ def cmd_tune(args: argparse.Namespace, env: Environment) -> int:
         bf16=not args.fp32,
         precision=args.precision,
         limit=args.limit,
+        init_adapter=args.init_adapter.expanduser() if args.init_adapter else None,
     )
     store = make_store(env)
     command = "shellfish " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["tune"] else ""

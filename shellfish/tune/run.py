@@ -56,6 +56,7 @@ class TuneOptions:
     bf16: bool = True
     precision: str = "int8"  # int4 re-quantisation undid the adapter (docs/quality.md)
     limit: int = 0  # use only the first N pairs (pipeline checks)
+    init_adapter: Path | None = None  # start from this adapter.safetensors (same base, rank)
 
     def hyper_parameters(self) -> dict[str, Any]:
         keys = ("examples", "rank", "alpha", "lr", "epochs", "max_steps", "batch_tokens")
@@ -90,6 +91,7 @@ def run_tune(
     work = store.paths.data / "tune" / name
     work.mkdir(parents=True, exist_ok=True)
     template = _template(store, base_name)
+    init = _init_adapter(options)
     data_path, data_info = _prepare_data(store, options, template, work, environ)
     base_dir, base_info = _base_checkpoint(store, options, environ, progress)
     python = export_python(store.paths, environ, progress)
@@ -99,6 +101,7 @@ def run_tune(
             "train",
             *("--base", str(base_dir), "--data", str(data_path), "--work", str(work)),
             *_train_flags(options),
+            *(("--init-adapter", str(options.init_adapter)) if options.init_adapter else ()),
         ],
         on_step,
     )
@@ -124,6 +127,8 @@ def run_tune(
         "template": template,
         "command": command,
     }
+    if init is not None:
+        source["init_adapter"] = init
     model = _install(store, name, merged, work, source, options, environ, progress, validator)
     return TuneResult(
         model,
@@ -132,6 +137,17 @@ def run_tune(
         train.get("last_loss"),
         data_info["skipped"],
     )
+
+
+def _init_adapter(options: TuneOptions) -> dict[str, Any] | None:
+    """What the run starts from (`--init-adapter`): its path and sha256, recorded in the
+    manifest; a missing file is told before anything is downloaded or trained."""
+    if options.init_adapter is None:
+        return None
+    path = options.init_adapter
+    if not path.is_file():
+        raise UsageError(f"no adapter at {path}", hint="give an adapter .safetensors file")
+    return {"path": str(path), "sha256": sha256_file(path)}
 
 
 def check_adapter(adapter: Path, expected_sha256: str) -> None:

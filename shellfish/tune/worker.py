@@ -188,6 +188,8 @@ def run_key(args: argparse.Namespace, data_sha: str) -> str:
         args.batch_tokens,
         args.seed,
     ]
+    if args.init_adapter is not None:  # a run that starts from another adapter is another run
+        fields.append(sha256_of(args.init_adapter))
     return hashlib.sha256(json.dumps(fields).encode()).hexdigest()[:16]
 
 
@@ -268,6 +270,11 @@ def train(args: argparse.Namespace) -> int:
                 report("extended", {"step": step, "steps": total})
             else:
                 report("resumed", {"step": step})
+    if step == 0 and args.init_adapter is not None:
+        problem = init_from(wrapped, args.init_adapter)
+        if problem:
+            return fail("data", problem)
+        report("initialised", {"adapter": str(args.init_adapter)})
     first = schedules[-1]["from"]  # where the current schedule's warm-up begins
     losses: list[float] = []
 
@@ -335,6 +342,28 @@ def train(args: argparse.Namespace) -> int:
         )
     )
     return 0
+
+
+def init_from(wrapped: dict[str, Any], path: Path) -> str:
+    """Start the adapter at the weights of a saved one (`write_adapter`'s file, same targets and
+    rank): "" when done, else what does not fit."""
+    from safetensors.torch import load_file
+
+    try:
+        tensors = load_file(str(path))
+    except Exception as exc:  # safetensors raises its own error types
+        return f"cannot read the adapter {path}: {exc}"
+    for name, w in wrapped.items():
+        for part, param in (("lora_a", w.lora_a), ("lora_b", w.lora_b)):
+            tensor = tensors.get(f"{name}.{part}")
+            if tensor is None or tuple(tensor.shape) != tuple(param.shape):
+                found = "missing" if tensor is None else f"shape {tuple(tensor.shape)}"
+                return (
+                    f"the adapter {path} does not fit this model: {name}.{part} is {found}, "
+                    f"expected {tuple(param.shape)} (same base model and --rank?)"
+                )
+            param.data.copy_(tensor.to(param.dtype))
+    return ""
 
 
 def write_adapter(
@@ -408,6 +437,7 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--save-every", type=int, default=50)
     t.add_argument("--device", default="cpu")
     t.add_argument("--bf16", action="store_true")
+    t.add_argument("--init-adapter", type=Path, help="start from this adapter.safetensors")
     m = sub.add_parser("merge")
     m.add_argument("--base", required=True, type=Path)
     m.add_argument("--adapter", required=True, type=Path)
