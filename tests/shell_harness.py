@@ -50,6 +50,14 @@ def require(program: str) -> str:
     return path
 
 
+def _terminal_signals() -> None:
+    """Ctrl+C and Ctrl+\\ as a terminal delivers them. A test run started in the background
+    (`make check &`, `nohup`) inherits SIGINT ignored, and a shell started with a signal ignored
+    may not trap it: the widgets' Ctrl+C tests then fail for a reason no user has."""
+    for number in (signal.SIGINT, signal.SIGQUIT):
+        signal.signal(number, signal.SIG_DFL)
+
+
 class PtyShell:
     def __init__(self, argv: list[str], env: dict[str, str], cwd: Path, dump: Path) -> None:
         self.dump = dump
@@ -59,6 +67,7 @@ class PtyShell:
         if pid == 0:  # child
             try:
                 os.chdir(cwd)
+                _terminal_signals()
                 os.execve(argv[0], argv, env)
             finally:
                 os._exit(127)
@@ -154,6 +163,7 @@ class TmuxShell(PtyShell):
             [*self.tmux, "new-session", "-d", "-s", "t", *size, "-c", str(cwd), "sh", "-c", start],
             check=True,
             env={**os.environ, "TMUX": ""},
+            preexec_fn=_terminal_signals,  # the tmux server, and so the pane's shell
         )
         subprocess.run(
             [*self.tmux, "pipe-pane", "-t", "t", "-o", f"cat >> {shlex.quote(str(self.log))}"],
