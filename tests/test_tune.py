@@ -46,6 +46,7 @@ REQUESTS = [
 
 def test_plausible_arguments_replace_tldr_placeholders() -> None:
     assert plausible_argument("[-C|--directory]") == "-C"
+    assert plausible_argument("[images|image ls]") == "images"  # a subcommand, not a file
     assert plausible_argument("on|off") == "on"  # a choice, not `on|off` (a pipe)
     assert plausible_argument("path/to/file.zip|url") == "file.zip"
     assert plausible_argument("path/to/file.zip") == "file.zip"

@@ -98,9 +98,8 @@ def prepare(model: onnx.ModelProto) -> int:
         rewritten = 0
         nodes: list[onnx.NodeProto] = []
         for node in graph.node:
-            for attr in node.attribute:
-                for sub in [attr.g] if attr.HasField("g") else list(attr.graphs):
-                    rewritten += walk(sub)
+            for sub in _subgraphs(node):
+                rewritten += walk(sub)
             if node.op_type == "Gemm" and _plain_gemm(node) and node.input[1] in tensors:
                 weight, label = node.input[1], node.name or node.output[0]  # names are unique
                 if _attr(node, "transB", 0):
@@ -125,7 +124,7 @@ def prepare(model: onnx.ModelProto) -> int:
                 source is not None
                 and source.op_type == "Transpose"
                 and source.input[0] in tensors
-                and _rank(tensors[source.input[0]]) == 2
+                and len(tensors[source.input[0]].dims) == 2
             ):
                 node.input[1] = transpose_of(source.input[0], _attr(source, "perm", None))
                 rewritten += 1
@@ -157,10 +156,6 @@ def _attr(node: onnx.NodeProto, name: str, default: Any) -> Any:
     return default
 
 
-def _rank(tensor: onnx.TensorProto) -> int:
-    return len(tensor.dims)
-
-
 def _unique(name: str, taken: dict[str, Any]) -> str:
     candidate, n = name, 1
     while candidate in taken:
@@ -169,19 +164,27 @@ def _unique(name: str, taken: dict[str, Any]) -> str:
     return candidate
 
 
+def _subgraphs(node: onnx.NodeProto) -> Iterator[onnx.GraphProto]:
+    """The branches / bodies of an If, Loop or Scan node."""
+    for attr in node.attribute:
+        if attr.HasField("g"):
+            yield attr.g
+        yield from attr.graphs
+
+
 def _graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
     yield graph
     for node in graph.node:
-        for attr in node.attribute:
-            for sub in [attr.g] if attr.HasField("g") else list(attr.graphs):
-                yield from _graphs(sub)
+        for sub in _subgraphs(node):
+            yield from _graphs(sub)
 
 
 def _drop_unused(root: onnx.GraphProto) -> None:
     """Remove nodes whose outputs nothing reads, then initializers nothing reads (the weights
     the rewrite replaced by transposed copies), in every graph; graph outputs stay."""
     graphs = list(_graphs(root))
-    while True:
+    removed = True
+    while removed:  # until a pass removes nothing: then `read` is what the graphs read
         read = {name for g in graphs for n in g.node for name in n.input}
         read |= {o.name for g in graphs for o in g.output}
         removed = False
@@ -191,10 +194,6 @@ def _drop_unused(root: onnx.GraphProto) -> None:
                 del g.node[:]
                 g.node.extend(keep)
                 removed = True
-        if not removed:
-            break
-    read = {name for g in graphs for n in g.node for name in n.input}
-    read |= {o.name for g in graphs for o in g.output}
     for g in graphs:
         keep_init = [t for t in g.initializer if t.name in read]
         if len(keep_init) != len(g.initializer):

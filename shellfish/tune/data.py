@@ -89,9 +89,9 @@ def plausible_argument(inner: str, salt: int = 0) -> str:
         return " ".join(plausible_argument(w, salt + i) for i, w in enumerate(words[:-1]))
     choice = first_alternative(text)
     if choice is not None:
-        text = choice
-        if choice.startswith("-"):
-            return choice  # an option, not an argument to make plausible
+        if text.startswith("["):  # [-C|--directory], [images|image ls]: words to type as is
+            return choice
+        text = choice  # path/to/file.zip|url: a placeholder in its own right
     tail = _PATH_PREFIX.sub("", text)
     key = tail.lower().replace(" ", "_").replace("-", "_").rstrip("s")
     if key.endswith("[s]"):
