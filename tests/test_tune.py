@@ -615,3 +615,45 @@ def test_an_adapter_is_merged_before_conversion(tiny_base: Path, tmp_path: Path)
             adapter=adapter,
         )
     assert not (tmp_path / "out2" / "genai_config.json").exists()
+    # an adapter from a run that diverged (NaN weights): refused by name, nothing built
+    save_file(
+        {f"{layer}.lora_a": a.half(), f"{layer}.lora_b": torch.full_like(b, float("nan")).half()},
+        str(adapter / "adapter.safetensors"),
+    )
+    with pytest.raises(UnsupportedModel, match="not finite"):
+        convert_hf(
+            Path(sys.executable),
+            tiny_base,
+            tmp_path / "out3",
+            tmp_path / "work3",
+            precision="fp32",
+            adapter=adapter,
+        )
+    assert not (tmp_path / "out3" / "genai_config.json").exists()
+
+
+def test_a_diverging_run_stops_with_a_clear_error_and_writes_no_adapter(
+    tiny_base: Path, tmp_path: Path
+) -> None:
+    """A step whose loss or gradient is not finite is skipped, never applied (one NaN poisons
+    every weight after it); a run where that keeps happening stops with one clear error. An
+    absurd learning rate makes the tiny model's weights overflow after its first update."""
+    from shellfish.tune.run import WORKER
+
+    data = tmp_path / "train.jsonl"
+    data.write_text(
+        "".join(
+            json.dumps({"prompt": f"Q: {r}\nA:", "completion": f" {c}"}) + "\n" for r, c in REQUESTS
+        )
+    )
+    work = tmp_path / "work"
+    cmd = [sys.executable, str(WORKER), "train", "--base", str(tiny_base), "--data", str(data)]
+    cmd += ["--work", str(work), "--epochs", "200", "--batch-tokens", "64", "--lr", "1e30"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "@@error data training diverged" in done.stderr
+    assert "lower --lr" in done.stderr
+    skipped = [x for x in done.stderr.splitlines() if x.startswith("@@nonfinite ")]
+    assert len(skipped) >= 20
+    assert json.loads(skipped[-1].split(" ", 1)[1])["in_row"] == 20
+    assert not (work / "adapter").exists()

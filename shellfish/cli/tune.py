@@ -129,9 +129,8 @@ def cmd_tune(args: argparse.Namespace, env: Environment) -> int:
                 progress.advance("train", info["step"] - 1)
                 started.append(True)
             progress.advance("train", 1)
-            progress.describe(
-                "train", f"train  loss {info['loss']:.3f}  {info['tokens_per_s']:.0f} tok/s"
-            )
+            loss = "skipped" if info["loss"] is None else f"{info['loss']:.3f}"
+            progress.describe("train", f"train  loss {loss}  {info['tokens_per_s']:.0f} tok/s")
 
         result = run_tune(
             store,
@@ -146,6 +145,11 @@ def cmd_tune(args: argparse.Namespace, env: Environment) -> int:
     env.info(
         f"trained {result.steps} steps (loss {result.first_loss} -> {result.last_loss}); "
         f"{skipped} broken training lines skipped"
+        + (
+            f"; {result.nonfinite_steps} steps skipped (loss not a finite number)"
+            if result.nonfinite_steps
+            else ""
+        )
     )
     env.stdout.write(f"{result.model.name}\t{result.model.path}\n")
     return ExitStatus.OK

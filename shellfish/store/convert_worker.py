@@ -168,6 +168,11 @@ def merge_lora(model: Any, tensors: dict[str, Any], scale: float) -> int:
             delta = (b.float() @ a.float()) * scale
             if tuple(delta.shape) != tuple(layer.weight.shape):
                 raise ValueError(f"adapter shape {tuple(delta.shape)} does not fit {name}")
+            if not bool(torch.isfinite(delta).all()):
+                raise ValueError(
+                    f"the adapter's {name} holds values that are not finite numbers"
+                    " (its training run diverged); it cannot be merged"
+                )
             layer.weight += delta.to(layer.weight.dtype)
             merged += 1
     return merged

@@ -70,6 +70,7 @@ class TuneResult:
     first_loss: float | None
     last_loss: float | None
     skipped: dict[str, int]
+    nonfinite_steps: int = 0  # steps skipped because their loss or gradient was not finite
 
 
 def run_tune(
@@ -123,6 +124,7 @@ def run_tune(
         "schedules": meta.get("schedules"),
         "first_loss": train.get("first_loss"),
         "last_loss": train.get("last_loss"),
+        "nonfinite_steps": int(train.get("nonfinite_steps") or 0),
         "adapter_sha256": meta["adapter_sha256"],
         "template": template,
         "command": command,
@@ -136,6 +138,7 @@ def run_tune(
         train.get("first_loss"),
         train.get("last_loss"),
         data_info["skipped"],
+        int(train.get("nonfinite_steps") or 0),
     )
 
 

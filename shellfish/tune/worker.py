@@ -44,6 +44,10 @@ TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
 MAX_SEQUENCE = 1024  # tokens; longer examples are skipped (and counted)
+# Steps in a row whose loss or gradient is not a finite number before the run gives up. One such
+# step is skipped (no update: a single NaN would poison every weight it reaches, and the adapter
+# after it); many in a row mean the run diverged.
+MAX_NONFINITE_IN_ROW = 20
 
 
 def report(kind: str, payload: dict[str, Any] | str) -> None:
@@ -277,6 +281,7 @@ def train(args: argparse.Namespace) -> int:
         report("initialised", {"adapter": str(args.init_adapter)})
     first = schedules[-1]["from"]  # where the current schedule's warm-up begins
     losses: list[float] = []
+    nonfinite, in_row = 0, 0  # skipped steps: in all, and in a row now
 
     def save(done: bool) -> None:
         lora = {}
@@ -301,15 +306,33 @@ def train(args: argparse.Namespace) -> int:
         try:
             with torch.autocast(args.device, dtype=torch.bfloat16, enabled=args.bf16):
                 loss = completion_loss(model, ids, mask, target)
-            loss.backward()
+            finite = bool(torch.isfinite(loss))
+            if finite:
+                loss.backward()
         except (torch.OutOfMemoryError, MemoryError) as exc:
             return fail("oom", f"out of memory at step {step}: {exc}".splitlines()[0])
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
+        if finite:
+            norm = torch.nn.utils.clip_grad_norm_(params, 1.0)
+            finite = bool(torch.isfinite(norm))
+        if finite:
+            optimizer.step()
+            in_row = 0
+        else:
+            nonfinite += 1
+            in_row += 1
+            report("nonfinite", {"step": step, "in_row": in_row, "total": nonfinite})
         optimizer.zero_grad(set_to_none=True)
         step += 1
         tokens_seen += int(mask.sum())
-        losses.append(float(loss))
+        if finite:
+            losses.append(float(loss))
+        if in_row >= MAX_NONFINITE_IN_ROW:
+            return fail(
+                "data",
+                f"training diverged: the loss or its gradient was not a finite number for"
+                f" {in_row} steps in a row (up to step {step}); try a lower --lr."
+                f" The last good checkpoint is {checkpoint}",
+            )
         rate = (tokens_seen - seen_at_start) / max(1e-6, time.monotonic() - started)
         report(
             "progress",
@@ -317,7 +340,7 @@ def train(args: argparse.Namespace) -> int:
                 "step": step,
                 "steps": total,
                 "tokens": tokens_seen,
-                "loss": round(losses[-1], 4),
+                "loss": round(float(loss), 4) if finite else None,
                 "tokens_per_s": round(rate, 1),
             },
         )
@@ -328,7 +351,7 @@ def train(args: argparse.Namespace) -> int:
         if args.save_every and step % args.save_every == 0:
             save(done=False)
     save(done=True)
-    write_adapter(wrapped, args, step, skipped, len(examples), schedules)
+    write_adapter(wrapped, args, step, skipped, len(examples), schedules, nonfinite)
     print(
         json.dumps(
             {
@@ -336,6 +359,7 @@ def train(args: argparse.Namespace) -> int:
                 "tokens": tokens_seen,
                 "skipped": skipped,
                 "examples": len(examples),
+                "nonfinite_steps": nonfinite,
                 "first_loss": losses[0] if losses else None,
                 "last_loss": losses[-1] if losses else None,
             }
@@ -373,6 +397,7 @@ def write_adapter(
     skipped: int,
     n: int,
     schedules: list[dict[str, int]],
+    nonfinite: int = 0,
 ) -> None:
     import torch
     from safetensors.torch import save_file
@@ -392,6 +417,7 @@ def write_adapter(
         "schedules": schedules,
         "examples": n,
         "skipped": skipped,
+        "nonfinite_steps": nonfinite,
         "adapter_sha256": sha256_of(out / "adapter.safetensors"),
     }
     (out / "adapter.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
