@@ -5,6 +5,8 @@ from __future__ import annotations
 import gzip
 import os
 import stat
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -154,6 +156,27 @@ def test_missing_or_corrupt_index_is_a_clear_error(
         KnowledgeIndex.load(machine["root"])
 
 
+def test_a_line_broken_inside_the_index_is_told_when_read(tmp_path: Path) -> None:
+    """Examples are parsed when a search reads them (a suggestion reads a dozen of ~40k): the
+    first and last lines at load, a broken line in between as a clear error once it is read."""
+    nl, cm = tmp_path / "p.nl", tmp_path / "p.cm"
+    nl.write_text("frobnicate all files\nshow the disk usage\ncount lines in a file\n")
+    cm.write_text("frob -a .\ndu -sh .\nwc -l file\n")
+    root = tmp_path / "index"
+    options = BuildOptions(path_value="", manpath=[], history_files=[], pairs=(nl, cm))
+    build_index(root, options)
+    lines = (root / "examples.jsonl").read_text().splitlines()
+    assert len(lines) == 3
+    (root / "examples.jsonl").write_text("\n".join([lines[0], "{cut sh", lines[2]]) + "\n")
+    index = KnowledgeIndex.load(root)  # first and last lines parse
+    assert index.search("count lines in a file", k=1)[0].doc.command == "wc -l file"
+    with pytest.raises(KnowledgeError, match=r"corrupt \(examples.jsonl, line 2"):
+        index.search("show the disk usage", k=3)
+    (root / "examples.jsonl").write_text("\n".join([lines[0], lines[1], lines[2][:9]]) + "\n")
+    with pytest.raises(KnowledgeError, match="corrupt"):  # cut short: told at load
+        KnowledgeIndex.load(root)
+
+
 def test_misaligned_pairs_are_rejected(machine: dict[str, Path]) -> None:
     machine["cm"].write_text("frob -a .\n")
     with pytest.raises(KnowledgeError, match="aligned"):
@@ -168,6 +191,35 @@ def test_parse_options_from_help_and_roff() -> None:
     assert option_names(parse_options(text)) == {"-x", "--extract", "-z"}
     mdoc = ".Sh DESCRIPTION\n.Bl -tag\n.It Fl r\nrecurse\n.It Fl n Ar count\nlines\n.El\n"
     assert option_names(parse_options(roff_to_text(mdoc))) == {"-r", "-n"}
+
+
+BM25_RUN = """
+import json, random
+from shellfish.knowledge.bm25 import BM25
+rng = random.Random(0)
+words = [f"w{i}" for i in range(40)]
+docs = [[rng.choice(words) for _ in range(rng.randint(3, 12))] for _ in range(4000)]
+index = BM25().fit(docs)
+print(json.dumps([index.search([rng.choice(words) for _ in range(8)], 40) for _ in range(30)]))
+"""
+
+
+def test_bm25_results_do_not_depend_on_the_process() -> None:
+    """The same query finds the same documents in the same order in every process: scores are
+    summed in the query's order, not a set's (whose order follows the per-process string
+    hashing), so near-ties break the same way - for a suggestion's examples and for the
+    training data `shellfish tune` renders (whose sha256 decides whether a run resumes)."""
+    outputs = {
+        subprocess.run(
+            [sys.executable, "-c", BM25_RUN],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "PYTHONHASHSEED": str(seed)},
+        ).stdout
+        for seed in (1, 2, 3)
+    }
+    assert len(outputs) == 1
 
 
 def test_bm25_ranks_and_is_fast() -> None:

@@ -288,6 +288,26 @@ def test_no_index_still_suggests_with_a_status(tmp_path: Path) -> None:
     assert done.texts == ["ls"]
 
 
+def test_a_broken_index_line_still_suggests_with_a_status(tmp_path: Path) -> None:
+    """A line of the index broken after it was built (parsed only when a search reads it)
+    costs the retrieval, not the suggestion."""
+    nl, cm = tmp_path / "p.nl", tmp_path / "p.cm"
+    nl.write_text("count lines in a file\nfrobnicate all hidden files\nshow the disk usage\n")
+    cm.write_text("wc -l file\nfrob -a .\ndu -sh .\n")
+    paths = get_paths({"SHELLFISH_HOME": str(tmp_path / "home")})
+    options = BuildOptions(path_value="", manpath=[], history_files=[], pairs=(nl, cm))
+    build_index(paths.knowledge, options)
+    examples = paths.knowledge / "examples.jsonl"
+    lines = examples.read_text().splitlines()
+    assert len(lines) == 3 and "frob -a ." in lines[1]
+    examples.write_text("\n".join([lines[0], '{"id": "pair:1", "kind": "pa', lines[2]]) + "\n")
+    runner = ScriptedRunner(["frob -a ."])
+    events, done = _run(runner, paths, "frobnicate hidden files", mode="full")
+    status = [e.message for e in events if isinstance(e, Status)]
+    assert any("knowledge index unusable" in m and "line 2" in m for m in status), status
+    assert done.texts == ["frob -a ."]
+
+
 def test_fix_prompt_carries_the_failed_command(tmp_path: Path) -> None:
     runner = ScriptedRunner(["git push origin main"])
     paths = get_paths({"SHELLFISH_HOME": str(tmp_path)})

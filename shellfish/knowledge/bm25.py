@@ -136,7 +136,10 @@ class BM25:
         out = np.zeros(self.n_docs, dtype=np.float32)
         if self.indptr is None or self.doc_ids is None or self.weights is None:
             return out
-        for term in set(query):
+        # In the query's order, not a set's: float32 sums in another order differ in the last
+        # bit, and a set's order changes with each process's string hashing - the same request
+        # retrieved other examples among near-ties from one run to the next.
+        for term in dict.fromkeys(query):
             j = self.vocab.get(term)
             if j is None:
                 continue

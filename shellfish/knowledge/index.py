@@ -20,9 +20,10 @@ import json
 import os
 import platform
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from shellfish.knowledge.bm25 import BM25, tokenize
 from shellfish.knowledge.system import ProgramRecord, default_manpath, refresh_programs
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     import numpy as np
 
 FORMAT = 1
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -249,15 +251,64 @@ def _read_meta(root: Path) -> dict[str, Any]:
         return {}
 
 
+class LazyRecords(Generic[T]):
+    """The lines of a JSON-lines file, each parsed the first time it is read.
+
+    A suggestion reads the dozen examples its search found out of ~40,000; parsing every line
+    at load took longer than the search (0.12 s of a cold `shellfish suggest`). The first and
+    last lines are parsed at once, so a file that is garbage or cut short is told at load; a
+    line broken in between is a KnowledgeError when it is read.
+    """
+
+    def __init__(self, path: Path, parse: Callable[[str], T]) -> None:
+        self.path = path
+        self._lines = _read_lines(path)
+        self._parse = parse
+        self._items: list[T | None] = [None] * len(self._lines)
+        if self._lines:  # garbage, or a file cut short: told now
+            _ = (self[0], self[-1])
+
+    def __len__(self) -> int:
+        return len(self._lines)
+
+    def __getitem__(self, i: int) -> T:
+        item = self._items[i]
+        if item is None:
+            try:
+                item = self._parse(self._lines[i])
+            except (ValueError, TypeError, KeyError) as exc:
+                raise KnowledgeError(
+                    f"the knowledge index in {self.path.parent} is corrupt"
+                    f" ({self.path.name}, line {i % len(self._lines) + 1}: {exc})",
+                    hint="run `shellfish knowledge build`",
+                ) from exc
+            self._items[i] = item
+        return item
+
+    def __iter__(self) -> Iterator[T]:
+        return (self[i] for i in range(len(self._lines)))
+
+
+def _parse_doc(line: str) -> Doc:
+    return Doc(**json.loads(line))
+
+
+def _parse_row(line: str) -> list[str]:
+    row = json.loads(line)
+    if not isinstance(row, list):
+        raise TypeError(f"expected a list, found {type(row).__name__}")
+    return row
+
+
 class KnowledgeIndex:
     """A loaded index: example search, option lines, program facts for validation."""
 
     def __init__(
         self,
         root: Path,
-        docs: list[Doc],
+        docs: LazyRecords[Doc],
         examples: BM25,
-        option_rows: list[list[str]],
+        option_rows: LazyRecords[list[str]],
         options: BM25,
         programs: dict[str, ProgramRecord],
         meta: dict[str, Any],
@@ -279,8 +330,8 @@ class KnowledgeIndex:
                 f"no knowledge index in {root}", hint="run `shellfish knowledge build`"
             )
         try:
-            docs = [Doc(**json.loads(line)) for line in _read_lines(root / "examples.jsonl")]
-            rows = [json.loads(line) for line in _read_lines(root / "options.jsonl")]
+            docs = LazyRecords(root / "examples.jsonl", _parse_doc)
+            rows = LazyRecords(root / "options.jsonl", _parse_row)
             examples = BM25.load(root / "examples")
             options = BM25.load(root / "options")
         except (ValueError, TypeError, KeyError, OSError) as exc:

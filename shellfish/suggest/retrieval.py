@@ -46,13 +46,18 @@ def retrieve(
     if found.index is None:
         found.warnings.append(NO_INDEX)
         return found
-    found.hits = found.index.search(request.text, k=hits)
+    try:
+        found.hits = found.index.search(request.text, k=hits)
+        if option_lines:
+            docs = [h.doc for h in found.hits]
+            found.option_lines = found.index.option_lines(request.text, docs, option_lines)
+    except ShellfishError as exc:  # a line of the index broken since it was built
+        found.warnings.append(f"knowledge index unusable: {exc}")
+        found.hits, found.option_lines = [], []
+        return found
     found.examples = [(h.doc.text, h.doc.command) for h in found.hits if h.doc.command]
     found.examples = found.examples[:examples]
     found.examples.reverse()  # nearest example last, right before the request
-    if option_lines:
-        docs = [h.doc for h in found.hits]
-        found.option_lines = found.index.option_lines(request.text, docs, option_lines)
     return found
 
 
