@@ -155,6 +155,10 @@ def test_training_prompt_is_the_run_time_suggestion_prompt() -> None:
     prompt = render_examples(pairs, render, 2)[3]["prompt"]  # "find python files"
     assert prompt.count("find . -name") == 0 and prompt.count("<|im_start|>user") == 3
     assert prompt.index("ls -a") < prompt.index("ls *.py")  # nearest last
+    # skip=1: the same pair with the next nearest instead (a second rendering)
+    second = render_examples(pairs, render, 1, skip=1)[3]["prompt"]
+    first = render_examples(pairs, render, 1)[3]["prompt"]
+    assert "ls *.py" in first and "ls *.py" not in second and "ls -a" in second
 
 
 # ---- the worker on a tiny random Qwen2 -----------------------------------------------------------

@@ -180,6 +180,18 @@ def read_tldr(
 IMPLICIT_AT_LEAST = 20
 
 
+def read_shipped(collected: Collected) -> None:
+    """The pairs the package ships: NL2Bash train, then the tldr examples (common + linux)."""
+    from shellfish.knowledge.shipped import shipped_pairs, shipped_tldr
+
+    pairs, tldr = shipped_pairs(), shipped_tldr()
+    if pairs is not None:
+        read_pairs(collected, *pairs, source="nl2bash")
+    if tldr is not None:
+        implicit = implicit_programs(p.command for p in collected.pairs)
+        read_tldr(collected, tldr, ("common", "linux"), implicit)
+
+
 def first_word(command: str) -> str:
     """The program a command line starts with, roughly: the first word after `sudo` and
     variable assignments (enough to count programs over thousands of pairs)."""
@@ -266,14 +278,18 @@ TRAINING_CONTEXT = {"os": "Linux", "shell": "bash", "cwd": "/home/user"}
 
 
 def render_examples(
-    pairs: list[Pair], render: Callable[[list[dict[str, str]]], str], examples: int
+    pairs: list[Pair],
+    render: Callable[[list[dict[str, str]]], str],
+    examples: int,
+    skip: int = 0,
 ) -> list[dict[str, str]]:
     """prompt / completion records: the run-time suggestion prompt for each pair.
 
     The messages come from the suggestion path's own `build_messages`, for a request as the
     shell widget sends it (`TRAINING_CONTEXT`). The `examples` nearest other pairs (BM25 over
     the requests, the pair itself and exact duplicates excluded) go in as earlier turns,
-    nearest last, as retrieval puts them.
+    nearest last, as retrieval puts them; `skip` passes over that many nearest first (a second
+    rendering of the same pairs with other examples).
     """
     from shellfish.knowledge.bm25 import BM25, tokenize
     from shellfish.request import TaskRequest
@@ -284,12 +300,12 @@ def render_examples(
     for i, pair in enumerate(pairs):
         shots: list[Pair] = []
         if index is not None:
-            hits = index.search(tokenize(pair.request), examples + 4)
+            hits = index.search(tokenize(pair.request), skip + examples + 4)
             shots = [
                 pairs[j]
                 for j, _score in hits
                 if j != i and (pairs[j].request, pairs[j].command) != (pair.request, pair.command)
-            ][:examples]
+            ][skip : skip + examples]
         request = TaskRequest(task="suggest", text=pair.request, context=dict(TRAINING_CONTEXT))
         messages = build_messages(request, [(s.request, s.command) for s in reversed(shots)])
         out.append({"prompt": render(messages), "completion": f"{pair.command}\n```"})

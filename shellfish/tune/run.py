@@ -256,25 +256,18 @@ def _prepare_data(
     work: Path,
     environ: dict[str, str],
 ) -> tuple[Path, dict[str, Any]]:
-    from shellfish.knowledge.shipped import shipped_pairs, shipped_tldr
     from shellfish.suggest.prompts import ANSWER_PREFIX
     from shellfish.tune.data import (
         Collected,
-        implicit_programs,
         read_pairs,
-        read_tldr,
+        read_shipped,
         render_examples,
         write_jsonl,
     )
 
     collected = Collected()
     if options.shipped:
-        pairs, tldr = shipped_pairs(), shipped_tldr()
-        if pairs is not None:
-            read_pairs(collected, *pairs, source="nl2bash")
-        if tldr is not None:
-            implicit = implicit_programs(p.command for p in collected.pairs)
-            read_tldr(collected, tldr, ("common", "linux"), implicit)
+        read_shipped(collected)
     for nl, cm in options.pairs:
         read_pairs(collected, nl, cm, source="pairs")
     if options.history:
