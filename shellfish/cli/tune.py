@@ -66,11 +66,17 @@ def register(subparsers: Any) -> None:
         "--batch-tokens",
         type=int,
         default=2048,
-        help="tokens per batch, padding included (default 2048)",
+        help="tokens per batch, padding included (default 2048; on a GPU 16384 keeps it"
+        " busy: 44k tokens/s on an H200, where 4096 gave ~14k beside a second run)",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--save-every", type=int, default=50, help="checkpoint every N steps")
-    p.add_argument("--device", default="cpu", choices=("cpu", "cuda", "mps"))
+    p.add_argument(
+        "--device",
+        default="cpu",
+        choices=("cpu", "cuda", "mps"),
+        help="where to train (default cpu; ~190 tokens/s on 2 cores)",
+    )
     p.add_argument("--fp32", action="store_true", help="train in fp32 (default: bf16 autocast)")
     p.add_argument(
         "--precision",
