@@ -330,8 +330,7 @@ def train(args: argparse.Namespace) -> int:
             return fail(
                 "data",
                 f"training diverged: the loss or its gradient was not a finite number for"
-                f" {in_row} steps in a row (up to step {step}); try a lower --lr."
-                f" The last good checkpoint is {checkpoint}",
+                f" {in_row} steps in a row (up to step {step}); try a lower --lr",
             )
         rate = (tokens_seen - seen_at_start) / max(1e-6, time.monotonic() - started)
         report(
