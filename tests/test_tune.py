@@ -178,6 +178,17 @@ def _pairs(tmp_path: Path) -> tuple[Path, Path]:
     return nl, cm
 
 
+def _worker_data(tmp_path: Path) -> Path:
+    """REQUESTS as the worker's prompt / completion lines."""
+    data = tmp_path / "train.jsonl"
+    data.write_text(
+        "".join(
+            json.dumps({"prompt": f"Q: {r}\nA:", "completion": f" {c}"}) + "\n" for r, c in REQUESTS
+        )
+    )
+    return data
+
+
 def _env(tmp_path: Path) -> dict[str, str]:
     return {
         "SHELLFISH_HOME": str(tmp_path / "home"),
@@ -241,12 +252,7 @@ def test_same_run_resumes(tiny_base: Path, tmp_path: Path) -> None:
     """Interrupt, then the identical command continues from the saved step."""
     from shellfish.tune.run import WORKER
 
-    data = tmp_path / "train.jsonl"
-    data.write_text(
-        "".join(
-            json.dumps({"prompt": f"Q: {r}\nA:", "completion": f" {c}"}) + "\n" for r, c in REQUESTS
-        )
-    )
+    data = _worker_data(tmp_path)
     work = tmp_path / "work"
     cmd = [
         sys.executable,
@@ -293,12 +299,7 @@ def test_a_finished_run_asked_for_more_steps_goes_on(tiny_base: Path, tmp_path: 
     schedule that adapter.json records; asking for fewer steps than were taken is refused."""
     from shellfish.tune.run import WORKER
 
-    data = tmp_path / "train.jsonl"
-    data.write_text(
-        "".join(
-            json.dumps({"prompt": f"Q: {r}\nA:", "completion": f" {c}"}) + "\n" for r, c in REQUESTS
-        )
-    )
+    data = _worker_data(tmp_path)
     work = tmp_path / "work"
 
     def train(steps: int) -> subprocess.CompletedProcess[str]:
@@ -334,12 +335,7 @@ def test_a_run_can_start_from_an_earlier_adapter(tiny_base: Path, tmp_path: Path
     other), and an adapter of another shape is refused with one clear error."""
     from shellfish.tune.run import WORKER
 
-    data = tmp_path / "train.jsonl"
-    data.write_text(
-        "".join(
-            json.dumps({"prompt": f"Q: {r}\nA:", "completion": f" {c}"}) + "\n" for r, c in REQUESTS
-        )
-    )
+    data = _worker_data(tmp_path)
 
     def train(work: Path, *extra: str) -> subprocess.CompletedProcess[str]:
         cmd = [sys.executable, str(WORKER), "train", "--base", str(tiny_base), "--data"]
@@ -605,35 +601,26 @@ def test_an_adapter_is_merged_before_conversion(tiny_base: Path, tmp_path: Path)
         keep_logits=True,
     )
     np.testing.assert_allclose(got.step_logits[0], want, atol=1e-3, rtol=0)
-    # an adapter naming a layer the model does not have: refused, nothing built
-    save_file({"nope.lora_a": a, "nope.lora_b": b}, str(adapter / "adapter.safetensors"))
     from shellfish.store.convert import UnsupportedModel
 
-    with pytest.raises(UnsupportedModel, match="nope"):
-        convert_hf(
-            Path(sys.executable),
-            tiny_base,
-            tmp_path / "out2",
-            tmp_path / "work2",
-            precision="fp32",
-            adapter=adapter,
-        )
-    assert not (tmp_path / "out2" / "genai_config.json").exists()
+    def refused(tensors: dict[str, torch.Tensor], match: str, name: str) -> None:
+        save_file(tensors, str(adapter / "adapter.safetensors"))
+        with pytest.raises(UnsupportedModel, match=match):
+            convert_hf(
+                Path(sys.executable),
+                tiny_base,
+                tmp_path / f"out-{name}",
+                tmp_path / f"work-{name}",
+                precision="fp32",
+                adapter=adapter,
+            )
+        assert not (tmp_path / f"out-{name}" / "genai_config.json").exists()
+
+    # an adapter naming a layer the model does not have: refused, nothing built
+    refused({"nope.lora_a": a, "nope.lora_b": b}, "nope", "unknown-layer")
     # an adapter from a run that diverged (NaN weights): refused by name, nothing built
-    save_file(
-        {f"{layer}.lora_a": a.half(), f"{layer}.lora_b": torch.full_like(b, float("nan")).half()},
-        str(adapter / "adapter.safetensors"),
-    )
-    with pytest.raises(UnsupportedModel, match="not finite"):
-        convert_hf(
-            Path(sys.executable),
-            tiny_base,
-            tmp_path / "out3",
-            tmp_path / "work3",
-            precision="fp32",
-            adapter=adapter,
-        )
-    assert not (tmp_path / "out3" / "genai_config.json").exists()
+    nan_b = torch.full_like(b, float("nan")).half()
+    refused({f"{layer}.lora_a": a.half(), f"{layer}.lora_b": nan_b}, "not finite", "nan")
 
 
 def test_a_diverging_run_stops_with_a_clear_error_and_writes_no_adapter(
@@ -644,12 +631,7 @@ def test_a_diverging_run_stops_with_a_clear_error_and_writes_no_adapter(
     absurd learning rate makes the tiny model's weights overflow after its first update."""
     from shellfish.tune.run import WORKER
 
-    data = tmp_path / "train.jsonl"
-    data.write_text(
-        "".join(
-            json.dumps({"prompt": f"Q: {r}\nA:", "completion": f" {c}"}) + "\n" for r, c in REQUESTS
-        )
-    )
+    data = _worker_data(tmp_path)
     work = tmp_path / "work"
     cmd = [sys.executable, str(WORKER), "train", "--base", str(tiny_base), "--data", str(data)]
     cmd += ["--work", str(work), "--epochs", "200", "--batch-tokens", "64", "--lr", "1e30"]
