@@ -35,6 +35,8 @@ def fake_install(store: Store, name: str, tasks: list[str], files: dict[str, byt
         }
         if src.adapter is not None:
             source["adapter"] = {"sha256": src.adapter.sha256}
+        if src.prefill_graph:
+            source["prefill_graph"] = 1
     with store.lock(name), store.staging(name) as staging:
         for rel, data in files.items():
             (staging.path / rel).parent.mkdir(parents=True, exist_ok=True)

@@ -147,6 +147,7 @@ def _runner(model: str | None, env: Environment) -> tuple[Any, str]:
             provider=env.settings.engine.provider,
             threads=env.settings.engine.threads,
             max_context=env.settings.engine.max_context,
+            prefill_graph=env.settings.engine.prefill_graph != "never",
         )
         return runner, path.name
     from shellfish.request import TaskRequest
@@ -156,4 +157,4 @@ def _runner(model: str | None, env: Environment) -> tuple[Any, str]:
     name = resolve_model_name(
         TaskRequest(task="suggest", text="-", model=model), env.settings, env.paths
     )
-    return ModelPool(env.paths, env.settings).get(name), name
+    return ModelPool(env.paths, env.settings, long_lived=True).get(name), name

@@ -111,11 +111,12 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 
 def loader_validator() -> Any:
-    """A smoke load through the engine's loader: a model that does not load is not installed."""
+    """A smoke load through the engine's loader (its prefill graph too, when it has one): a
+    model that does not load is not installed."""
     from shellfish.engine.loader import load_model
 
     def validate(path: Path, name: str) -> list[str]:
-        runner, warnings = load_model(path, name=name)
+        runner, warnings = load_model(path, name=name, prefill_graph=True)
         runner.close()
         return [str(w) for w in warnings]
 

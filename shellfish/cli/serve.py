@@ -65,7 +65,7 @@ def cmd_serve(args: Any, env: Environment) -> int:
     from shellfish.serve.server import accepted_hosts, serve_forever
     from shellfish.store.pool import ModelPool
 
-    pool = ModelPool(env.paths, env.settings)
+    pool = ModelPool(env.paths, env.settings, long_lived=True)
     if args.preload:
         pool.get(args.preload)
     app = create_app(

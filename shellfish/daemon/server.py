@@ -59,7 +59,7 @@ class DaemonServer:
     ) -> None:
         self.paths = paths
         self.settings = settings
-        self.pool = pool or ModelPool(paths, settings, loader=loader)
+        self.pool = pool or ModelPool(paths, settings, loader=loader, long_lived=True)
         self.started_at = time.time()
         self.requests_served = 0
         self._active = 0

@@ -134,8 +134,12 @@ def load_model(
     provider: str = "cpu",
     threads: int = 0,
     max_context: int = 0,
+    prefill_graph: bool = False,
 ) -> tuple[Runner, list[str]]:
     """Load the model in `path`; returns the runner and warnings (e.g. provider fallbacks).
+
+    `prefill_graph` loads a causal model's second graph for long prefills when it has one
+    (`engine.causal.PREFILL_FILE`): worth its load time and memory in long-lived processes.
 
     `max_context` (the `engine.max_context` setting; 0: no cap) caps the model's context
     window: a prompt plus its new tokens never reads more, and a longer prompt is refused with
@@ -178,7 +182,8 @@ def load_model(
         raise ModelError(
             f"this shellfish cannot run {family} models ({exc})", hint="update shellfish"
         ) from exc
+    options = {"prefill_graph": True} if prefill_graph and family == "causal" else {}
     runner = module.load(
-        path, info, providers=choice.providers, threads=threads or default_threads()
+        path, info, providers=choice.providers, threads=threads or default_threads(), **options
     )
     return runner, list(choice.warnings)

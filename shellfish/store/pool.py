@@ -131,8 +131,14 @@ def resolve_model_path(paths: Paths, name: str) -> Path:
     )
 
 
-def default_loader(paths: Paths, settings: Settings) -> Loader:
-    """Resolve installed models through the store and load them with the ONNX engine."""
+def default_loader(paths: Paths, settings: Settings, *, long_lived: bool = False) -> Loader:
+    """Resolve installed models through the store and load them with the ONNX engine.
+
+    `long_lived` (the daemon, serve, eval) loads a model's prefill graph under the default
+    `engine.prefill_graph = "warm"`.
+    """
+    choice = settings.engine.prefill_graph
+    prefill_graph = choice == "always" or (choice == "warm" and long_lived)
 
     def load(name: str) -> tuple[Runner, list[str]]:
         path = resolve_model_path(paths, name)
@@ -144,6 +150,7 @@ def default_loader(paths: Paths, settings: Settings) -> Loader:
             provider=settings.engine.provider,
             threads=settings.engine.threads,
             max_context=settings.engine.max_context,
+            prefill_graph=prefill_graph,
         )
         return runner, list(warnings)
 
@@ -188,10 +195,11 @@ class ModelPool:
         loader: Loader | None = None,
         memory_fn: Callable[[], int] | None = None,
         clock: Callable[[], float] = time.time,
+        long_lived: bool = False,
     ) -> None:
         self.paths = paths
         self.settings = settings
-        self._loader = loader or default_loader(paths, settings)
+        self._loader = loader or default_loader(paths, settings, long_lived=long_lived)
         self._memory_fn = memory_fn or process_rss
         self._clock = clock
         self._lock = threading.Lock()  # guards _entries and _loading

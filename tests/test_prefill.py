@@ -1,0 +1,271 @@
+"""The int8-GEMM prefill graph (shellfish/store/prefill.py) and the engine's use of it: the
+rewrite computes what it says, the runner uses it for long passes only, and the decode after it
+is the main graph's."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from generated_models import needs_extra
+
+from shellfish.engine import causal
+from shellfish.engine.base import GenerationConfig, ModelInfo
+from shellfish.errors import ModelError
+
+PROMPT = (
+    "list every file under the current directory that is larger than ten megabytes and was "
+    "changed in the last week, sorted by size, largest first, with human readable sizes"
+)
+
+
+def nbits_graph(path: Path, *, bits: int, k: int = 64, n: int = 48) -> Path:
+    """One MatMulNBits (quantised by onnxruntime's own quantiser) followed by a Relu, so that
+    its output is not a graph output."""
+    onnx = needs_extra("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    rng = np.random.default_rng(bits)
+    weight = rng.standard_normal((k, n)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"]), helper.make_node("Relu", ["y"], ["out"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", "s", k])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["b", "s", n])],
+        [numpy_helper.from_array(weight, "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    quantizer = MatMulNBitsQuantizer(model, bits=bits, block_size=32, is_symmetric=True)
+    quantizer.process()
+    onnx.save(
+        quantizer.model.model,
+        str(path / "model.onnx"),
+        save_as_external_data=True,
+        location="model.onnx.data",
+        size_threshold=0,
+    )
+    return path
+
+
+def run(path: Path, x: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return np.asarray(session.run(None, {"x": x})[0])
+
+
+@pytest.mark.parametrize("bits", [4, 8])
+def test_the_rewrite_computes_per_row_int8_times_per_column_int8(tmp_path: Path, bits: int) -> None:
+    from shellfish.store.prefill import dequantize_nbits, quantize_columns, write_prefill_graph
+
+    onnx = needs_extra("onnx")
+    from onnx import numpy_helper
+
+    nbits_graph(tmp_path, bits=bits)
+    assert write_prefill_graph(tmp_path) == 1
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 5, 64)).astype(np.float32)
+    x[0, 2] = 0.0  # an all-zero row quantises to zeros, not NaN
+    got = run(tmp_path / "model-prefill.onnx", x)
+
+    # the reference, in numpy: the weights the MatMulNBits holds, requantised per column ...
+    main = onnx.load(str(tmp_path / "model.onnx"))
+    inits = {t.name: numpy_helper.to_array(t, str(tmp_path)) for t in main.graph.initializer}
+    q = next(v for k, v in inits.items() if v.dtype == np.uint8)
+    scales = next(v for k, v in inits.items() if v.dtype == np.float32)
+    weights = dequantize_nbits(q, scales, bits=bits, k=64)
+    wq, wscale = quantize_columns(weights)
+    # ... times each row of x quantised to int8 with its own scale
+    rows = x.reshape(-1, 64)
+    rscale = np.maximum(np.abs(rows).max(axis=1) / 127.0, 1e-30)
+    xq = np.clip(np.round(rows / rscale[:, None]), -127, 127)
+    ref = (xq @ wq.astype(np.float64)) * rscale[:, None] * wscale[None, :]
+    ref = np.maximum(ref, 0).reshape(2, 5, 48)
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
+    assert not np.isnan(got).any() and np.all(got[0, 2] == 0)
+    # and the weights are the MatMulNBits' own: the main graph gives nearly the same result
+    plain = run(tmp_path / "model.onnx", x)
+    assert np.abs(got - plain).max() < 0.05 * np.abs(plain).max()
+
+
+def test_dequantize_reads_the_layout_onnxruntime_computes_with(tmp_path: Path) -> None:
+    """4-bit: two values per byte, low nibble first; zero point 8 (8-bit: 128)."""
+    from shellfish.store.prefill import dequantize_nbits
+
+    onnx = needs_extra("onnx")
+    from onnx import numpy_helper
+
+    for bits in (4, 8):
+        folder = tmp_path / str(bits)
+        folder.mkdir()
+        nbits_graph(folder, bits=bits)
+        main = onnx.load(str(folder / "model.onnx"))
+        inits = {t.name: numpy_helper.to_array(t, str(folder)) for t in main.graph.initializer}
+        q = next(v for v in inits.values() if v.dtype == np.uint8)
+        scales = next(v for v in inits.values() if v.dtype == np.float32)
+        x = np.eye(64, dtype=np.float32).reshape(1, 64, 64)  # rows of the identity: W itself
+        weights = run(folder / "model.onnx", x)[0]  # relu(W): compare the positive part
+        mine = dequantize_nbits(q, scales, bits=bits, k=64)
+        np.testing.assert_allclose(np.maximum(mine, 0), weights, rtol=1e-5, atol=1e-6)
+
+
+def test_a_graph_without_weight_only_matmuls_gets_no_prefill_graph(
+    causal_models: Path, tmp_path: Path
+) -> None:
+    from shellfish.store.prefill import write_prefill_graph
+
+    shutil.copytree(causal_models / "qwen-genai", tmp_path / "m")  # fp32
+    assert write_prefill_graph(tmp_path / "m") == 0
+    assert not (tmp_path / "m" / causal.PREFILL_FILE).exists()
+
+
+@pytest.fixture()
+def with_prefill(causal_models: Path, tmp_path: Path) -> Path:
+    from shellfish.store.prefill import write_prefill_graph
+
+    folder = tmp_path / "qwen-genai-int4"
+    shutil.copytree(causal_models / "qwen-genai-int4", folder)
+    before = (folder / "model.onnx.data").read_bytes()
+    assert write_prefill_graph(folder) > 0
+    assert (folder / "model.onnx.data").read_bytes() == before  # the main graph is untouched
+    return folder
+
+
+def load(folder: Path, **kw: Any) -> causal.CausalRunner:
+    info = ModelInfo(folder.name, "causal", "", str(folder), 0)
+    return causal.load(folder, info, providers=["CPUExecutionProvider"], threads=1, **kw)
+
+
+def greedy(n: int) -> GenerationConfig:
+    return GenerationConfig(max_new_tokens=n, temperature=0.0, stop=[])
+
+
+class CountingBinding:
+    """Wraps an IOBinding's session so the test can tell which graph ran each pass."""
+
+    def __init__(self, decoder: causal.Decoder) -> None:
+        self.passes: list[str] = []
+        for attr, label in (("main", "main"), ("prefill", "prefill")):
+            session = getattr(decoder, attr)
+            setattr(decoder, attr, _Spy(session, label, self.passes))
+
+
+class _Spy:
+    def __init__(self, inner: Any, label: str, passes: list[str]) -> None:
+        self.inner, self.label, self.passes = inner, label, passes
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def run_with_iobinding(self, binding: Any) -> Any:
+        self.passes.append(self.label)
+        return self.inner.run_with_iobinding(binding)
+
+
+def test_long_passes_run_on_the_prefill_graph_and_decoding_on_the_main_one(
+    with_prefill: Path,
+) -> None:
+    plain = load(with_prefill)
+    fast = load(with_prefill, prefill_graph=True)
+    assert plain.info.extra["prefill_graph"] is False
+    assert fast.info.extra["prefill_graph"] is True
+    ids = fast.tokenizer.encode(PROMPT)
+    assert len(ids) >= causal.PREFILL_MIN_TOKENS
+    spy = CountingBinding(fast.decoder)
+    got = fast.generate_ids(ids, greedy(12), use_prefix_cache=False)
+    assert spy.passes[0] == "prefill"
+    assert set(spy.passes[1:]) == {"main"}  # every decode step
+    spy.passes.clear()
+    short = fast.tokenizer.encode("list files")
+    assert len(short) < causal.PREFILL_MIN_TOKENS
+    fast.generate_ids(short, greedy(3), use_prefix_cache=False)
+    assert set(spy.passes) == {"main"}
+    # the cache the prefill graph wrote is one the main graph continues from: every token is
+    # the plain runner's choice, or within int8 noise of it (random tiny weights have near-ties)
+    tokens = got.ids[0]
+    ref, _ = plain.forward(ids + tokens[:-1])
+    for step, token in enumerate(tokens):
+        row = ref[0, len(ids) - 1 + step]
+        assert row[token] >= row.max() - 0.05 * np.abs(row).max(), step
+    a, _ = plain.forward(ids)
+    b, _ = fast.forward(ids)
+    assert 0 < np.abs(a - b).max() < 0.05 * np.abs(a).max()  # int8 activations: close, not equal
+
+
+def test_a_prefill_graph_that_does_not_fit_is_refused(
+    with_prefill: Path, causal_models: Path
+) -> None:
+    other = causal_models / "gpt2" / "model.onnx"
+    shutil.copyfile(other, with_prefill / causal.PREFILL_FILE)
+    with pytest.raises(ModelError, match="does not fit"):
+        load(with_prefill, prefill_graph=True)
+    load(with_prefill)  # without it the model loads as before
+
+
+def test_a_corrupt_prefill_graph_is_a_clear_error(with_prefill: Path) -> None:
+    (with_prefill / causal.PREFILL_FILE).write_bytes(b"not a graph")
+    with pytest.raises(ModelError):
+        load(with_prefill, prefill_graph=True)
+
+
+def test_only_long_lived_processes_load_it_by_default(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import shellfish.engine.loader as loader
+    from shellfish.config import Settings
+    from shellfish.paths import get_paths
+    from shellfish.store import pool
+
+    seen: list[bool] = []
+
+    def fake_load(path: Path, **kw: Any) -> tuple[Any, list[str]]:
+        seen.append(kw["prefill_graph"])
+        return object(), []
+
+    monkeypatch.setattr(loader, "load_model", fake_load)
+    monkeypatch.setattr(pool, "resolve_model_path", lambda paths, name: tmp_path)
+    paths = get_paths({"SHELLFISH_HOME": str(tmp_path)})
+    for choice, long_lived, expected in [
+        ("warm", True, True),
+        ("warm", False, False),
+        ("always", False, True),
+        ("never", True, False),
+    ]:
+        settings = Settings().with_overrides({"engine.prefill_graph": choice})
+        pool.default_loader(paths, settings, long_lived=long_lived)("m")
+        assert seen[-1] is expected, (choice, long_lived)
+
+
+def test_the_setting_takes_only_its_choices(tmp_path: Path) -> None:
+    from shellfish.config import load_settings
+    from shellfish.errors import ConfigError
+
+    config = tmp_path / "config.toml"
+    config.write_text('[engine]\nprefill_graph = "sometimes"\n')
+    with pytest.raises(ConfigError, match="prefill_graph"):
+        load_settings(config, environ={})
+
+
+def test_catalog_models_with_a_prefill_graph_are_current_only_with_one() -> None:
+    from shellfish.store.catalog import load_descriptor
+    from shellfish.store.install import built_as_described
+
+    models = Path(__file__).resolve().parents[1] / "models"
+    source = load_descriptor(models / "qwen2.5-coder-0.5b-shellfish.toml").sources[0]
+    assert source.prefill_graph
+    built = {
+        "sha256": source.sha256,
+        "builder_options": list(source.builder_options),
+        "tie_embeddings": source.tie_embeddings,
+        "short_pass_logits": 9,
+        "precision": source.precision,
+        "adapter": {"sha256": source.adapter.sha256 if source.adapter else None},
+    }
+    assert not built_as_described({"source": built}, source)  # installed before it had one
+    assert built_as_described({"source": {**built, "prefill_graph": 120}}, source)
