@@ -166,6 +166,9 @@ def test_redirections_with_fds() -> None:
     )
     assert c.args == ()
     assert one("echo 2 > f").args == ("2",)  # a spaced number is an argument
+    # digits to Python but not to the shell (found by hypothesis: int("¹") raised)
+    assert one("echo ¹>f").args == ("¹",)
+    assert one("echo ¹>f").redirects == (Redirect(None, ">", "f"),)
 
 
 def test_here_document_body_is_not_parsed() -> None:

@@ -282,7 +282,8 @@ class _Lexer:
                 word = self._word()
                 if (
                     not word.quoted
-                    and word.value.isdigit()
+                    and word.value.isascii()
+                    and word.value.isdigit()  # "¹" is a digit to Python, not to the shell
                     and len(word.value) < 6
                     and self.i < self.n
                     and s[self.i] in "<>"
