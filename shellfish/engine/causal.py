@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from shellfish.engine.base import GenerationConfig, ModelInfo
-from shellfish.engine.kvcache import KVState, PrefixCache
+from shellfish.engine.kvcache import DiskPrefixes, KVState, PrefixCache
 from shellfish.errors import ModelError, PromptTooLong, UsageError
 from shellfish.events import Done, Event, Token
 
@@ -485,6 +485,7 @@ class CausalRunner:
         eos_ids: set[int],
         context_length: int,
         prefix_cache: PrefixCache | None = None,
+        disk_prefixes: DiskPrefixes | None = None,
     ) -> None:
         self.info = info
         self.decoder = decoder
@@ -492,6 +493,10 @@ class CausalRunner:
         self.eos_ids = set(eos_ids)
         self.context_length = context_length
         self.prefix_cache = prefix_cache if prefix_cache is not None else PrefixCache()
+        # System turns kept on disk (chat templates with a system turn only; see DiskPrefixes)
+        self.disk_prefixes = disk_prefixes if decoder.has_cache else None
+        self._system_turn = _system_turn_marks(tokenizer) if self.disk_prefixes else None
+        self._disk_read = False
         self._lock = threading.Lock()  # one generation at a time: the IOBindings are shared
 
     # ---- Runner protocol -------------------------------------------------------------------
@@ -662,9 +667,10 @@ class CausalRunner:
         state = None
         logits = None
         if use_prefix_cache and decoder.has_cache:
+            self._read_disk_prefixes()
             entry, common = self.prefix_cache.lookup(ids)
             if entry is not None:
-                if common == len(ids) == len(entry.tokens):
+                if common == len(ids) == len(entry.tokens) and entry.logits is not None:
                     reused = common
                     logits = entry.logits[None, :]
                 else:
@@ -830,6 +836,54 @@ class CausalRunner:
                     np.array(logits[0], dtype=np.float32),
                     self.decoder.nbytes(kept),
                 )
+                self._keep_system_turn([int(t) for t in history[0, :kept]], state)
+
+    # ---- system turns on disk ------------------------------------------------------------
+
+    def system_turn_length(self, ids: Sequence[int]) -> int:
+        """Tokens of the prompt's system turn (through its end-of-turn line), 0 unless the prompt
+        opens with a system turn and another turn follows it."""
+        if self._system_turn is None:
+            return 0
+        start, end = self._system_turn
+        if tuple(ids[: len(start)]) != start:
+            return 0
+        for i in range(len(start), len(ids) - len(end)):
+            if tuple(ids[i : i + len(end)]) == end:
+                # the first end of a turn, and the next turn opens right after it
+                return i + len(end) if ids[i + len(end)] == start[0] else 0
+        return 0
+
+    def _read_disk_prefixes(self) -> None:
+        if self.disk_prefixes is None or self._disk_read:
+            return
+        self._disk_read = True
+        w = self.decoder.wiring
+        for tokens, arrays in self.disk_prefixes.load(
+            len(w.past), (w.kv_heads, w.head_dim), w.kv_dtype
+        ):
+            self.prefix_cache.put(tokens, arrays, None, self.decoder.nbytes(len(tokens)))
+
+    def _keep_system_turn(self, tokens: list[int], state: KVState) -> None:
+        if self.disk_prefixes is None:
+            return
+        head = self.system_turn_length(tokens)
+        if head:
+            self.disk_prefixes.save(tokens[:head], self.decoder.export(state, head))
+
+
+def _system_turn_marks(tokenizer: Any) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+    """Token sequences that open and close a ChatML system turn, when the tokenizer has ChatML's
+    special tokens (the other templates keep no system turn on disk)."""
+    try:
+        start = tuple(tokenizer.encode("<|im_start|>system\n"))
+        end = tuple(tokenizer.encode("<|im_end|>\n"))
+        specials = tuple(tokenizer.encode("<|im_start|><|im_end|>"))
+    except Exception:
+        return None
+    if len(specials) != 2 or not start or start[0] != specials[0] or end[:1] != specials[1:]:
+        return None  # the markers are not single special tokens here
+    return start, end
 
 
 def lookup_guess(sequence: Any, k: int, max_ngram: int = 3, min_ngram: int = 2) -> list[int]:
@@ -909,6 +963,7 @@ def load(
     tokenizer: Any = None,
     prefix_cache: PrefixCache | None = None,
     prefill_graph: bool = False,
+    disk_prefixes: DiskPrefixes | None = None,
 ) -> CausalRunner:
     """Load a causal model dir (optimum or onnxruntime-genai layout) as a runner.
 
@@ -1026,6 +1081,8 @@ def load(
             "prefill_graph": prefill is not None,
         }
     )
+    if disk_prefixes is not None and prefill is not None:
+        disk_prefixes = disk_prefixes.variant("prefill-graph")
     decoder = Decoder(
         main,
         wiring,
@@ -1035,5 +1092,11 @@ def load(
         prefill_min_tokens=PREFILL_MIN_TOKENS,
     )
     return CausalRunner(
-        info, decoder, tokenizer, eos_ids=eos_ids, context_length=context, prefix_cache=prefix_cache
+        info,
+        decoder,
+        tokenizer,
+        eos_ids=eos_ids,
+        context_length=context,
+        prefix_cache=prefix_cache,
+        disk_prefixes=disk_prefixes,
     )

@@ -12,14 +12,18 @@ differ in how they return the cache:
   present output, so the graph writes the new positions in place.
 
 `PrefixCache` is a small LRU over token prefixes: a new prompt that starts like a cached one
-resumes from that state and prefills only the rest.
+resumes from that state and prefills only the rest. `DiskPrefixes` keeps the system turns of
+chat prompts on disk, so a one-shot process starts with the part every suggestion shares.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 
@@ -42,7 +46,7 @@ class KVState:
 class CacheEntry:
     tokens: tuple[int, ...]
     kv: list[Any]  # compact per-layer tensors for exactly len(tokens) positions, batch 1
-    logits: Any  # float32 (vocab,) logits after the last token
+    logits: Any  # float32 (vocab,) logits after the last token; None: not kept (from disk)
     nbytes: int
 
 
@@ -107,3 +111,100 @@ class PrefixCache:
 
     def clear(self) -> None:
         self._entries.clear()
+
+
+class DiskPrefixes:
+    """System turns of chat prompts, with their KV cache, in files that outlive the process.
+
+    Every suggestion prompt starts with the same system turn (instruction, OS, shell: no request
+    text, no path), which a daemon prefills once and keeps in its `PrefixCache`; a one-shot CLI
+    run used to prefill it every time (59 of a median 235 tokens). `save` writes one turn's
+    cache once per model (`model_id`, the hashes of its graph files), `load` reads back those of
+    this model. A file that does not read back whole - truncated, corrupt, another model's, or
+    of another cache geometry - is removed and counts as absent: it is a cache, never an error.
+    Writes go to a temporary file renamed into place, and a full disk only means nothing is
+    kept. At most `max_files` are kept, the oldest removed first.
+    """
+
+    SUFFIX = ".kv.npz"
+
+    def __init__(self, folder: Path, model_id: str, *, max_files: int = 8) -> None:
+        self.folder = Path(folder)
+        self.model_id = model_id
+        self.max_files = max_files
+        self._saved: set[tuple[int, ...]] = set()
+
+    def variant(self, name: str) -> DiskPrefixes:
+        """The same folder for caches computed another way (e.g. by a model's prefill graph),
+        kept apart so that each way reads back only what it would compute itself."""
+        return DiskPrefixes(self.folder, f"{self.model_id}:{name}", max_files=self.max_files)
+
+    def _path(self, tokens: Sequence[int]) -> Path:
+        import numpy as np
+
+        digest = hashlib.sha256(self.model_id.encode())
+        digest.update(np.asarray(tokens, dtype=np.int64).tobytes())
+        return self.folder / (digest.hexdigest()[:32] + self.SUFFIX)
+
+    def load(
+        self, tensors: int, shape: tuple[int, int], dtype: str
+    ) -> list[tuple[tuple[int, ...], list[Any]]]:
+        """(tokens, `tensors` arrays [1, kv_heads, len, head_dim]) of this model's files."""
+        import numpy as np
+
+        found: list[tuple[tuple[int, ...], list[Any]]] = []
+        if not self.folder.is_dir():
+            return found
+        for path in sorted(self.folder.glob("*" + self.SUFFIX)):
+            try:
+                with np.load(path, allow_pickle=False) as data:
+                    if str(data["model_id"]) != self.model_id:
+                        continue  # another model's: not ours to judge
+                    tokens = tuple(int(t) for t in data["tokens"])
+                    arrays = [data[f"kv{i}"] for i in range(tensors)]
+                if path != self._path(tokens) or not tokens:
+                    raise ValueError("name does not match content")
+                want = (1, shape[0], len(tokens), shape[1])
+                for a in arrays:
+                    if a.dtype != np.dtype(dtype) or a.shape != want:
+                        raise ValueError(f"cache shape {a.shape} {a.dtype}")
+            except Exception:  # a cache: whatever is wrong with the file, drop it
+                path.unlink(missing_ok=True)
+                continue
+            self._saved.add(tokens)
+            found.append((tokens, arrays))
+        return found
+
+    def save(self, tokens: Sequence[int], arrays: list[Any]) -> bool:
+        """Keep one turn's cache; False when it was kept already or could not be written."""
+        import numpy as np
+
+        key = tuple(int(t) for t in tokens)
+        if not key or key in self._saved:
+            return False
+        self._saved.add(key)
+        path = self._path(key)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "wb") as f:
+                named: dict[str, Any] = {
+                    "model_id": np.array(self.model_id),
+                    "tokens": np.asarray(key, dtype=np.int64),
+                }
+                named.update({f"kv{i}": np.ascontiguousarray(a) for i, a in enumerate(arrays)})
+                np.savez(f, **named)
+            os.replace(tmp, path)
+        except OSError:  # a full disk, a read-only cache dir: nothing is kept, nothing breaks
+            tmp.unlink(missing_ok=True)
+            return False
+        self._prune()
+        return True
+
+    def _prune(self) -> None:
+        try:
+            files = sorted(self.folder.glob("*" + self.SUFFIX), key=lambda p: p.stat().st_mtime)
+            for old in files[: max(0, len(files) - self.max_files)]:
+                old.unlink(missing_ok=True)
+        except OSError:
+            pass

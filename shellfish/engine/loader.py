@@ -10,6 +10,7 @@ reads the optional manifest `shellfish-model.json` (written by the model store),
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib
 import json
 from pathlib import Path
@@ -127,6 +128,20 @@ def infer_template(path: Path, family: str) -> str:
     return "plain"
 
 
+def graphs_id(path: Path, manifest: dict[str, Any]) -> str:
+    """What identifies a model's computation: the sha256 of its graph files from the manifest,
+    else (a model dir without one) their names, sizes and modification times."""
+    files = manifest.get("files") if isinstance(manifest.get("files"), dict) else None
+    graphs = sorted((k, str(v)) for k, v in (files or {}).items() if ".onnx" in k)
+    if not graphs:
+        graphs = sorted(
+            (p.name, f"{p.stat().st_size}:{p.stat().st_mtime_ns}")
+            for p in Path(path).iterdir()
+            if ".onnx" in p.name
+        )
+    return hashlib.sha256(json.dumps(["kv1", graphs]).encode()).hexdigest()
+
+
 def load_model(
     path: Path,
     *,
@@ -135,11 +150,14 @@ def load_model(
     threads: int = 0,
     max_context: int = 0,
     prefill_graph: bool = False,
+    prefix_dir: Path | None = None,
 ) -> tuple[Runner, list[str]]:
     """Load the model in `path`; returns the runner and warnings (e.g. provider fallbacks).
 
     `prefill_graph` loads a causal model's second graph for long prefills when it has one
     (`engine.causal.PREFILL_FILE`): worth its load time and memory in long-lived processes.
+    `prefix_dir` keeps a causal chat model's system turns there between processes
+    (`engine.kvcache.DiskPrefixes`).
 
     `max_context` (the `engine.max_context` setting; 0: no cap) caps the model's context
     window: a prompt plus its new tokens never reads more, and a longer prompt is refused with
@@ -182,7 +200,14 @@ def load_model(
         raise ModelError(
             f"this shellfish cannot run {family} models ({exc})", hint="update shellfish"
         ) from exc
-    options = {"prefill_graph": True} if prefill_graph and family == "causal" else {}
+    options: dict[str, Any] = {}
+    if family == "causal":
+        if prefill_graph:
+            options["prefill_graph"] = True
+        if prefix_dir is not None:
+            from shellfish.engine.kvcache import DiskPrefixes
+
+            options["disk_prefixes"] = DiskPrefixes(prefix_dir, graphs_id(path, manifest))
     runner = module.load(
         path, info, providers=choice.providers, threads=threads or default_threads(), **options
     )

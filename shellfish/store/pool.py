@@ -135,7 +135,8 @@ def default_loader(paths: Paths, settings: Settings, *, long_lived: bool = False
     """Resolve installed models through the store and load them with the ONNX engine.
 
     `long_lived` (the daemon, serve, eval) loads a model's prefill graph under the default
-    `engine.prefill_graph = "warm"`.
+    `engine.prefill_graph = "warm"`. Chat models keep their system turns' KV cache in the user
+    cache dir (`prefixes/`), so a one-shot run starts where the last one left off.
     """
     choice = settings.engine.prefill_graph
     prefill_graph = choice == "always" or (choice == "warm" and long_lived)
@@ -151,6 +152,7 @@ def default_loader(paths: Paths, settings: Settings, *, long_lived: bool = False
             threads=settings.engine.threads,
             max_context=settings.engine.max_context,
             prefill_graph=prefill_graph,
+            prefix_dir=paths.cache / "prefixes",
         )
         return runner, list(warnings)
 
