@@ -248,6 +248,29 @@ def test_tune_trains_merges_converts_and_installs(tiny_base: Path, tmp_path: Pat
     np.testing.assert_allclose(got.step_logits[0], want, atol=1e-3, rtol=0)
 
 
+def test_an_int8_tuned_model_gets_the_prefill_graph(tiny_base: Path, tmp_path: Path) -> None:
+    """As the shipped default does: the daemon's int8-GEMM prefill graph beside the model."""
+    from shellfish.cli import main
+    from shellfish.engine import causal
+    from shellfish.engine.base import ModelInfo
+    from shellfish.environment import Environment
+
+    nl, cm = _pairs(tmp_path)
+    env = Environment(stdout=io.StringIO(), stderr=io.StringIO(), environ=_env(tmp_path))
+    argv = ["tune", str(tiny_base), "--name", "tiny-int8", "--no-shipped", "--pairs", str(nl)]
+    argv += [str(cm), "--examples", "1", "--max-steps", "2", "--fp32", "--precision", "int8"]
+    assert main(argv, env) == 0, env.stderr.getvalue()
+    _, path = env.stdout.getvalue().strip().split("\t")
+    manifest = json.loads((Path(path) / MANIFEST).read_text())
+    assert manifest["source"]["prefill_graph"] > 0
+    assert causal.PREFILL_FILE in manifest["files"]  # hashed like every other file
+    info = ModelInfo("tiny-int8", "causal", "", path, 0)
+    runner = causal.load(
+        Path(path), info, providers=["CPUExecutionProvider"], threads=1, prefill_graph=True
+    )
+    assert runner.info.extra["prefill_graph"] is True
+
+
 def test_same_run_resumes(tiny_base: Path, tmp_path: Path) -> None:
     """Interrupt, then the identical command continues from the saved step."""
     from shellfish.tune.run import WORKER

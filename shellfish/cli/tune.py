@@ -24,7 +24,8 @@ def register(subparsers: Any) -> None:
             "unless --device says otherwise; checkpoints as it goes, so running the same "
             "command again after Ctrl-C or a crash resumes, and again with a larger "
             "--max-steps or --epochs extends the run. The adapter is merged into the base "
-            "weights, converted to ONNX (int8 unless --precision says otherwise) and installed "
+            "weights, converted to ONNX (int8 unless --precision says otherwise; int8 also "
+            "gets the daemon's prefill graph, as the default model does) and installed "
             "as a new model whose manifest records the base, the data files' sha256, the "
             "hyper-parameters, seed and steps."
         ),

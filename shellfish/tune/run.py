@@ -378,7 +378,7 @@ def _install(
     import shutil
 
     from shellfish.store.convert import convert_hf, export_python
-    from shellfish.store.install import _genai_manifest
+    from shellfish.store.install import _genai_manifest, write_prefill
     from shellfish.store.quantize import INT8_BLOCK
 
     python = export_python(store.paths, environ, progress)
@@ -405,6 +405,8 @@ def _install(
             )
         finally:
             shutil.rmtree(build, ignore_errors=True)
+        if options.precision == "int8":  # as the shipped default: the daemon's fast prefill
+            source["prefill_graph"] = write_prefill(name, staging.path, progress)
         manifest = _genai_manifest(name, staging.path, source)
         if base is not None:  # the tuned model answers what its base answers, the same way
             manifest.update(tasks=list(base.tasks), generation=dict(base.generation))
