@@ -118,6 +118,7 @@ def test_dequantize_reads_the_layout_onnxruntime_computes_with(tmp_path: Path) -
 def test_a_graph_without_weight_only_matmuls_gets_no_prefill_graph(
     causal_models: Path, tmp_path: Path
 ) -> None:
+    needs_extra("onnx")
     from shellfish.store.prefill import write_prefill_graph
 
     shutil.copytree(causal_models / "qwen-genai", tmp_path / "m")  # fp32
@@ -127,6 +128,7 @@ def test_a_graph_without_weight_only_matmuls_gets_no_prefill_graph(
 
 @pytest.fixture()
 def with_prefill(causal_models: Path, tmp_path: Path) -> Path:
+    needs_extra("onnx")
     from shellfish.store.prefill import write_prefill_graph
 
     folder = tmp_path / "qwen-genai-int4"
@@ -269,3 +271,31 @@ def test_catalog_models_with_a_prefill_graph_are_current_only_with_one() -> None
     }
     assert not built_as_described({"source": built}, source)  # installed before it had one
     assert built_as_described({"source": {**built, "prefill_graph": 120}}, source)
+
+
+def test_install_writes_it_in_the_conversion_environment(
+    causal_models: Path, tmp_path: Path
+) -> None:
+    """The runtime install has no onnx: pull and tune run store/prefill.py as a script with the
+    conversion environment's python (here this one, which has onnx)."""
+    needs_extra("onnx")
+    import sys
+
+    from shellfish.store import prefill
+    from shellfish.store.install import write_prefill
+
+    assert prefill.PREFILL_FILE == causal.PREFILL_FILE
+    folder = tmp_path / "m"
+    shutil.copytree(causal_models / "qwen-genai-int4", folder)
+    assert write_prefill("m", folder, Path(sys.executable), None) > 0
+    assert (folder / causal.PREFILL_FILE).is_file()
+
+    fp32 = tmp_path / "fp32"
+    shutil.copytree(causal_models / "qwen-genai", fp32)
+    with pytest.raises(ModelError, match="no weight-only matmul"):
+        write_prefill("fp32", fp32, Path(sys.executable), None)
+    (fp32 / "model.onnx").write_bytes(b"garbage")
+    with pytest.raises(ModelError, match="cannot write fp32's prefill graph"):
+        write_prefill("fp32", fp32, Path(sys.executable), None)
+    with pytest.raises(ModelError, match="cannot write"):
+        write_prefill("fp32", fp32, tmp_path / "no-such-python", None)

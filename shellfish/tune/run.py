@@ -406,7 +406,7 @@ def _install(
         finally:
             shutil.rmtree(build, ignore_errors=True)
         if options.precision == "int8":  # as the shipped default: the daemon's fast prefill
-            source["prefill_graph"] = write_prefill(name, staging.path, progress)
+            source["prefill_graph"] = write_prefill(name, staging.path, python, progress)
         manifest = _genai_manifest(name, staging.path, source)
         if base is not None:  # the tuned model answers what its base answers, the same way
             manifest.update(tasks=list(base.tasks), generation=dict(base.generation))
