@@ -200,6 +200,17 @@ def test_long_passes_run_on_the_prefill_graph_and_decoding_on_the_main_one(
     assert 0 < np.abs(a - b).max() < 0.05 * np.abs(a).max()  # int8 activations: close, not equal
 
 
+def test_only_the_cpu_provider_uses_it(with_prefill: Path) -> None:
+    info = ModelInfo("m", "causal", "", str(with_prefill), 0)
+    # an accelerator first (not installed here: the session falls back to the CPU)
+    providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    try:
+        run = causal.load(with_prefill, info, providers=providers, threads=1, prefill_graph=True)
+    except ModelError:
+        pytest.skip("onnxruntime refuses an unavailable provider here")
+    assert run.info.extra["prefill_graph"] is False
+
+
 def test_a_prefill_graph_that_does_not_fit_is_refused(
     with_prefill: Path, causal_models: Path
 ) -> None:

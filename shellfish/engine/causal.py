@@ -1017,7 +1017,9 @@ def load(
             main, kv_heads=kv_heads, head_dim=head_dim, names=names, shared_buffer=share
         )
         layout = "genai"
-        if prefill_graph and (path / PREFILL_FILE).is_file():
+        # CPU only: int8 GEMMs are what makes it faster there; measured nowhere else.
+        on_cpu = list(providers[:1]) == ["CPUExecutionProvider"]
+        if prefill_graph and on_cpu and (path / PREFILL_FILE).is_file():
             prefill = create_session(
                 path / PREFILL_FILE, providers=providers, threads=threads, spin=False
             )
