@@ -2,9 +2,10 @@
 
 onnxruntime's MatMulNBits (the weight-only int8/int4 matmul of genai graphs) is the fastest
 kernel for a decode step, where a matmul multiplies one row, but not for a prefill: on this
-project's 2-core CPU (AVX-512 VNNI) a 176 x 896 x 4864 product took 2.05 ms in MatMulNBits
-(int8 weights, accuracy level 4) and 0.92 ms as a plain int8 GEMM (`MatMulInteger`); already
-at 4 rows the GEMM was ahead (0.058 against 0.087 ms), at 1 row behind (0.061 against 0.033).
+project's 2-core CPU (AVX-512 VNNI), in a 232-token prefill of the default model, its matmuls
+took 260 ms as MatMulNBits (int8 weights, accuracy level 4) and 114 ms as int8 GEMMs, the whole
+pass 294 against 181 ms (`benchmarks/op_profile.py DIR --tokens 232`, with `--graph
+model-prefill.onnx` for the second).
 
 `write_prefill_graph` writes `model-prefill.onnx` beside a genai model: the same graph, with
 every constant-weight MatMulNBits outside the LM head replaced by
@@ -13,11 +14,12 @@ every constant-weight MatMulNBits outside the LM head replaced by
     -> MatMulIntegerToFloat with the weights requantised to int8, one scale per column
     -> times each row's scale
 
-Per row, not per tensor: onnxruntime's DynamicQuantizeLinear (one scale for the whole
-activation) was as fast but changed the first token of 4 of 20 real suggestion prompts
-(relative logit error 21 %); per row, none of 20 (5 %). Everything else - embedding, norms,
-attention, the LM head, the KV cache inputs and outputs - is the main graph's, read from the
-main graph's data file; only the requantised weights are new (359 MB for Qwen2.5-Coder-0.5B).
+Per row, not per tensor: on 20 suggestion prompts (`benchmarks/prefill_agreement.py`) per-row
+scales kept the first token of all 20 (relative logit error 5 %); a hand-built variant with
+onnxruntime's DynamicQuantizeLinear (one scale for the whole activation) changed 4 (21 %).
+Everything else - embedding, norms, attention, the LM head, the KV cache inputs and outputs -
+is the main graph's, read from the main graph's data file; only the requantised weights are
+new (359 MB for Qwen2.5-Coder-0.5B).
 The engine (`engine.causal`) runs it for passes of `PREFILL_MIN_TOKENS` or more new tokens in
 long-lived processes and the main graph for the rest; both write the same KV cache.
 
