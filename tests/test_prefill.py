@@ -200,6 +200,7 @@ def test_long_passes_run_on_the_prefill_graph_and_decoding_on_the_main_one(
     assert 0 < np.abs(a - b).max() < 0.05 * np.abs(a).max()  # int8 activations: close, not equal
 
 
+@pytest.mark.filterwarnings("ignore:Specified provider 'CUDAExecutionProvider'")
 def test_only_the_cpu_provider_uses_it(with_prefill: Path) -> None:
     info = ModelInfo("m", "causal", "", str(with_prefill), 0)
     # an accelerator first (not installed here: the session falls back to the CPU)
