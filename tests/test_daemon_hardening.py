@@ -205,6 +205,7 @@ BAD_GENERATIONS: list[dict[str, object]] = [
     {"max_new_tokens": True},
     {"seed": -1},
     {"top_p": float("nan")},
+    {"keep_system_turn": True},  # the suggest task's own: no client keeps its prompts on disk
 ]
 
 

@@ -37,8 +37,8 @@ def runner(causal_models: Path, layout: str, folder: Path, model_id: str = "m") 
     return run
 
 
-def greedy(n: int = 6) -> GenerationConfig:
-    return GenerationConfig(max_new_tokens=n, temperature=0.0, stop=[])
+def greedy(n: int = 6, keep: bool = True) -> GenerationConfig:
+    return GenerationConfig(max_new_tokens=n, temperature=0.0, stop=[], keep_system_turn=keep)
 
 
 def answer(run: Any, prompt: str) -> Any:
@@ -75,6 +75,7 @@ def test_a_new_runner_starts_from_the_saved_system_turn(
 
 def test_prompts_without_a_system_turn_write_nothing(causal_models: Path, tmp_path: Path) -> None:
     run = runner(causal_models, "qwen-genai", tmp_path)
+    run.generate_ids(run.tokenizer.encode(PROMPT), greedy(keep=False))  # not asked to keep it
     answer(run, f"{S}user\nmy secret request{S}\n{S}assistant\n")
     answer(run, SYSTEM)  # a system turn and nothing after it
     answer(run, "plain text prompt")

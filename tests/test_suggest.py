@@ -151,6 +151,13 @@ def test_fixed_instruction_comes_first_for_the_prefix_cache(world) -> None:
     assert "You translate a request" in system_turn
     assert second.startswith(system_turn)
     assert "frobnicate hidden files" not in system_turn
+    # ... so its state may be kept on disk for the next process, and nothing of the user's is
+    # in it: not the request, not the cwd the widget sends
+    assert all(config.keep_system_turn for config in runner.configs)
+    cwd_runner = ScriptedRunner(["frob -a ."])
+    _run(cwd_runner, world, "frobnicate", mode="retrieval", context={"cwd": "/home/me/secret"})
+    (prompt,) = cwd_runner.prompts
+    assert "/home/me/secret" not in prompt[: prompt.index("<|im_end|>")]
 
 
 def test_bad_example_counts_are_refused(world) -> None:

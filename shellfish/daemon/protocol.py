@@ -165,7 +165,8 @@ def check_generation(generation: dict[str, Any]) -> None:
     from shellfish.engine.base import GenerationConfig
     from shellfish.errors import UsageError
 
-    fields = {f.name: f for f in dc.fields(GenerationConfig)}
+    # keep_system_turn is the suggest task's own to set (what it keeps holds nothing of the user's)
+    fields = {f.name: f for f in dc.fields(GenerationConfig) if f.name != "keep_system_turn"}
     for name, value in generation.items():
         if name not in fields:
             raise ValueError(f"unknown generation setting {name!r}; known: {', '.join(fields)}")

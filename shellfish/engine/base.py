@@ -30,6 +30,10 @@ class GenerationConfig:
     # all in one forward pass. Same tokens as plain greedy decoding, fewer passes when the
     # answer copies the prompt (file names, paths, an example's command). 0: off.
     prompt_lookup: int = 0
+    # Keep the state after the prompt's system turn in the runner's disk cache, for later
+    # processes (engine.kvcache.DiskPrefixes). For prompts whose system turn is the same every
+    # time and holds nothing of the user's (the suggest task's): not a cwd, not a request.
+    keep_system_turn: bool = False
 
     def merged(self, **overrides: Any) -> GenerationConfig:
         """A copy with the non-None overrides applied (flags over descriptor defaults)."""

@@ -836,7 +836,8 @@ class CausalRunner:
                     np.array(logits[0], dtype=np.float32),
                     self.decoder.nbytes(kept),
                 )
-                self._keep_system_turn([int(t) for t in history[0, :kept]], state)
+                if config.keep_system_turn:
+                    self._keep_system_turn([int(t) for t in history[0, :kept]], state)
 
     # ---- system turns on disk ------------------------------------------------------------
 

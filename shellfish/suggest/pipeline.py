@@ -305,6 +305,9 @@ def _generation_config(runner: Runner, request: TaskRequest, mode: str) -> Gener
         "stop": ("\n", "<|im_end|>", "```"),
         # Commands copy the request and the examples (paths, names, flags): guess from them.
         "prompt_lookup": PROMPT_LOOKUP,
+        # The system turn is the same for every request from this OS and shell, and holds no
+        # path or request (suggest/prompts.py): a one-shot run reads its state from disk.
+        "keep_system_turn": True,
     }
     if mode == "full":
         n = int(request.options.get("candidates") or 1)
