@@ -131,3 +131,26 @@ def test_json_output(tmp_path, flag):
     }
     assert all(r["status"] in (OK, WARN, FAIL) for r in rows)
     assert all(r["fix"] for r in rows if r["status"] == FAIL)
+
+
+def test_a_default_model_converted_before_its_descriptor_changed_is_a_warning(tmp_path):
+    """An install from before the default got its prefill graph still runs; doctor says how to
+    bring it up to date, and a current install is fine."""
+    from test_store import fake_install
+
+    from shellfish.config import ModelSettings
+    from shellfish.store.store import Store
+
+    env = make_env(tmp_path)
+    store = Store(env.paths)
+    model = fake_install(store, ModelSettings().default, ["suggest"])
+    models = by_name(run_checks(env))["models"]
+    assert models.status == OK, models.detail
+
+    manifest_path = model.path / "shellfish-model.json"
+    manifest = json.loads(manifest_path.read_text())
+    del manifest["source"]["prefill_graph"]  # as installed by an earlier shellfish
+    manifest_path.write_text(json.dumps(manifest))
+    models = by_name(run_checks(env))["models"]
+    assert models.status == WARN
+    assert "prefill graph is missing" in models.fix and "shellfish setup" in models.fix

@@ -113,7 +113,32 @@ def check_models(env: Environment, settings: Settings) -> Check:
             f"installed: {names}; default {default!r}: {exc.message}",
             exc.hint or f"`shellfish models pull {default}`",
         )
+    stale = _out_of_date(store, default)
+    if stale:
+        return Check(
+            "models",
+            WARN,
+            f"installed: {names}; default {default!r} was converted before its catalog "
+            "descriptor changed (it runs, without what the descriptor adds now)",
+            f"`shellfish setup` converts it again ({stale})",
+        )
     return Check("models", OK, f"installed: {names}; default: {default}")
+
+
+def _out_of_date(store: Any, name: str) -> str:
+    """Why an installed catalog model is not built as its descriptor reads now ("" if it is)."""
+    from shellfish.store.install import built_as_described
+
+    desc = store.catalog.find(name)
+    model = store.get(desc.name) if desc is not None else None
+    if desc is None or model is None or not desc.sources:
+        return ""
+    if built_as_described(model.manifest, desc.sources[0]):
+        return ""
+    built = model.manifest.get("source") or {}
+    if desc.sources[0].prefill_graph and not built.get("prefill_graph"):
+        return "the daemon's prefill graph is missing"
+    return "its conversion differs from the descriptor"
 
 
 def check_daemon(env: Environment) -> Check:
