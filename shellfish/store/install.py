@@ -228,27 +228,29 @@ def _pull_pypi_gguf(
 
 def write_prefill(name: str, out: Path, python: Path, progress: Progress | None) -> int:
     """The int8-GEMM prefill graph beside the converted model `name` in `out` (a staging dir),
-    written by `store/prefill.py` in the conversion environment `python` (it needs onnx); how
-    many matmuls it computes as int8 GEMMs."""
-    import subprocess
-
+    written by `store/prefill.py` in the conversion environment `python` (it needs onnx), run
+    as the converter is (`convert.start_worker`); how many matmuls it computes as int8 GEMMs."""
     from shellfish.store import prefill
+    from shellfish.store.convert import follow_worker, start_worker
 
     key = f"prefill:{name}"
     if progress is not None:
         progress.task(key, f"write {name}'s prefill graph", 1, unit="files")
     hint = "nothing was installed; check the free disk space and try again"
     try:
-        done = subprocess.run(
-            [str(python), prefill.__file__, str(out)], capture_output=True, text=True, check=False
-        )
+        proc = start_worker(python, Path(prefill.__file__), [str(out)])
     except OSError as exc:
         raise ModelError(f"cannot write {name}'s prefill graph: {exc}", hint=hint) from exc
     try:
-        count = int(json.loads(done.stdout.strip().splitlines()[-1])["matmuls"])
+        code, stdout, tail = follow_worker(proc, lambda kind, payload: False)
+    except BaseException:  # Ctrl-C, SIGTERM: never leave the writer running on its own
+        proc.kill()
+        proc.wait()
+        raise
+    try:
+        count = int(json.loads(stdout.strip().splitlines()[-1])["matmuls"])
     except (ValueError, IndexError, KeyError, TypeError):
-        lines = done.stderr.strip().splitlines()
-        why = lines[-1] if lines else f"exit status {done.returncode}"
+        why = tail[-1].strip() if tail else f"exit status {code}"
         raise ModelError(f"cannot write {name}'s prefill graph: {why}", hint=hint) from None
     if progress is not None:
         progress.advance(key, 1)
