@@ -15,10 +15,10 @@ from shellfish.engine.base import GenerationConfig, ModelInfo
 
 
 def ops(model) -> dict[str, int]:  # type: ignore[no-untyped-def]
-    from shellfish.store.quantize import _graphs
+    from shellfish.store.prefill import graphs
 
     counts: dict[str, int] = {}
-    for graph in _graphs(model.graph):
+    for graph in graphs(model.graph):
         for node in graph.node:
             counts[node.op_type] = counts.get(node.op_type, 0) + 1
     return counts

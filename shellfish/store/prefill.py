@@ -82,6 +82,7 @@ def write_prefill_graph(model_dir: Path, filename: str = "model.onnx") -> int:
     graph without MatMulNBits has no faster prefill to offer). Tensors it shares with the main
     graph stay in the main graph's data file.
     """
+    import numpy as np
     import onnx
     from onnx import helper, numpy_helper
 
@@ -99,8 +100,6 @@ def write_prefill_graph(model_dir: Path, filename: str = "model.onnx") -> int:
     constants: set[str] = set()
 
     def const(name: str, value: Any) -> str:
-        import numpy as np
-
         if name not in constants:
             tensor = numpy_helper.from_array(np.asarray(value), name)
             graph.initializer.append(tensor)
@@ -109,8 +108,6 @@ def write_prefill_graph(model_dir: Path, filename: str = "model.onnx") -> int:
 
     def rows_of(x: str, k: int) -> tuple[str, str, str]:
         """Quantise activation `x` ([..., K]) per row once; (int8 rows, row scales, shape)."""
-        import numpy as np
-
         if x not in quantized_rows:
             p = f"{x}/shellfish_rows"
             nodes.extend(
@@ -177,8 +174,6 @@ def write_prefill_graph(model_dir: Path, filename: str = "model.onnx") -> int:
             )
             quantized_rows[x] = (f"{p}/q", f"{p}/scale2d", f"{p}/shape")
         return quantized_rows[x]
-
-    import numpy as np
 
     count = 0
     for node in graph.node:
@@ -250,11 +245,11 @@ def write_prefill_graph(model_dir: Path, filename: str = "model.onnx") -> int:
     graph.node.extend(nodes)
     if not any(op.domain == "com.microsoft" for op in model.opset_import):
         model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
-    used = {name for g in _graphs(graph) for nd in g.node for name in nd.input}
+    used = {name for g in graphs(graph) for nd in g.node for name in nd.input}
     kept = [t for t in graph.initializer if t.name in used]
     del graph.initializer[:]
     graph.initializer.extend(kept)
-    _point_at_main_data(graph, model_dir)
+    _check_data_files(graph, model_dir)
 
     out = prefill_path(model_dir)
     data_name = out.name + ".data"
@@ -322,25 +317,30 @@ def _read(tensor: onnx.TensorProto, model_dir: Path) -> np.ndarray:
     return np.frombuffer(raw, dtype=dtype).reshape(tuple(tensor.dims))
 
 
-def _point_at_main_data(graph: onnx.GraphProto, model_dir: Path) -> None:
-    """Kept tensors stored in the main graph's data file keep pointing at it (same folder)."""
+def _check_data_files(graph: onnx.GraphProto, model_dir: Path) -> None:
+    """The data files the kept tensors point at (the main graph's, whose references are kept
+    as they are: same folder) are there."""
     for tensor in graph.initializer:
         for entry in tensor.external_data:
             if entry.key == "location" and not (model_dir / entry.value).is_file():
                 raise FileNotFoundError(model_dir / entry.value)
 
 
-def _graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
-    from onnx import helper
+def subgraphs(node: onnx.NodeProto) -> Iterator[onnx.GraphProto]:
+    """The branches / bodies of an If, Loop or Scan node."""
+    for attr in node.attribute:
+        if attr.HasField("g"):
+            yield attr.g
+        yield from attr.graphs
 
+
+def graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
+    """`graph` and every graph nested in its nodes (store/quantize.py walks them too: they
+    live here because this file runs where shellfish is not installed)."""
     yield graph
     for node in graph.node:
-        for attr in node.attribute:
-            if attr.type == helper.AttributeProto.GRAPH:
-                yield from _graphs(attr.g)
-            elif attr.type == helper.AttributeProto.GRAPHS:
-                for sub in attr.graphs:
-                    yield from _graphs(sub)
+        for sub in subgraphs(node):
+            yield from graphs(sub)
 
 
 def main(argv: list[str] | None = None) -> int:

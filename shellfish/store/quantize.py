@@ -19,9 +19,10 @@ their weights in the outer graph), and the result computes the same values in fp
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from shellfish.store.prefill import graphs, subgraphs
 
 if TYPE_CHECKING:
     import onnx
@@ -55,7 +56,7 @@ def quantize_file(src: Path, dst: Path, *, bits: int, block_size: int | None = N
     )
     quantizer.process()
     out = quantizer.model.model
-    count = sum(1 for graph in _graphs(out.graph) for n in graph.node if n.op_type == "MatMulNBits")
+    count = sum(1 for graph in graphs(out.graph) for n in graph.node if n.op_type == "MatMulNBits")
     external = out.ByteSize() > EXTERNAL_DATA_OVER
     dst.parent.mkdir(parents=True, exist_ok=True)
     if external:
@@ -98,7 +99,7 @@ def prepare(model: onnx.ModelProto) -> int:
         rewritten = 0
         nodes: list[onnx.NodeProto] = []
         for node in graph.node:
-            for sub in _subgraphs(node):
+            for sub in subgraphs(node):
                 rewritten += walk(sub)
             if node.op_type == "Gemm" and _plain_gemm(node) and node.input[1] in tensors:
                 weight, label = node.input[1], node.name or node.output[0]  # names are unique
@@ -164,37 +165,22 @@ def _unique(name: str, taken: dict[str, Any]) -> str:
     return candidate
 
 
-def _subgraphs(node: onnx.NodeProto) -> Iterator[onnx.GraphProto]:
-    """The branches / bodies of an If, Loop or Scan node."""
-    for attr in node.attribute:
-        if attr.HasField("g"):
-            yield attr.g
-        yield from attr.graphs
-
-
-def _graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
-    yield graph
-    for node in graph.node:
-        for sub in _subgraphs(node):
-            yield from _graphs(sub)
-
-
 def _drop_unused(root: onnx.GraphProto) -> None:
     """Remove nodes whose outputs nothing reads, then initializers nothing reads (the weights
     the rewrite replaced by transposed copies), in every graph; graph outputs stay."""
-    graphs = list(_graphs(root))
+    all_graphs = list(graphs(root))
     removed = True
     while removed:  # until a pass removes nothing: then `read` is what the graphs read
-        read = {name for g in graphs for n in g.node for name in n.input}
-        read |= {o.name for g in graphs for o in g.output}
+        read = {name for g in all_graphs for n in g.node for name in n.input}
+        read |= {o.name for g in all_graphs for o in g.output}
         removed = False
-        for g in graphs:
+        for g in all_graphs:
             keep = [n for n in g.node if any(o in read for o in n.output) or not n.output]
             if len(keep) != len(g.node):
                 del g.node[:]
                 g.node.extend(keep)
                 removed = True
-    for g in graphs:
+    for g in all_graphs:
         keep_init = [t for t in g.initializer if t.name in read]
         if len(keep_init) != len(g.initializer):
             del g.initializer[:]
