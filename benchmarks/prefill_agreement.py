@@ -35,6 +35,7 @@ def main() -> int:
     import numpy as np
     import onnxruntime as ort
 
+    from shellfish.engine.templates import render_chat
     from shellfish.engine.tokenizer import load_tokenizer
     from shellfish.request import TaskRequest
     from shellfish.suggest.prompts import ANSWER_PREFIX, build_messages
@@ -54,9 +55,8 @@ def main() -> int:
     for i in range(0, 7 * args.n, 7):
         request = TaskRequest(task="suggest", text=nl[i], context={"os": "Linux"})
         examples = [(nl[j], cm[j]) for j in (i + 1, i + 2, i + 3)]
-        messages = build_messages(request, examples)
-        text = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
-        ids = tokenizer.encode(text + "<|im_start|>assistant\n" + ANSWER_PREFIX)
+        text = render_chat("chatml", build_messages(request, examples), tokenizer=tokenizer)
+        ids = tokenizer.encode(text + ANSWER_PREFIX)
         lengths.append(len(ids))
         feeds = {
             "input_ids": np.array([ids], dtype=np.int64),

@@ -228,7 +228,6 @@ class Decoder:
         first: Any = None,
         first_wiring: Wiring | None = None,
         prefill: Any = None,
-        prefill_min_tokens: int = 0,
     ):
         import numpy as np
         import onnxruntime as ort
@@ -240,9 +239,8 @@ class Decoder:
         self.first = first  # split layout: decoder_model.onnx for the no-past pass
         self.first_wiring = first_wiring
         # genai layout: the int8-GEMM graph (store/prefill.py) for passes of at least
-        # `prefill_min_tokens` new tokens; same wiring as `main`.
+        # PREFILL_MIN_TOKENS new tokens; same wiring as `main`.
         self.prefill = prefill
-        self.prefill_min_tokens = prefill_min_tokens
         self._bind_main = main.io_binding()
         self._bind_first = first.io_binding() if first is not None else None
         self._bind_prefill = prefill.io_binding() if prefill is not None else None
@@ -305,7 +303,7 @@ class Decoder:
         assert w is not None
         session = self.first if use_first else self.main
         binding = self._bind_first if use_first else self._bind_main
-        if self._bind_prefill is not None and seq >= self.prefill_min_tokens:
+        if self._bind_prefill is not None and seq >= PREFILL_MIN_TOKENS:
             session, binding = self.prefill, self._bind_prefill
         assert binding is not None
         if state.shared:
@@ -1092,7 +1090,6 @@ def load(
         first=first,
         first_wiring=first_wiring,
         prefill=prefill,
-        prefill_min_tokens=PREFILL_MIN_TOKENS,
     )
     return CausalRunner(
         info,
