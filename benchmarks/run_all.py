@@ -47,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lengths", default="1,16,64,256")
     parser.add_argument("--contexts", default="16,128,512")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="engines take turns this many times (bench --rounds)"
+    )
     parser.add_argument("--threads", type=int, default=0, help="0: one per physical core")
     parser.add_argument("--long", action="store_true", help="add the 1000-token generation")
     parser.add_argument("--quick", action="store_true", help="smoke run: 2 models, short")
@@ -70,7 +73,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         models = ["distilgpt2", "smollm2-135m-instruct"]
         lengths, contexts, repeats = (1, 16, 64), (16, 128), 2
-    plan = Plan(lengths=lengths, contexts=contexts, repeats=repeats, threads=args.threads)
+    plan = Plan(
+        lengths=lengths,
+        contexts=contexts,
+        repeats=repeats,
+        rounds=args.rounds,
+        threads=args.threads,
+    )
     engines = [e for e in args.engines.split(",") if e]
 
     def progress(message: str) -> None:

@@ -124,6 +124,51 @@ def test_derived_metrics_and_ratios() -> None:
     assert rows[1][header.index("x TTFT")] == "2.00x"
 
 
+def test_rounds_take_turns_and_pool_every_run(monkeypatch, tmp_path: Path) -> None:
+    """--rounds: A B A B ..., each point's median over all rounds' runs; a failed peer is not
+    run again, and its reason says in which round it failed."""
+    from shellfish.bench import harness
+
+    calls: list[str] = []
+    times = {
+        "shellfish": iter([[10.0, 12.0], [30.0, 31.0], [11.0, 13.0]]),
+        "transformers": iter([]),
+    }
+
+    def fake_run_engine(name: str, model, plan, **kwargs) -> EngineResult:
+        calls.append(name)
+        if name == "ct2-int8":
+            return EngineResult(name, status="error", reason="load: boom")
+        ts = next(times[name], [20.0, 20.0])
+        return EngineResult(
+            name,
+            load_ms=100.0 * len(calls),
+            peak_rss_mb=float(len(calls)),
+            wall_s=1.0,
+            load_avg=[0.5, 0.7],
+            points={
+                "c8-n1": {"context": 8, "new_tokens": 1, "times_ms": ts, "median_ms": sum(ts) / 2}
+            },
+        )
+
+    monkeypatch.setattr(harness, "run_engine", fake_run_engine)
+    plan = Plan(lengths=(1,), contexts=(8,), repeats=2, rounds=3)
+    result = harness.run_bench(
+        _fake_model(tmp_path), ["shellfish", "ct2-int8", "transformers"], plan
+    )
+    assert calls == ["shellfish", "ct2-int8", "transformers"] + ["shellfish", "transformers"] * 2
+    ours, broken, slow = result.engines
+    assert ours.points["c8-n1"]["times_ms"] == [10.0, 12.0, 30.0, 31.0, 11.0, 13.0]
+    assert ours.median(8, 1) == pytest.approx(12.5)  # the pooled median, not a round's
+    assert ours.points["c8-n1"]["round_medians_ms"] == [11.0, 30.5, 12.0]
+    assert ours.load_ms == 400.0 and ours.peak_rss_mb == 6.0 and ours.wall_s == 3.0
+    assert broken.status == "error" and broken.reason == "round 1 of 3: load: boom"
+    assert slow.ok and len(slow.points["c8-n1"]["times_ms"]) == 6
+    assert "in each of 3 rounds" in report.machine_line(result)
+    with pytest.raises(UsageError, match="--rounds"):
+        Plan(rounds=0).validate()
+
+
 def test_agreement_counts_up_to_the_first_divergence() -> None:
     assert agreement([1, 2, 3, 4], [1, 2, 3, 4]) == 1.0
     assert agreement([1, 2, 3, 4], [1, 9, 3, 4]) == 0.25

@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import queue
+import statistics
 import subprocess
 import sys
 import threading
@@ -213,7 +214,8 @@ def run_bench(
     environ: dict[str, str] | None = None,
     progress: Progress | None = None,
 ) -> BenchResult:
-    """Bench every engine on `model`, one after the other (never concurrently)."""
+    """Bench every engine on `model`, one after the other (never concurrently), `plan.rounds`
+    times with the engines taking turns."""
     plan.validate()
     check_names(list(engines))
     result = BenchResult(
@@ -222,13 +224,67 @@ def run_bench(
         machine=machine_info(),
         started=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
-    for name in engines:
-        if progress:
-            progress(f"{model.name}: {name} ...")
-        engine_result = run_engine(
-            name, model, plan, python=python, environ=environ, progress=progress
-        )
-        if progress and not engine_result.ok:
-            progress(f"{name}: {engine_result.status}: {engine_result.reason}")
-        result.engines.append(engine_result)
+    runs: dict[str, list[EngineResult]] = {name: [] for name in engines}
+    for round_no in range(1, plan.rounds + 1):
+        for name in engines:
+            done = runs[name]
+            if done and not done[-1].ok:
+                continue  # a peer that failed once is reported, not retried every round
+            if progress:
+                turn = f" (round {round_no} of {plan.rounds})" if plan.rounds > 1 else ""
+                progress(f"{model.name}: {name}{turn} ...")
+            engine_result = run_engine(
+                name, model, plan, python=python, environ=environ, progress=progress
+            )
+            if progress and not engine_result.ok:
+                progress(f"{name}: {engine_result.status}: {engine_result.reason}")
+            done.append(engine_result)
+    result.engines = [merge_rounds(runs[name], plan.rounds) for name in engines]
     return result
+
+
+def merge_rounds(rounds: list[EngineResult], planned: int) -> EngineResult:
+    """One engine's rounds as one result: each point's runs pooled (median over all of them),
+    load time and RSS after load the median round's, peak RSS the highest, wall time summed.
+    A failed round stands for the engine, with the round it failed in (of the `planned`)."""
+    failed = next((r for r in rounds if not r.ok), None)
+    if failed is not None:
+        if planned > 1:
+            failed.reason = f"round {rounds.index(failed) + 1} of {planned}: {failed.reason}"
+        return failed
+    if len(rounds) == 1:
+        return rounds[0]
+    first = rounds[0]
+    merged = EngineResult(
+        engine=first.engine,
+        description=first.description,
+        precision=first.precision,
+        threads=first.threads,
+        load_ms=_median([r.load_ms for r in rounds]),
+        rss_after_load_mb=_median([r.rss_after_load_mb for r in rounds]),
+        peak_rss_mb=max((r.peak_rss_mb for r in rounds if r.peak_rss_mb), default=None),
+        wall_s=sum(r.wall_s for r in rounds),
+        quality_ids=first.quality_ids,
+        load_avg=[
+            min(r.load_avg[0] for r in rounds if r.load_avg),
+            max(r.load_avg[-1] for r in rounds if r.load_avg),
+        ]
+        if all(r.load_avg for r in rounds)
+        else None,
+    )
+    for key, rec in first.points.items():
+        if not all(key in r.points for r in rounds):
+            continue  # a point one round lacks is not comparable; never the case in one plan
+        times = [t for r in rounds for t in r.points[key]["times_ms"]]
+        merged.points[key] = {
+            **rec,
+            "times_ms": times,
+            "median_ms": statistics.median(times),
+            "round_medians_ms": [r.points[key]["median_ms"] for r in rounds],
+        }
+    return merged
+
+
+def _median(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else None

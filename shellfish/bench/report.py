@@ -5,7 +5,7 @@ Ratios are peer time / shellfish time for the same metric: above 1.00 shellfish 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from shellfish.bench.results import BenchResult, EngineResult, mean_agreement
 
@@ -268,5 +268,10 @@ def machine_line(result: BenchResult) -> str:
         f"{m.get('memory_gb', '?')} GB; {m.get('platform', '')}; threads per engine "
         f"{plan.get('threads') or 'one per physical core'}; load average at start "
         f"{m.get('load_avg', '?')}; median of {plan.get('repeats')} runs after "
-        f"{plan.get('warmup')} warm-up"
+        f"{plan.get('warmup')} warm-up{_rounds(plan)}"
     )
+
+
+def _rounds(plan: dict[str, Any]) -> str:
+    rounds = int(plan.get("rounds") or 1)
+    return "" if rounds == 1 else f", in each of {rounds} rounds with the engines taking turns"

@@ -37,6 +37,10 @@ class Plan:
     lengths: tuple[int, ...] = DEFAULT_LENGTHS
     contexts: tuple[int, ...] = DEFAULT_CONTEXTS
     repeats: int = 3
+    # Rounds: every engine runs this many times, engines taking turns (A B A B ...); each
+    # point's median is over all rounds' runs, so a load that drifts during the bench is
+    # shared by every engine instead of landing on whichever ran then.
+    rounds: int = 1
     warmup: int = 1
     seed: int = 0
     threads: int = 0  # 0: one per physical core, for every engine alike
@@ -54,6 +58,8 @@ class Plan:
             raise UsageError("--contexts must be positive integers, e.g. 16,128,512")
         if self.repeats < 1:
             raise UsageError("--repeats must be at least 1")
+        if self.rounds < 1:
+            raise UsageError("--rounds must be at least 1")
         if self.warmup < 0:
             raise UsageError("--warmup must be >= 0")
         if self.timeout_s <= 0:

@@ -46,6 +46,13 @@ def register(subparsers: Any) -> None:
         help="context sizes in tokens, comma-separated",
     )
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per point (median)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run every engine this many times, taking turns (A B A B ...), and take each "
+        "point's median over all rounds: ratios that hold when the machine's load drifts",
+    )
     parser.add_argument("--warmup", type=int, default=1, help="warm-up runs per point")
     parser.add_argument(
         "--threads",
@@ -104,6 +111,7 @@ def run(args: argparse.Namespace, env: Environment) -> int:
         lengths=parse_int_list(args.lengths, "--lengths"),
         contexts=parse_int_list(args.contexts, "--contexts"),
         repeats=args.repeats,
+        rounds=args.rounds,
         warmup=args.warmup,
         seed=args.seed,
         threads=args.threads,
