@@ -394,12 +394,17 @@ def test_done_reports_the_mean_log_probability_of_each_sample(causal_models: Pat
             for step, tok in zip(ref.step_logits, ref.ids[0], strict=True)
         ]
     )
-    done = list(runner.generate(PROMPT, greedy(12)))[-1]
+    plain = list(runner.generate(PROMPT, greedy(12)))[-1]
+    assert isinstance(plain, Done) and "mean_logprobs" not in plain.extra  # only when asked
+    done = list(runner.generate(PROMPT, greedy(12, logprobs=True)))[-1]
     assert isinstance(done, Done)
+    assert done.texts == plain.texts
     assert done.extra["mean_logprobs"][0] == pytest.approx(want, abs=1e-3)
     assert done.extra["mean_logprobs"][0] < 0
     # sampled rows are judged by the untempered model, one value per sample
-    sampled = list(runner.generate(PROMPT, greedy(6, n=3, temperature=1.5, seed=1)))[-1]
+    sampled = list(runner.generate(PROMPT, greedy(6, n=3, temperature=1.5, seed=1, logprobs=True)))[
+        -1
+    ]
     assert isinstance(sampled, Done)
     assert len(sampled.extra["mean_logprobs"]) == 3
     assert all(v is not None and v < 0 for v in sampled.extra["mean_logprobs"])
@@ -563,3 +568,21 @@ def test_missing_genai_model_file_is_a_model_error(causal_models: Path, tmp_path
             providers=["CPUExecutionProvider"],
             threads=1,
         )
+
+
+@pytest.mark.parametrize("layout", ONNX_LAYOUTS)
+def test_a_cached_prefix_survives_other_requests(causal_models: Path, layout: str) -> None:
+    """A prefix-cache entry is the state it was stored as, whatever ran on the model since:
+    a request sharing it after two others gets the tokens a cold run gets."""
+    runner = runner_for(causal_models, layout, prefill_graph=False)
+    runner.prefix_cache.clear()
+    tok = runner.tokenizer
+    first = tok.encode(PROMPT)
+    other = tok.encode("show disk usage of every folder here, largest first please")
+    want = runner.generate_ids([*first, 5, 6], greedy(8), use_prefix_cache=False).ids
+    runner.generate_ids(first, greedy(8))
+    runner.generate_ids(other, greedy(8))
+    runner.generate_ids([*other, 7], greedy(8))
+    got = runner.generate_ids([*first, 5, 6], greedy(8))
+    assert got.prefix_reused_tokens >= len(first)
+    assert got.ids == want

@@ -122,6 +122,7 @@ def test_zero_shot_streams_and_returns_the_command(tmp_path: Path) -> None:
     assert "list all files" in runner.prompts[0]
     assert runner.prompts[0].endswith("```bash\n")
     assert "\n" in runner.configs[0].stop
+    assert runner.configs[0].logprobs  # the certainty the vote and the confidence read
 
 
 def test_retrieval_puts_examples_and_options_in_the_prompt(world) -> None:

@@ -34,6 +34,10 @@ class GenerationConfig:
     # processes (engine.kvcache.DiskPrefixes). For prompts whose system turn is the same every
     # time and holds nothing of the user's (the suggest task's): not a cwd, not a request.
     keep_system_turn: bool = False
+    # Report each sample's mean log-probability per token (`extra["mean_logprobs"]`, the
+    # suggest task's certainty). Off unless asked: a softmax over the whole vocabulary every
+    # step (~0.07 ms a token with GPT-2's 50k, in a 2 ms step).
+    logprobs: bool = False
 
     def merged(self, **overrides: Any) -> GenerationConfig:
         """A copy with the non-None overrides applied (flags over descriptor defaults)."""

@@ -308,6 +308,8 @@ def _generation_config(runner: Runner, request: TaskRequest, mode: str) -> Gener
         # The system turn is the same for every request from this OS and shell, and holds no
         # path or request (suggest/prompts.py): a one-shot run reads its state from disk.
         "keep_system_turn": True,
+        # The model's certainty (mean log-probability) feeds the vote and the confidence.
+        "logprobs": True,
     }
     if mode == "full":
         n = int(request.options.get("candidates") or 1)
