@@ -238,8 +238,9 @@ def write_genai_config(name: str, onnx_dir: Path) -> None:
 
 
 def quantize_int8(onnx_dir: Path, int8_dir: Path) -> None:
-    """Weight-only int8 (MatMulNBits, block 128, int8 compute) of every graph: what
-    `shellfish models quantize --int8` makes (shellfish/store/quantize.py)."""
+    """Int8 of every graph, what `shellfish models quantize --int8` makes
+    (shellfish/store/quantize.py): weight-only MatMulNBits (block 128, int8 compute), and a
+    seq2seq encoder as int8 GEMMs."""
     _quantize(onnx_dir, int8_dir, bits=8)
 
 
@@ -249,11 +250,14 @@ def quantize_int4(onnx_dir: Path, int4_dir: Path) -> None:
 
 
 def _quantize(onnx_dir: Path, out_dir: Path, bits: int) -> None:
-    from shellfish.store.quantize import quantize_file
+    from shellfish.store.quantize import int8_as_gemms, int8_gemm_file, quantize_file
 
+    family = "seq2seq" if (onnx_dir / "encoder_model.onnx").is_file() else "causal"
     out_dir.mkdir(parents=True, exist_ok=True)
     for item in onnx_dir.iterdir():
-        if item.suffix == ".onnx":
+        if item.suffix == ".onnx" and bits == 8 and int8_as_gemms(item.name, family):
+            int8_gemm_file(item, out_dir / item.name)  # as `shellfish models quantize --int8`
+        elif item.suffix == ".onnx":
             quantize_file(item, out_dir / item.name, bits=bits)
         elif item.suffix not in {".onnx_data", ".data"} and item.is_file():
             shutil.copy2(item, out_dir / item.name)

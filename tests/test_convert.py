@@ -195,7 +195,7 @@ def test_import_rejects_non_model_inputs(tmp_path):
     assert store.installed() == []
 
 
-def fp32_onnx(path: Path) -> Path:
+def fp32_onnx(path: Path, opset: int = 17) -> Path:
     """A tiny fp32 MatMul model (a real ONNX graph; 256 inputs, two int8 blocks) to quantise."""
     import numpy as np
 
@@ -212,7 +212,7 @@ def fp32_onnx(path: Path) -> Path:
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64])],
         [weight],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     model.ir_version = 8
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(path))
@@ -537,3 +537,58 @@ def test_out_of_date_model_is_converted_again_and_kept_when_that_fails(
     with pytest.raises(UnsupportedModel):  # pull tried to convert it again ...
         pull(store, "stale", environ=env)
     assert (old / "model.onnx").read_bytes() == b"old"  # ... and the old install is intact
+
+
+def test_quantize_int8_writes_a_seq2seq_encoder_as_int8_gemms(tmp_path, t5_models):
+    """The encoder only ever reads whole prompts: its matmuls become int8 GEMMs (activations
+    per row, weights per column, from the fp32 weights); the decoders stay weight-only
+    MatMulNBits, whose kernel suits their one-row steps. The model still translates."""
+    needs_extra("onnx")
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+
+    from shellfish.engine.base import GenerationConfig
+    from shellfish.engine.loader import load_model
+
+    env = {"SHELLFISH_HOME": str(tmp_path / "home")}
+    store = Store(get_paths(env))
+    model = import_path(store, t5_models / "split", name="t5mini", environ=env)
+    assert model.family == "seq2seq"
+    q = quantize_int8(store, "t5mini")
+    assert q.manifest["quantization"]["encoder"].startswith("int8 GEMMs")
+
+    def ops(name: str) -> set[str]:
+        return {n.op_type for n in onnx.load(str(q.path / name)).graph.node}
+
+    assert "MatMulIntegerToFloat" in ops("encoder_model.onnx")
+    assert "MatMulNBits" not in ops("encoder_model.onnx")
+    assert "MatMulNBits" in ops("decoder_model.onnx")
+    assert "MatMulIntegerToFloat" not in ops("decoder_with_past_model.onnx")
+    ids = np.random.default_rng(0).integers(5, 90, (1, 40)).astype(np.int64)
+    feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+    a = ort.InferenceSession(str(model.path / "encoder_model.onnx")).run(None, feeds)[0]
+    b = ort.InferenceSession(str(q.path / "encoder_model.onnx")).run(None, feeds)[0]
+    assert 0 < np.abs(a - b).max() < 0.1 * np.abs(a).max()  # quantised, the same encoder
+    runner, _ = load_model(q.path)
+    done = list(runner.generate("translate English to German: hello", GenerationConfig(5)))[-1]
+    assert 1 <= done.completion_tokens <= 5
+
+
+@pytest.mark.parametrize(("opset", "op"), [(17, "MatMulIntegerToFloat"), (12, "MatMulNBits")])
+def test_int8_gemm_file_matches_fp32(tmp_path, opset: int, op: str) -> None:
+    """int8 GEMMs from a graph's fp32 weights; below opset 13 (no per-axis QuantizeLinear)
+    the same file gets MatMulNBits instead."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+
+    from shellfish.store.quantize import int8_gemm_file
+
+    src = fp32_onnx(tmp_path / "fp32.onnx", opset=opset)
+    assert int8_gemm_file(src, tmp_path / "int8.onnx") == 1
+    assert op in {n.op_type for n in onnx.load(str(tmp_path / "int8.onnx")).graph.node}
+    x = np.random.default_rng(1).standard_normal((1, 256)).astype(np.float32)
+    a = ort.InferenceSession(str(src)).run(None, {"x": x})[0]
+    b = ort.InferenceSession(str(tmp_path / "int8.onnx")).run(None, {"x": x})[0]
+    assert 0 < np.abs(a - b).max() < 0.05 * np.abs(a).max()

@@ -457,7 +457,13 @@ def quantize_int8(
 ) -> InstalledModel:
     """Weight-only int8 quantisation (MatMulNBits, `shellfish.store.quantize`) of an fp32 ONNX
     model into `NAME-int8`."""
-    from shellfish.store.quantize import ACCURACY_LEVEL, INT8_BLOCK, quantize_file
+    from shellfish.store.quantize import (
+        ACCURACY_LEVEL,
+        INT8_BLOCK,
+        int8_as_gemms,
+        int8_gemm_file,
+        quantize_file,
+    )
 
     model = store.resolve(name)
     if model.layout == "genai" or model.manifest.get("quantized"):
@@ -488,7 +494,10 @@ def quantize_int8(
             target.parent.mkdir(parents=True, exist_ok=True)
             if rel.endswith(".onnx"):
                 try:
-                    quantize_file(model.path / rel, target, bits=8)
+                    if int8_as_gemms(rel, model.family):
+                        int8_gemm_file(model.path / rel, target)
+                    else:
+                        quantize_file(model.path / rel, target, bits=8)
                 except Exception as exc:
                     raise ModelError(
                         f"cannot quantise {rel}: {exc}", hint="nothing was installed"
@@ -507,6 +516,11 @@ def quantize_int8(
                 "bits": 8,
                 "block_size": INT8_BLOCK,
                 "accuracy_level": ACCURACY_LEVEL,
+                **(
+                    {"encoder": "int8 GEMMs: activations per row, weights per column"}
+                    if model.family == "seq2seq"
+                    else {}
+                ),
             },
             source={"kind": "quantize", "from": model.name},
         )

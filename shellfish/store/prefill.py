@@ -75,42 +75,42 @@ def quantize_columns(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return q, scale.astype(np.float32)
 
 
-def write_prefill_graph(model_dir: Path, filename: str = "model.onnx") -> int:
-    """Write `model-prefill.onnx` (+ `.data`) for the genai graph `model_dir/filename`.
+class Int8Gemms:
+    """Builds the int8-GEMM form of matmuls into a graph's node list (see the module text):
 
-    Returns how many matmuls the prefill graph computes as int8 GEMMs; 0 writes nothing (a
-    graph without MatMulNBits has no faster prefill to offer). Tensors it shares with the main
-    graph stay in the main graph's data file.
+        rows of x -> int8, one scale per row -> MatMulIntegerToFloat(int8 weights, one scale
+        per column) -> times the row scales -> x's leading shape
+
+    Each activation is quantised once however many matmuls read it (q, k and v share it).
+    `nodes` is the new node list; `tensors` the weights made, for the caller to store.
     """
-    import numpy as np
-    import onnx
-    from onnx import helper, numpy_helper
 
-    model_dir = Path(model_dir)
-    model = onnx.load(str(model_dir / filename), load_external_data=False)
-    graph = model.graph
-    opset = next((op.version for op in model.opset_import if op.domain in ("", "ai.onnx")), 0)
-    if opset < 13:  # per-axis QuantizeLinear, Unsqueeze's axes input
-        return 0
-    inits = {t.name: t for t in graph.initializer}
-    outputs = {o.name for o in graph.output}
-    new_tensors: list[tuple[onnx.TensorProto, bytes]] = []
-    nodes: list[onnx.NodeProto] = []
-    quantized_rows: dict[str, tuple[str, str, str]] = {}
-    constants: set[str] = set()
+    def __init__(self, graph: onnx.GraphProto, opset: int) -> None:
+        self.graph = graph
+        self.opset = opset
+        self.nodes: list[onnx.NodeProto] = []
+        self.tensors: list[onnx.TensorProto] = []
+        self._rows: dict[str, tuple[str, str, str]] = {}
+        self._constants: set[str] = set()
 
-    def const(name: str, value: Any) -> str:
-        if name not in constants:
-            tensor = numpy_helper.from_array(np.asarray(value), name)
-            graph.initializer.append(tensor)
-            constants.add(name)
+    def const(self, name: str, value: Any) -> str:
+        import numpy as np
+        from onnx import numpy_helper
+
+        if name not in self._constants:
+            self.graph.initializer.append(numpy_helper.from_array(np.asarray(value), name))
+            self._constants.add(name)
         return name
 
-    def rows_of(x: str, k: int) -> tuple[str, str, str]:
+    def rows_of(self, x: str, k: int) -> tuple[str, str, str]:
         """Quantise activation `x` ([..., K]) per row once; (int8 rows, row scales, shape)."""
-        if x not in quantized_rows:
+        import numpy as np
+        from onnx import helper, numpy_helper
+
+        const = self.const
+        if x not in self._rows:
             p = f"{x}/shellfish_rows"
-            nodes.extend(
+            self.nodes.extend(
                 [
                     helper.make_node("Shape", [x], [f"{p}/shape"], name=f"{p}/Shape"),
                     helper.make_node(
@@ -127,7 +127,7 @@ def write_prefill_graph(model_dir: Path, filename: str = "model.onnx") -> int:
                         keepdims=0,
                         name=f"{p}/ReduceMax",
                     )
-                    if opset >= 18  # axes became an input
+                    if self.opset >= 18  # axes became an input
                     else helper.make_node(
                         "ReduceMax",
                         [f"{p}/abs"],
@@ -172,27 +172,26 @@ def write_prefill_graph(model_dir: Path, filename: str = "model.onnx") -> int:
                     ),
                 ]
             )
-            quantized_rows[x] = (f"{p}/q", f"{p}/scale2d", f"{p}/shape")
-        return quantized_rows[x]
+            self._rows[x] = (f"{p}/q", f"{p}/scale2d", f"{p}/shape")
+        return self._rows[x]
 
-    count = 0
-    for node in graph.node:
-        plan = _rewritable(node, inits, outputs)
-        if plan is None:
-            nodes.append(node)
-            continue
-        k, n, bits = plan
-        q = _read(inits[node.input[1]], model_dir)
-        scales = _read(inits[node.input[2]], model_dir)
-        weights_q, column_scale = quantize_columns(dequantize_nbits(q, scales, bits=bits, k=k))
+    def matmul(self, node: onnx.NodeProto, weights: np.ndarray) -> None:
+        """Append `node` (y = x @ W, W float `[K, N]`) in the int8-GEMM form."""
+        import numpy as np
+        from onnx import helper, numpy_helper
+
+        const = self.const
+        k, n = weights.shape
+        weights_q, column_scale = quantize_columns(weights)
         label = node.name or node.output[0]
         w_name, s_name = f"{label}/shellfish_int8_weight", f"{label}/shellfish_int8_scale"
-        for array, name in ((weights_q, w_name), (column_scale, s_name)):
-            tensor = numpy_helper.from_array(array, name)
-            new_tensors.append((tensor, tensor.raw_data))
-        aq, row_scale, shape = rows_of(node.input[0], k)
+        self.tensors += [
+            numpy_helper.from_array(weights_q, w_name),
+            numpy_helper.from_array(column_scale, s_name),
+        ]
+        aq, row_scale, shape = self.rows_of(node.input[0], k)
         y = node.output[0]
-        nodes.extend(
+        self.nodes.extend(
             [
                 helper.make_node(
                     "MatMulIntegerToFloat",
@@ -238,24 +237,63 @@ def write_prefill_graph(model_dir: Path, filename: str = "model.onnx") -> int:
                 ),
             ]
         )
+
+    def install(self, model: onnx.ModelProto) -> None:
+        """Put the new node list in the graph, declare the com.microsoft domain and drop the
+        initializers no node reads any more (the replaced weights)."""
+        from onnx import helper
+
+        graph = self.graph
+        del graph.node[:]
+        graph.node.extend(self.nodes)
+        if not any(op.domain == "com.microsoft" for op in model.opset_import):
+            model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+        used = {name for g in graphs(graph) for nd in g.node for name in nd.input}
+        kept = [t for t in graph.initializer if t.name in used]
+        del graph.initializer[:]
+        graph.initializer.extend(kept)
+
+
+def write_prefill_graph(model_dir: Path, filename: str = "model.onnx") -> int:
+    """Write `model-prefill.onnx` (+ `.data`) for the genai graph `model_dir/filename`.
+
+    Returns how many matmuls the prefill graph computes as int8 GEMMs; 0 writes nothing (a
+    graph without MatMulNBits has no faster prefill to offer). Tensors it shares with the main
+    graph stay in the main graph's data file.
+    """
+    import onnx
+
+    model_dir = Path(model_dir)
+    model = onnx.load(str(model_dir / filename), load_external_data=False)
+    graph = model.graph
+    opset = next((op.version for op in model.opset_import if op.domain in ("", "ai.onnx")), 0)
+    if opset < 13:  # per-axis QuantizeLinear, Unsqueeze's axes input
+        return 0
+    inits = {t.name: t for t in graph.initializer}
+    outputs = {o.name for o in graph.output}
+    gemms = Int8Gemms(graph, opset)
+    count = 0
+    for node in graph.node:
+        plan = _rewritable(node, inits, outputs)
+        if plan is None:
+            gemms.nodes.append(node)
+            continue
+        k, _n, bits = plan
+        q = _read(inits[node.input[1]], model_dir)
+        scales = _read(inits[node.input[2]], model_dir)
+        gemms.matmul(node, dequantize_nbits(q, scales, bits=bits, k=k))
         count += 1
     if not count:
         return 0
-    del graph.node[:]
-    graph.node.extend(nodes)
-    if not any(op.domain == "com.microsoft" for op in model.opset_import):
-        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
-    used = {name for g in graphs(graph) for nd in g.node for name in nd.input}
-    kept = [t for t in graph.initializer if t.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(kept)
+    gemms.install(model)
     _check_data_files(graph, model_dir)
 
     out = prefill_path(model_dir)
     data_name = out.name + ".data"
     offset = 0
     with open(model_dir / data_name, "wb") as data:
-        for tensor, raw in new_tensors:
+        for tensor in gemms.tensors:
+            raw = tensor.raw_data
             pad = -offset % _ALIGN
             data.write(b"\0" * pad)
             offset += pad
