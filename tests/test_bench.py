@@ -165,6 +165,8 @@ def test_rounds_take_turns_and_pool_every_run(monkeypatch, tmp_path: Path) -> No
     assert broken.status == "error" and broken.reason == "round 1 of 3: load: boom"
     assert slow.ok and len(slow.points["c8-n1"]["times_ms"]) == 6
     assert "in each of 3 rounds" in report.machine_line(result)
+    missing = EngineResult("ct2-int8", status="unavailable", reason="not installed")
+    assert harness.merge_rounds([missing], 3).reason == "not installed"  # the same every round
     with pytest.raises(UsageError, match="--rounds"):
         Plan(rounds=0).validate()
 

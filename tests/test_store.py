@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+from typing import Any
 
 import pytest
 
@@ -454,3 +455,40 @@ def test_verify_and_list_on_a_malformed_manifest(make_env, shellfish_home):
     (model.path / MANIFEST).write_text("{not json")
     code, err = _cli(make_env, "models", "verify", "odd")
     assert code == 3 and "manifest" in err and "models rm odd" in err, err
+
+
+def test_setup_answers_a_first_suggestion_only_after_installing_the_suggest_model(
+    tmp_path, monkeypatch
+):
+    """After installing the model suggestions go to, setup runs one suggestion in-process (its
+    system turn lands in the disk cache), records nothing, and a failure there only warns."""
+    import shellfish.client
+    from shellfish.cli.setup import _first_suggestion
+    from shellfish.events import Done, Error
+
+    env = _env(tmp_path)
+    store = Store(env.paths)
+    default = ModelSettings().default
+    fake_install(store, default, ["suggest"])
+    seen: list[tuple[Any, ...]] = []
+
+    def fake_stream(request, env, *, backend=None, cancel=None, record=True):
+        seen.append((request.task, request.model, backend, record, request.context is not None))
+        yield Done(texts=["ls"], model=request.model or "")
+
+    monkeypatch.setattr(shellfish.client, "stream", fake_stream)
+    _first_suggestion(env, store, default)
+    assert seen == [("suggest", default, "inprocess", False, True)]
+    assert "answered a first suggestion" in env.stderr.getvalue()
+
+    seen.clear()
+    fake_install(store, "flan-t5-small", ["translate"])
+    _first_suggestion(env, store, "flan-t5-small")  # not where suggestions go: nothing run
+    assert seen == []
+
+    def failing(request, env, *, backend=None, cancel=None, record=True):
+        yield Error("the model file is corrupt")
+
+    monkeypatch.setattr(shellfish.client, "stream", failing)
+    _first_suggestion(env, store, default)
+    assert "a first suggestion failed: the model file is corrupt" in env.stderr.getvalue()

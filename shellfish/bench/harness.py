@@ -246,10 +246,11 @@ def run_bench(
 def merge_rounds(rounds: list[EngineResult], planned: int) -> EngineResult:
     """One engine's rounds as one result: each point's runs pooled (median over all of them),
     load time and RSS after load the median round's, peak RSS the highest, wall time summed.
-    A failed round stands for the engine, with the round it failed in (of the `planned`)."""
+    A failed round stands for the engine, with the round it failed in (of the `planned`) unless
+    it was unavailable, which does not depend on the round."""
     failed = next((r for r in rounds if not r.ok), None)
     if failed is not None:
-        if planned > 1:
+        if planned > 1 and failed.status != "unavailable":
             failed.reason = f"round {rounds.index(failed) + 1} of {planned}: {failed.reason}"
         return failed
     if len(rounds) == 1:

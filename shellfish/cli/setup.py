@@ -1,5 +1,8 @@
 """`shellfish setup`: install the default model and say how to enable the zsh widget.
 
+After installing the model suggestions go to it answers one suggestion (thrown away), so the
+system turn every suggestion opens with is on disk before the user's first request.
+
 Idempotent: when the default model is installed and intact it changes nothing and returns
 fast (no hashing, no network); it always says what it did.
 """
@@ -11,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from shellfish.environment import Environment
+    from shellfish.store.store import Store
 
 ZSHRC_LINE = 'eval "$(shellfish init zsh)"'
 
@@ -38,6 +42,7 @@ def cmd_setup(args: argparse.Namespace, env: Environment) -> int:
         and bool(desc.sources)
         and built_as_described(existing.manifest, desc.sources[0])
     )
+    installed = False
     if existing is not None and current and not args.force:
         env.info(f"model {desc.name}: already installed at {existing.path} (nothing to do)")
     else:
@@ -52,10 +57,44 @@ def cmd_setup(args: argparse.Namespace, env: Environment) -> int:
                 validator=loader_validator(),
             )
         env.info(f"model {model.name}: installed at {model.path}")
+        installed = True
     _ensure_knowledge(env)
+    if installed:
+        _first_suggestion(env, store, desc.name)
     env.info("to enable the zsh widget, add this line to ~/.zshrc:")
     env.stdout.write(ZSHRC_LINE + "\n")
     return 0
+
+
+def _first_suggestion(env: Environment, store: Store, name: str) -> None:
+    """When `name` is the model suggestions go to: answer one here, as `shellfish suggest` would
+    without the daemon, and throw the answer away. The system turn every suggestion opens with
+    is then kept on disk (engine.kvcache.DiskPrefixes), so the user's first suggestion reads it
+    instead of prefilling it. Nothing is recorded in the history; a failure fails nothing."""
+    from shellfish.client import stream
+    from shellfish.errors import ShellfishError
+    from shellfish.events import Done, Error
+    from shellfish.request import TaskRequest
+    from shellfish.shell.context import current_context
+    from shellfish.store.routing import pick_model
+
+    try:
+        if pick_model("suggest", env.settings, store) != name:
+            return
+    except ShellfishError:
+        return
+    request = TaskRequest(
+        task="suggest", text="list the files here", model=name, context=current_context(env)
+    )
+    try:
+        events = list(stream(request, env, backend="inprocess", record=False))
+    except ShellfishError as exc:
+        events = [Error(exc.message)]
+    problem = next((e.message for e in events if isinstance(e, Error)), None)
+    if problem is None and any(isinstance(e, Done) for e in events):
+        env.info(f"model {name}: answered a first suggestion (its prompt's start is now cached)")
+    else:
+        env.warn(f"model {name}: a first suggestion failed: {problem or 'no answer'}")
 
 
 def _ensure_knowledge(env: Environment) -> None:
