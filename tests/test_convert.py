@@ -579,6 +579,7 @@ def test_quantize_int8_writes_a_seq2seq_encoder_as_int8_gemms(tmp_path, t5_model
 def test_int8_gemm_file_matches_fp32(tmp_path, opset: int, op: str) -> None:
     """int8 GEMMs from a graph's fp32 weights; below opset 13 (no per-axis QuantizeLinear)
     the same file gets MatMulNBits instead."""
+    needs_extra("onnx")
     import numpy as np
     import onnx
     import onnxruntime as ort

@@ -377,11 +377,13 @@ class Decoder:
         return KVState(tensors, length, state.batch)
 
     def export(self, state: KVState, length: int) -> list[Any]:
-        """Compact tensors holding the first `length` positions of a batch-1 state."""
+        """Compact arrays holding the first `length` positions of a batch-1 state: copies, which
+        stay as they are whatever runs next. (A growing state's tensors are what the binding's
+        `get_outputs` returned, and some onnxruntime versions - 1.23 - return views of the
+        binding's output slots there, which the next run on the binding overwrites: sharing them
+        had a prefix-cache entry change under its key.)"""
         if state.shared:
             return [a[:, :, :length].copy() for a in state.arrays]
-        if length == state.length:
-            return list(state.tensors)  # OrtValues are immutable here: share, don't copy
         return [t.numpy()[:, :, :length].copy() for t in state.tensors]
 
     def restore(self, tensors: list[Any], length: int, capacity: int) -> KVState:
