@@ -586,3 +586,13 @@ def test_a_cached_prefix_survives_other_requests(causal_models: Path, layout: st
     got = runner.generate_ids([*first, 5, 6], greedy(8))
     assert got.prefix_reused_tokens >= len(first)
     assert got.ids == want
+
+
+def test_a_state_from_forward_can_be_used_twice(causal_models: Path) -> None:
+    """`CausalRunner.forward`'s state stays what it was after later passes (growing layout)."""
+    runner = runner_for(causal_models, "gpt2")
+    _, state = runner.forward([5, 6, 7, 8])
+    first, _ = runner.forward([9], state)
+    runner.forward([10, 11], state)
+    again, _ = runner.forward([9], state)
+    np.testing.assert_array_equal(first, again)

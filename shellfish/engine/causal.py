@@ -596,7 +596,9 @@ class CausalRunner:
     ) -> tuple[Any, KVState]:
         """Logits (batch, seq, vocab) for `ids` after `state` (None: from the start).
 
-        The logits are the caller's own copy; a shared-buffer state is updated in place.
+        The logits are the caller's own copy; a shared-buffer state is updated in place, a
+        growing one returned as copies of batch 1 (the caller may keep it across later passes:
+        see `Decoder.export`).
         """
         np = self.decoder._np
         arr = np.asarray(ids, dtype=np.int64)
@@ -605,6 +607,9 @@ class CausalRunner:
         if state is None:
             state = self.decoder.empty(arr.shape[0], arr.shape[1])
         logits, state = self.decoder.forward(arr, state)
+        if not state.shared and state.batch == 1:
+            kept = self.decoder.export(state, state.length)
+            state = self.decoder.restore(kept, state.length, state.length)
         return np.array(logits, dtype=np.float32), state
 
     def generate_ids(
