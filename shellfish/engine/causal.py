@@ -17,6 +17,7 @@ one skip the shared part of prefill.
 from __future__ import annotations
 
 import json
+import operator
 import re
 import threading
 import time
@@ -209,7 +210,8 @@ def read_wiring(
 
 
 def _same_objects(a: list[Any] | None, b: list[Any]) -> bool:
-    return a is not None and len(a) == len(b) and all(x is y for x, y in zip(a, b, strict=True))
+    # map(operator.is_): one C loop (a generator took ~20 us a step over 60 tensors)
+    return a is not None and len(a) == len(b) and all(map(operator.is_, a, b))
 
 
 class Decoder:
@@ -789,7 +791,8 @@ class CausalRunner:
                         dtype=np.int64,
                     )
                 active = alive.copy()
-                tokens = np.where(active, tokens, filler)
+                if n > 1:  # finished rows get filler (one row: it is alive, or the loop ended)
+                    tokens = np.where(active, tokens, filler)
                 if config.logprobs:
                     _record_logprobs(np, logits, tokens, active, run.logprobs)
                 history[:, length] = tokens
