@@ -206,6 +206,7 @@ BAD_GENERATIONS: list[dict[str, object]] = [
     {"seed": -1},
     {"top_p": float("nan")},
     {"keep_system_turn": True},  # the suggest task's own: no client keeps its prompts on disk
+    {"logprobs": "yes"},
 ]
 
 

@@ -78,3 +78,18 @@ def test_daemon_streams_a_real_onnx_model(
     assert reused >= 10, second[-1]
     status = daemon.client.status()
     assert status["models"][0]["name"] == NAME and status["models"][0]["requests"] == 2
+
+    # log-probabilities only when the request asks for them
+    assert "mean_logprobs" not in first[-1].extra  # type: ignore[union-attr]
+    asked = list(
+        daemon.client.stream(
+            TaskRequest(
+                "prompt",
+                prefix + "show disk usage",
+                model=NAME,
+                generation={**generation, "logprobs": True},
+            )
+        )
+    )
+    logprobs = asked[-1].extra["mean_logprobs"]  # type: ignore[union-attr]
+    assert len(logprobs) == 1 and logprobs[0] < 0
