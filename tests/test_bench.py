@@ -171,6 +171,28 @@ def test_rounds_take_turns_and_pool_every_run(monkeypatch, tmp_path: Path) -> No
         Plan(rounds=0).validate()
 
 
+def test_ratios_show_the_spread_of_the_rounds() -> None:
+    def points(first: list[float], total: list[float]) -> dict[str, dict[str, object]]:
+        def rec(n: int, values: list[float]) -> dict[str, object]:
+            median = sorted(values)[len(values) // 2]
+            return {"context": 8, "new_tokens": n, "times_ms": values, "median_ms": median,
+                    "round_medians_ms": values}  # fmt: skip
+
+        return {"c8-n1": rec(1, first), "c8-n16": rec(16, total)}
+
+    ours = EngineResult("shellfish-int4", points=points([10, 10, 10], [40, 55, 40]))
+    peer = EngineResult("ort-genai-int4", points=points([10, 10, 10], [37, 55, 43]))
+    plan = Plan(lengths=(1, 16), contexts=(8,), rounds=3).to_dict()
+    result = BenchResult(model={"name": "m"}, plan=plan, engines=[ours, peer])
+    assert ours.round_decode_ms(8, 16) == [2.0, 3.0, 2.0]
+    header, rows = report.ratios_rows(result)
+    # pooled medians: (43 - 10) / (40 - 10); rounds: 27/30, 45/45, 33/30
+    assert rows[0][header.index("decode")] == "1.10x (0.90-1.10)"
+    assert "the lowest and highest of the 3 rounds' own ratios" in report.ratios_caption(result)
+    single = BenchResult(model={"name": "m"}, plan=Plan().to_dict(), engines=[ours, peer])
+    assert "rounds" not in report.ratios_caption(single)
+
+
 def test_agreement_counts_up_to_the_first_divergence() -> None:
     assert agreement([1, 2, 3, 4], [1, 2, 3, 4]) == 1.0
     assert agreement([1, 2, 3, 4], [1, 9, 3, 4]) == 0.25

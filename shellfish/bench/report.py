@@ -97,13 +97,34 @@ def ratios_rows(result: BenchResult) -> tuple[list[str], list[list[str]]]:
             ),
             result.ratio(e, e.peak_rss_mb, ref.peak_rss_mb),
         ]
-        rows.append([e.engine, *[_ratio(c) or "-" for c in cells]])
+        texts = [_ratio(c) or "-" for c in cells]
+        spread = _round_spread(e, ref, c0, n) if n else None
+        if spread is not None and cells[-2] is not None:
+            texts[-2] += f" ({spread[0]:.2f}-{spread[1]:.2f})"
+        rows.append([e.engine, *texts])
     return header, rows
+
+
+def _round_spread(
+    engine: EngineResult, ref: EngineResult, context: int, n: int
+) -> tuple[float, float] | None:
+    """Lowest and highest of the per-round decode ratios (peer round k / shellfish round k)."""
+    ours, theirs = ref.round_decode_ms(context, n), engine.round_decode_ms(context, n)
+    if not ours or not theirs or len(ours) != len(theirs) or not all(ours):
+        return None
+    ratios = [t / o for t, o in zip(theirs, ours, strict=True)]
+    return min(ratios), max(ratios)
 
 
 def ratios_caption(result: BenchResult) -> str:
     ref = result.reference
-    return f"peer / {ref.engine if ref else 'shellfish'}; above 1.00x shellfish is better"
+    rounds = int(result.plan.get("rounds") or 1)
+    spread = (
+        f"; decode in brackets: the lowest and highest of the {rounds} rounds' own ratios"
+        if rounds > 1
+        else ""
+    )
+    return f"peer / {ref.engine if ref else 'shellfish'}; above 1.00x shellfish is better{spread}"
 
 
 def summary_point(result: BenchResult) -> tuple[int, int | None]:

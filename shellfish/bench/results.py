@@ -52,6 +52,15 @@ class EngineResult:
             return None
         return max(total - first, 0.0) / (new_tokens - 1)
 
+    def round_decode_ms(self, context: int, new_tokens: int) -> list[float] | None:
+        """Decode ms/token of each round (`bench --rounds`), by the same formula; None when
+        the result has no per-round medians."""
+        total = self.points.get(f"c{context}-n{new_tokens}", {}).get("round_medians_ms")
+        first = self.points.get(f"c{context}-n1", {}).get("round_medians_ms")
+        if new_tokens < 2 or not total or not first or len(total) != len(first):
+            return None
+        return [max(t - f, 0.0) / (new_tokens - 1) for t, f in zip(total, first, strict=True)]
+
     def tokens_per_s(self, context: int, new_tokens: int) -> float | None:
         per = self.decode_ms_per_token(context, new_tokens)
         return None if not per else 1000.0 / per
