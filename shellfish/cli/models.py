@@ -43,7 +43,9 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=cmd_import)
 
     p = sub.add_parser(
-        "quantize", help="weight-only int8 quantisation (MatMulNBits) of an fp32 ONNX model"
+        "quantize",
+        help="int8 quantisation of an fp32 ONNX model (weight-only MatMulNBits; a seq2seq "
+        "encoder as int8 GEMMs)",
     )
     p.add_argument("name")
     p.add_argument(

@@ -455,8 +455,8 @@ def quantize_int8(
     progress: Progress | None = None,
     validator: Validator | None = None,
 ) -> InstalledModel:
-    """Weight-only int8 quantisation (MatMulNBits, `shellfish.store.quantize`) of an fp32 ONNX
-    model into `NAME-int8`."""
+    """Int8 quantisation (`shellfish.store.quantize`) of an fp32 ONNX model into `NAME-int8`:
+    weight-only MatMulNBits, and a seq2seq encoder as int8 GEMMs (it only reads whole prompts)."""
     from shellfish.store.quantize import (
         ACCURACY_LEVEL,
         INT8_BLOCK,
