@@ -193,6 +193,18 @@ def test_ratios_show_the_spread_of_the_rounds() -> None:
     assert "rounds" not in report.ratios_caption(single)
 
 
+def test_a_bench_where_nothing_ran_shows_only_why() -> None:
+    """No empty tables or captions quoting "None generated tokens": the reasons, alone."""
+    gone = [
+        EngineResult("shellfish-int4", status="unavailable", reason="no int4 ONNX model"),
+        EngineResult("ort-genai-int4", status="unavailable", reason="no int4 ONNX model"),
+    ]
+    result = BenchResult(model={"name": "m"}, plan=Plan().to_dict(), engines=gone)
+    assert [str(t.title) for t in report.rich_tables(result)] == ["m: not measured"]
+    text = report.markdown(result)
+    assert "No engine ran." in text and "None" not in text and "| ort-genai-int4 |" in text
+
+
 def test_agreement_counts_up_to_the_first_divergence() -> None:
     assert agreement([1, 2, 3, 4], [1, 2, 3, 4]) == 1.0
     assert agreement([1, 2, 3, 4], [1, 9, 3, 4]) == 0.25
@@ -351,6 +363,14 @@ def test_cli_bench_writes_tables_json_and_plots(
     data = json.loads((out / "tiny-gpt2.json").read_text())
     assert [e["engine"] for e in data["engines"]] == ["shellfish", "llama.cpp"]
     assert (out / "tiny-gpt2.md").is_file() and (out / "tiny-gpt2.png").stat().st_size > 1000
+
+
+def test_cli_bench_that_measures_nothing_says_so(tiny_bench_model: BenchModel, make_env) -> None:
+    env = make_env(PYTHONPATH=_env()["PYTHONPATH"])
+    args = ["bench", "--model", tiny_bench_model.root, "--engines", "ct2-int8,llama.cpp"]
+    assert main([*args, "--lengths", "1", "--contexts", "8", "--repeats", "1"], env) == 1
+    assert "not measured" in env.stdout.getvalue() and "summary" not in env.stdout.getvalue()
+    assert "no engine ran: nothing was measured" in env.stderr.getvalue()
 
 
 def test_cli_bench_bad_flags(make_env) -> None:

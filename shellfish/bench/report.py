@@ -227,12 +227,15 @@ def rich_table(title: str, header: list[str], rows: list[list[str]], caption: st
 
 
 def rich_tables(result: BenchResult) -> list[Table]:
+    """The tables for a terminal; only the "not measured" one when no engine ran."""
     name = result.model.get("name", "?")
-    out = [
-        rich_table(f"{name}: summary", *summary_rows(result), caption=summary_caption(result)),
-        rich_table(f"{name}: decode ms/token by generation length", *lengths_rows(result)),
-        rich_table(f"{name}: time to first token (ms) by context", *contexts_rows(result)),
-    ]
+    out = []
+    if any(e.ok for e in result.engines):
+        out += [
+            rich_table(f"{name}: summary", *summary_rows(result), caption=summary_caption(result)),
+            rich_table(f"{name}: decode ms/token by generation length", *lengths_rows(result)),
+            rich_table(f"{name}: time to first token (ms) by context", *contexts_rows(result)),
+        ]
     header, rows = ratios_rows(result)
     if rows:
         out.append(rich_table(f"{name}: ratios", header, rows, caption=ratios_caption(result)))
@@ -254,21 +257,24 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
 def markdown(result: BenchResult) -> str:
     name = result.model.get("name", "?")
     weights = " (random weights)" if result.model.get("random_weights") else ""
-    parts = [
-        f"### {name}{weights}",
-        "",
-        markdown_table(*summary_rows(result)),
-        "",
-        summary_caption(result) + ".",
-        "",
-        "Decode ms/token by generation length:",
-        "",
-        markdown_table(*lengths_rows(result)),
-        "",
-        "Time to first token (ms) by context:",
-        "",
-        markdown_table(*contexts_rows(result)),
-    ]
+    parts = [f"### {name}{weights}"]
+    if any(e.ok for e in result.engines):
+        parts += [
+            "",
+            markdown_table(*summary_rows(result)),
+            "",
+            summary_caption(result) + ".",
+            "",
+            "Decode ms/token by generation length:",
+            "",
+            markdown_table(*lengths_rows(result)),
+            "",
+            "Time to first token (ms) by context:",
+            "",
+            markdown_table(*contexts_rows(result)),
+        ]
+    else:
+        parts += ["", "No engine ran."]
     header, rows = ratios_rows(result)
     if rows:
         parts += ["", f"Ratios ({ratios_caption(result)}):", "", markdown_table(header, rows)]
