@@ -118,7 +118,7 @@ def _round_spread(
 
 def ratios_caption(result: BenchResult) -> str:
     ref = result.reference
-    rounds = int(result.plan.get("rounds") or 1)
+    rounds = _rounds(result.plan)
     spread = (
         f"; decode in brackets: the lowest and highest of the {rounds} rounds' own ratios"
         if rounds > 1
@@ -230,7 +230,7 @@ def rich_tables(result: BenchResult) -> list[Table]:
     """The tables for a terminal; only the "not measured" one when no engine ran."""
     name = result.model.get("name", "?")
     out = []
-    if any(e.ok for e in result.engines):
+    if result.ran:
         out += [
             rich_table(f"{name}: summary", *summary_rows(result), caption=summary_caption(result)),
             rich_table(f"{name}: decode ms/token by generation length", *lengths_rows(result)),
@@ -258,7 +258,7 @@ def markdown(result: BenchResult) -> str:
     name = result.model.get("name", "?")
     weights = " (random weights)" if result.model.get("random_weights") else ""
     parts = [f"### {name}{weights}"]
-    if any(e.ok for e in result.engines):
+    if result.ran:
         parts += [
             "",
             markdown_table(*summary_rows(result)),
@@ -295,10 +295,14 @@ def machine_line(result: BenchResult) -> str:
         f"{m.get('memory_gb', '?')} GB; {m.get('platform', '')}; threads per engine "
         f"{plan.get('threads') or 'one per physical core'}; load average at start "
         f"{m.get('load_avg', '?')}; median of {plan.get('repeats')} runs after "
-        f"{plan.get('warmup')} warm-up{_rounds(plan)}"
+        f"{plan.get('warmup')} warm-up{_turns(plan)}"
     )
 
 
-def _rounds(plan: dict[str, Any]) -> str:
-    rounds = int(plan.get("rounds") or 1)
+def _rounds(plan: dict[str, Any]) -> int:
+    return int(plan.get("rounds") or 1)
+
+
+def _turns(plan: dict[str, Any]) -> str:
+    rounds = _rounds(plan)
     return "" if rounds == 1 else f", in each of {rounds} rounds with the engines taking turns"

@@ -50,7 +50,7 @@ class EngineResult:
         total, first = self.median(context, new_tokens), self.median(context, 1)
         if total is None or first is None:
             return None
-        return max(total - first, 0.0) / (new_tokens - 1)
+        return _per_token(total, first, new_tokens)
 
     def round_decode_ms(self, context: int, new_tokens: int) -> list[float] | None:
         """Decode ms/token of each round (`bench --rounds`), by the same formula; None when
@@ -59,7 +59,7 @@ class EngineResult:
         first = self.points.get(f"c{context}-n1", {}).get("round_medians_ms")
         if new_tokens < 2 or not total or not first or len(total) != len(first):
             return None
-        return [max(t - f, 0.0) / (new_tokens - 1) for t, f in zip(total, first, strict=True)]
+        return [_per_token(t, f, new_tokens) for t, f in zip(total, first, strict=True)]
 
     def tokens_per_s(self, context: int, new_tokens: int) -> float | None:
         per = self.decode_ms_per_token(context, new_tokens)
@@ -77,6 +77,11 @@ class BenchResult:
     engines: list[EngineResult] = field(default_factory=list)
     machine: dict[str, Any] = field(default_factory=dict)
     started: str = ""
+
+    @property
+    def ran(self) -> bool:
+        """Whether any engine was measured."""
+        return any(e.ok for e in self.engines)
 
     def engine(self, name: str) -> EngineResult | None:
         return next((e for e in self.engines if e.engine == name), None)
@@ -203,3 +208,8 @@ def machine_info() -> dict[str, Any]:
     except OSError:
         pass
     return info
+
+
+def _per_token(total_ms: float, first_ms: float, new_tokens: int) -> float:
+    """Decode ms/token from the time of `new_tokens` and of 1 token (the module's formula)."""
+    return max(total_ms - first_ms, 0.0) / (new_tokens - 1)

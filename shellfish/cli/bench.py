@@ -161,7 +161,7 @@ def _bench(
         from shellfish.bench.plots import plot_load_times
 
         plot_load_times(results, args.out)
-    if not any(e.ok for result in results for e in result.engines):
+    if not any(result.ran for result in results):
         env.warn("no engine ran: nothing was measured (the reasons are in the table above)")
         return 1
     return 0

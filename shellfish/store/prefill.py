@@ -254,6 +254,11 @@ class Int8Gemms:
         graph.initializer.extend(kept)
 
 
+def default_opset(model: onnx.ModelProto) -> int:
+    """The model's version of the default ONNX domain (0 when it imports none)."""
+    return next((op.version for op in model.opset_import if op.domain in ("", "ai.onnx")), 0)
+
+
 def write_prefill_graph(model_dir: Path, filename: str = "model.onnx") -> int:
     """Write `model-prefill.onnx` (+ `.data`) for the genai graph `model_dir/filename`.
 
@@ -266,7 +271,7 @@ def write_prefill_graph(model_dir: Path, filename: str = "model.onnx") -> int:
     model_dir = Path(model_dir)
     model = onnx.load(str(model_dir / filename), load_external_data=False)
     graph = model.graph
-    opset = next((op.version for op in model.opset_import if op.domain in ("", "ai.onnx")), 0)
+    opset = default_opset(model)
     if opset < 13:  # per-axis QuantizeLinear, Unsqueeze's axes input
         return 0
     inits = {t.name: t for t in graph.initializer}

@@ -32,7 +32,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from shellfish.store.prefill import Int8Gemms, graphs, subgraphs
+from shellfish.store.prefill import Int8Gemms, default_opset, graphs, subgraphs
 
 if TYPE_CHECKING:
     import onnx
@@ -98,7 +98,7 @@ def int8_gemm_file(src: Path, dst: Path) -> int:
     from onnx import numpy_helper
 
     model = onnx.load(str(src))
-    opset = next((op.version for op in model.opset_import if op.domain in ("", "ai.onnx")), 0)
+    opset = default_opset(model)
     if opset < 13:
         return quantize_file(src, dst, bits=8)
     prepare(model)
