@@ -6,7 +6,8 @@ this writes, under ``--out`` (default ``/work/cache/bench-models`` or ``$SHELLFI
 
     <name>/hf/          transformers checkpoint (config, safetensors, tokenizer)
     <name>/onnx/        optimum ONNX export (optimum layout) + tokenizer + genai_config.json (gpt2)
-    <name>/onnx-int8/   the same graphs with weight-only int8 (MatMulNBits, block 128)
+    <name>/onnx-int8/   the same graphs with weight-only int8 (MatMulNBits, block 128), as
+                        `shellfish models quantize --int8` writes them (+ prefill graph)
     <name>/int4/        the same graphs with weight-only int4 (MatMulNBits)
     <name>/ct2-fp32/    CTranslate2 conversion, float32
     <name>/ct2-int8/    CTranslate2 conversion, int8
@@ -239,9 +240,13 @@ def write_genai_config(name: str, onnx_dir: Path) -> None:
 
 def quantize_int8(onnx_dir: Path, int8_dir: Path) -> None:
     """Int8 of every graph, what `shellfish models quantize --int8` makes
-    (shellfish/store/quantize.py): weight-only MatMulNBits (block 128, int8 compute), and a
-    seq2seq encoder as int8 GEMMs."""
+    (shellfish/store/quantize.py): weight-only MatMulNBits (block 128, int8 compute), a
+    seq2seq encoder as int8 GEMMs, and beside a one-graph decoder its prefill graph."""
+    from shellfish.store.prefill import write_prefill_graph
+
     _quantize(onnx_dir, int8_dir, bits=8)
+    if (int8_dir / "model.onnx").is_file():
+        write_prefill_graph(int8_dir)
 
 
 def quantize_int4(onnx_dir: Path, int4_dir: Path) -> None:

@@ -52,6 +52,8 @@ def main() -> int:
         "input_ids": rng.integers(100, 20000, (1, args.tokens), dtype=np.int64),
         "attention_mask": np.ones((1, args.past + args.tokens), dtype=np.int64),
     }
+    if any(i.name == "position_ids" for i in session.get_inputs()):  # GPT-2 graphs take it
+        feeds["position_ids"] = np.arange(args.past, args.past + args.tokens, dtype=np.int64)[None]
     for i in range(layers):
         for kind in ("key", "value"):
             feeds[f"past_key_values.{i}.{kind}"] = rng.random(

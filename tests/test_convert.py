@@ -575,6 +575,27 @@ def test_quantize_int8_writes_a_seq2seq_encoder_as_int8_gemms(tmp_path, t5_model
     assert 1 <= done.completion_tokens <= 5
 
 
+def test_quantize_int8_gives_a_one_graph_decoder_its_prefill_graph(tmp_path, causal_models):
+    """optimum's GPT-2 `model.onnx` at int8 gets `model-prefill.onnx` beside it (int8 GEMMs,
+    the last position's logits only), listed and hashed like every file; long-lived processes
+    load it."""
+    needs_extra("onnx")
+    from shellfish.engine.causal import PREFILL_FILE
+    from shellfish.engine.loader import load_model
+
+    env = {"SHELLFISH_HOME": str(tmp_path / "home")}
+    store = Store(get_paths(env))
+    model = import_path(store, causal_models / "gpt2", name="g", environ=env)
+    assert model.layout == "optimum"
+    q = quantize_int8(store, "g")
+    assert q.manifest["prefill_graph"] > 0
+    assert PREFILL_FILE in q.manifest["files"]
+    runner, _ = load_model(q.path, prefill_graph=True)
+    assert runner.info.extra["prefill_graph"] is True
+    runner, _ = load_model(q.path)
+    assert runner.info.extra["prefill_graph"] is False
+
+
 @pytest.mark.parametrize(("opset", "op"), [(17, "MatMulIntegerToFloat"), (12, "MatMulNBits")])
 def test_int8_gemm_file_matches_fp32(tmp_path, opset: int, op: str) -> None:
     """int8 GEMMs from a graph's fp32 weights; below opset 13 (no per-axis QuantizeLinear)

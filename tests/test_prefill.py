@@ -195,9 +195,19 @@ def test_long_passes_run_on_the_prefill_graph_and_decoding_on_the_main_one(
     for step, token in enumerate(tokens):
         row = ref[0, len(ids) - 1 + step]
         assert row[token] >= row.max() - 0.05 * np.abs(row).max(), step
+    # a pass that needs every position's logits stays on the main graph ...
     a, _ = plain.forward(ids)
+    spy.passes.clear()
     b, _ = fast.forward(ids)
-    assert 0 < np.abs(a - b).max() < 0.05 * np.abs(a).max()  # int8 activations: close, not equal
+    assert spy.passes == ["main"]
+    np.testing.assert_array_equal(a, b)
+    # ... one that needs the last position's only runs on the prefill graph: one row of logits,
+    # close to the main graph's (int8 activations: close, not equal)
+    decoder = fast.decoder
+    last, _ = decoder.forward(np.array([ids]), decoder.empty(1, len(ids)), last_only=True)
+    assert spy.passes[-1] == "prefill"
+    assert last.shape == (1, 1, a.shape[-1])
+    assert 0 < np.abs(a[:, -1] - last[:, 0]).max() < 0.05 * np.abs(a[:, -1]).max()
 
 
 @pytest.mark.filterwarnings("ignore:Specified provider 'CUDAExecutionProvider'")
@@ -311,3 +321,74 @@ def test_install_writes_it_in_the_conversion_environment(
         write_prefill("fp32", fp32, Path(sys.executable), None)
     with pytest.raises(ModelError, match="cannot write"):
         write_prefill("fp32", fp32, tmp_path / "no-such-python", None)
+
+
+def test_an_optimum_gpt2_at_int8_gets_one_and_its_prompt_logits_are_one_row(
+    causal_models: Path, tmp_path: Path
+) -> None:
+    """optimum's one-graph GPT-2 export computes logits at every position; its prefill graph
+    reads the last one only (the LM head is most of a long prefill's work there)."""
+    needs_extra("onnx")
+    import onnx
+
+    from shellfish.store.prefill import write_prefill_graph
+    from shellfish.store.quantize import quantize_file
+
+    folder = tmp_path / "gpt2-int8"
+    shutil.copytree(causal_models / "gpt2", folder)
+    quantize_file(causal_models / "gpt2" / "model.onnx", folder / "model.onnx", bits=8)
+    assert write_prefill_graph(folder) > 0
+    graph = onnx.load(str(folder / causal.PREFILL_FILE), load_external_data=False).graph
+    logits = next(o for o in graph.output if o.name == "logits").type.tensor_type.shape.dim
+    assert logits[1].dim_value == 1
+    assert any(n.name == "/lm_head/shellfish_last_row" for n in graph.node)
+
+    plain = load(folder)
+    fast = load(folder, prefill_graph=True)
+    assert fast.info.extra["graph_layout"] == "optimum"
+    assert fast.info.extra["prefill_graph"] is True
+    spy = CountingBinding(fast.decoder)
+    ids = fast.tokenizer.encode(PROMPT)
+    got = fast.generate_ids(ids, greedy(6), use_prefix_cache=False).ids[0]
+    assert spy.passes == ["prefill"] + ["main"] * 5
+    ref, _ = plain.forward(ids + got[:-1])
+    for step, token in enumerate(got):
+        row = ref[0, len(ids) - 1 + step]
+        assert row[token] >= row.max() - 0.05 * np.abs(row).max(), step
+
+
+def test_a_head_that_reads_one_row_already_is_left_as_it_is() -> None:
+    onnx = needs_extra("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    from shellfish.store.prefill import Int8Gemms, _last_row_logits
+
+    def model(rows: int | str) -> onnx.ModelProto:
+        weight = numpy_helper.from_array(np.ones((4, 6), np.float32), "w")
+        graph = helper.make_graph(
+            [helper.make_node("MatMul", ["h", "w"], ["logits"], name="/lm_head/MatMul")],
+            "g",
+            [helper.make_tensor_value_info("h", TensorProto.FLOAT, ["b", rows, 4])],
+            [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["b", rows, 6])],
+            [weight],
+        )
+        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+    pruned = model(1)
+    before = pruned.SerializeToString()
+    _last_row_logits(pruned, Int8Gemms(pruned.graph, 17))
+    assert pruned.SerializeToString() == before
+
+    every = model("s")
+    _last_row_logits(every, Int8Gemms(every.graph, 17))
+    onnx.checker.check_model(every)
+    out = run_model(every, {"h": np.arange(24, dtype=np.float32).reshape(1, 6, 4)})
+    assert out.shape == (1, 1, 6)
+    np.testing.assert_array_equal(out[0, 0], np.full(6, 20 + 21 + 22 + 23, np.float32))
+
+
+def run_model(model: Any, feeds: dict[str, np.ndarray]) -> np.ndarray:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return np.asarray(session.run(None, feeds)[0])

@@ -22,7 +22,7 @@ import re
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,9 +45,10 @@ CAUSAL_FILES = ("decoder_model_merged.onnx", "model.onnx", "decoder_model.onnx")
 # Model metadata: a pruned LM head that still gives every position's logits in passes of up to
 # this many tokens (written by store/convert_worker.short_pass_logits).
 SHORT_PASS_KEY = "shellfish.logits_every_position_up_to"
-# A genai model's second graph for long prefills (int8 GEMMs; written by store/prefill.py) and
-# the shortest pass it takes. Shorter passes - decode steps, prompt lookup's checks of a few
-# guesses - stay on the main graph, so decoding after the prompt is the main graph's own.
+# A genai model's second graph for long prefills (int8 GEMMs, logits of the last position only;
+# written by store/prefill.py) and the shortest pass it takes. Shorter passes - decode steps,
+# prompt lookup's checks of a few guesses - and passes that need every position's logits stay
+# on the main graph, so decoding after the prompt is the main graph's own.
 PREFILL_FILE = "model-prefill.onnx"
 PREFILL_MIN_TOKENS = 16
 
@@ -240,8 +241,8 @@ class Decoder:
         self.wiring = wiring
         self.first = first  # split layout: decoder_model.onnx for the no-past pass
         self.first_wiring = first_wiring
-        # genai layout: the int8-GEMM graph (store/prefill.py) for passes of at least
-        # PREFILL_MIN_TOKENS new tokens; same wiring as `main`.
+        # one-graph layouts: the int8-GEMM graph (store/prefill.py) for passes of at least
+        # PREFILL_MIN_TOKENS new tokens that need the last logits only; `main`'s wiring.
         self.prefill = prefill
         self._bind_main = main.io_binding()
         self._bind_first = first.io_binding() if first is not None else None
@@ -294,7 +295,12 @@ class Decoder:
         bigger.length = state.length
         return bigger
 
-    def forward(self, ids: Any, state: KVState) -> tuple[Any, KVState]:
+    def forward(self, ids: Any, state: KVState, *, last_only: bool = False) -> tuple[Any, KVState]:
+        """Logits for the new positions of `ids` after `state`, and the state after them.
+
+        `last_only`: the caller reads the last position's logits only, which lets a long pass
+        run on the prefill graph (its logits are that one row).
+        """
         np = self._np
         ids = np.ascontiguousarray(ids)
         batch, seq = ids.shape
@@ -305,7 +311,7 @@ class Decoder:
         assert w is not None
         session = self.first if use_first else self.main
         binding = self._bind_first if use_first else self._bind_main
-        if self._bind_prefill is not None and seq >= PREFILL_MIN_TOKENS:
+        if last_only and self._bind_prefill is not None and seq >= PREFILL_MIN_TOKENS:
             session, binding = self.prefill, self._bind_prefill
         assert binding is not None
         if state.shared:
@@ -697,7 +703,7 @@ class CausalRunner:
         run.prefill_tokens = len(ids) - reused
         if logits is None:
             t0 = time.perf_counter()
-            full, state = decoder.forward(self._np_ids(ids[reused:]), state)
+            full, state = decoder.forward(self._np_ids(ids[reused:]), state, last_only=True)
             run.prefill_ms = (time.perf_counter() - t0) * 1000
             logits = full[:, -1, :]
         return logits, state
@@ -759,7 +765,9 @@ class CausalRunner:
             else:
                 run.prefill_tokens = len(ids)
                 t0 = time.perf_counter()
-                full, _ = self.decoder.forward(history[:1, :length], self.decoder.empty(1, length))
+                full, _ = self.decoder.forward(
+                    history[:1, :length], self.decoder.empty(1, length), last_only=True
+                )
                 run.prefill_ms = (time.perf_counter() - t0) * 1000
                 logits = np.repeat(full[:, -1, :], n, axis=0)
             for step in range(max_new):
@@ -984,9 +992,9 @@ def load(
     """Load a causal model dir (optimum or onnxruntime-genai layout) as a runner.
 
     `prefill_graph`: also load the model's int8-GEMM prefill graph when it has one
-    (`store/prefill.py`; genai layout), for long-lived processes: a second session, ~0.4 s of
-    load and ~0.5 GB for Qwen2.5-Coder-0.5B, that prefills a 232-token prompt in ~190 ms
-    instead of ~300.
+    (`store/prefill.py`; genai or optimum's one-graph `model.onnx`), for long-lived processes:
+    a second session, ~0.4 s of load and ~0.5 GB for Qwen2.5-Coder-0.5B, that prefills a
+    232-token prompt in ~190 ms instead of ~300.
     """
     from shellfish.engine.providers import create_session
 
@@ -1024,6 +1032,8 @@ def load(
     context = min(contexts)
 
     first = first_wiring = prefill = None
+    names: dict[str, Any] = {}
+    share = False
     if genai:
         names = {**dec_cfg.get("inputs", {}), **dec_cfg.get("outputs", {})}
         filename = dec_cfg.get("filename", "model.onnx")
@@ -1033,26 +1043,13 @@ def load(
             main, kv_heads=kv_heads, head_dim=head_dim, names=names, shared_buffer=share
         )
         layout = "genai"
-        # CPU only: int8 GEMMs are what makes it faster there; measured nowhere else.
-        on_cpu = list(providers[:1]) == ["CPUExecutionProvider"]
-        if prefill_graph and on_cpu and (path / PREFILL_FILE).is_file():
-            prefill = create_session(
-                path / PREFILL_FILE, providers=providers, threads=threads, spin=False
-            )
-            other = read_wiring(
-                prefill, kv_heads=kv_heads, head_dim=head_dim, names=names, shared_buffer=share
-            )
-            if other != wiring:
-                raise ModelError(
-                    f"{path / PREFILL_FILE} does not fit {filename} (its inputs or outputs differ)",
-                    hint="reinstall the model (`shellfish models pull NAME --force`)",
-                )
     else:
         found = next((name for name in CAUSAL_FILES if (path / name).is_file()), None)
         if found is None:
             raise ModelError(
                 f"no causal decoder in {path}", hint=f"expected one of {', '.join(CAUSAL_FILES)}"
             )
+        filename = found
         if found == "decoder_model.onnx":
             with_past = path / "decoder_with_past_model.onnx"
             first = create_session(path / found, providers=providers, threads=threads)
@@ -1068,6 +1065,25 @@ def load(
             main = create_session(path / found, providers=providers, threads=threads)
             wiring = read_wiring(main, kv_heads=kv_heads, head_dim=head_dim)
             layout = "optimum-merged" if wiring.cache_branch else "optimum"
+
+    # The int8-GEMM prefill graph of a one-graph layout (genai, optimum's model.onnx). CPU
+    # only: int8 GEMMs are what makes it faster there; measured nowhere else.
+    on_cpu = list(providers[:1]) == ["CPUExecutionProvider"]
+    one_graph = layout in ("genai", "optimum")
+    if prefill_graph and on_cpu and one_graph and (path / PREFILL_FILE).is_file():
+        prefill = create_session(
+            path / PREFILL_FILE, providers=providers, threads=threads, spin=False
+        )
+        other = read_wiring(
+            prefill, kv_heads=kv_heads, head_dim=head_dim, names=names, shared_buffer=share
+        )
+        # its LM head reads the last position only: which rows the main graph's logits cover
+        # does not matter for it
+        if replace(other, every_logit_up_to=wiring.every_logit_up_to) != wiring:
+            raise ModelError(
+                f"{path / PREFILL_FILE} does not fit {filename} (its inputs or outputs differ)",
+                hint="reinstall the model (`shellfish models pull NAME --force`)",
+            )
 
     eos_ids = (
         _ids(model_cfg.get("eos_token_id"))

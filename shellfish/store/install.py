@@ -410,6 +410,8 @@ def _import_onnx_dir(path: Path, out: Path, name: str, progress: Progress | None
         layout = "genai"
     elif any(path.rglob("decoder_model_merged*.onnx")):
         layout = "optimum-merged"
+    elif any(path.rglob("model.onnx")) and not any(path.rglob("encoder_model*.onnx")):
+        layout = "optimum"  # one decoder graph (engine.loader.detect_layout's name)
     else:
         layout = "optimum-split"
     files = [p for p in path.rglob("*") if p.is_file() and p.name != MANIFEST]
@@ -456,7 +458,10 @@ def quantize_int8(
     validator: Validator | None = None,
 ) -> InstalledModel:
     """Int8 quantisation (`shellfish.store.quantize`) of an fp32 ONNX model into `NAME-int8`:
-    weight-only MatMulNBits, and a seq2seq encoder as int8 GEMMs (it only reads whole prompts)."""
+    weight-only MatMulNBits, a seq2seq encoder as int8 GEMMs (it only reads whole prompts), and
+    beside a one-graph causal decoder (`model.onnx`) its int8-GEMM prefill graph
+    (`store/prefill.py`), which long-lived processes use for prompts."""
+    from shellfish.store.prefill import write_prefill_graph
     from shellfish.store.quantize import (
         ACCURACY_LEVEL,
         INT8_BLOCK,
@@ -508,6 +513,16 @@ def quantize_int8(
                 shutil.copy2(model.path / rel, target)
         if progress:
             progress.done(key)
+        prefill_matmuls = 0
+        if model.family == "causal" and (staging.path / "model.onnx").is_file():
+            # a one-graph decoder: its prompt passes run faster as int8 GEMMs (store/prefill.py)
+            try:
+                prefill_matmuls = write_prefill_graph(staging.path)
+            except Exception as exc:
+                raise ModelError(
+                    f"cannot write the prefill graph of {new_name}: {exc}",
+                    hint="nothing was installed; check the free disk space and try again",
+                ) from exc
         manifest = {k: v for k, v in model.manifest.items() if k not in ("files", "sizes")}
         manifest.update(
             quantized="int8",
@@ -523,5 +538,6 @@ def quantize_int8(
                 ),
             },
             source={"kind": "quantize", "from": model.name},
+            **({"prefill_graph": prefill_matmuls} if prefill_matmuls else {}),
         )
         return staging.commit(manifest, replace=force, validator=validator)

@@ -3,6 +3,9 @@
 Like every peer it generates exactly N tokens: the runner's end-of-sequence set is emptied
 (the peers get `min_new_tokens`/`min_length`), and the prefix cache is off so every repeat
 pays its full prefill, as the peers do (the prefix cache is measured by the cold/warm bench).
+It loads a model's prefill graph when there is one (`store/prefill.py`: int8 GEMMs for prompts;
+`models quantize --int8` writes one, and the default suggestion model has one), as the daemon
+does: its load time and memory are in the load and RSS columns.
 """
 
 from __future__ import annotations
@@ -41,7 +44,9 @@ class ShellfishEngine(BenchEngine):
         from shellfish.engine.loader import load_model
 
         self._runner: Any
-        self._runner, _warnings = load_model(Path(self._dir()), threads=self.threads)
+        self._runner, _warnings = load_model(
+            Path(self._dir()), threads=self.threads, prefill_graph=True
+        )
         # Equal work for every engine: never stop at end-of-sequence, and never pick it either
         # (the peers' min_new_tokens / min_length mask the EOS logits, so must we, or greedy
         # tokens differ whenever EOS is the top choice).
