@@ -577,18 +577,23 @@ def test_quantize_int8_writes_a_seq2seq_encoder_as_int8_gemms(tmp_path, t5_model
     assert 1 <= done.completion_tokens <= 5
 
 
-def test_quantize_int8_gives_a_one_graph_decoder_its_prefill_graph(tmp_path, causal_models):
-    """optimum's GPT-2 `model.onnx` at int8 gets `model-prefill.onnx` beside it (int8 GEMMs,
-    the last position's logits only), listed and hashed like every file; long-lived processes
-    load it."""
+@pytest.mark.parametrize(
+    ("export", "layout"), [("gpt2", "optimum"), ("gpt2-merged", "optimum-merged")]
+)
+def test_quantize_int8_gives_a_one_graph_decoder_its_prefill_graph(
+    tmp_path, causal_models, export: str, layout: str
+):
+    """optimum's GPT-2 `model.onnx` or merged decoder at int8 gets `model-prefill.onnx` beside
+    it (int8 GEMMs, the last position's logits only), listed and hashed like every file;
+    long-lived processes load it."""
     needs_extra("onnx")
     from shellfish.engine.causal import PREFILL_FILE
     from shellfish.engine.loader import load_model
 
     env = {"SHELLFISH_HOME": str(tmp_path / "home")}
     store = Store(get_paths(env))
-    model = import_path(store, causal_models / "gpt2", name="g", environ=env)
-    assert model.layout == "optimum"
+    model = import_path(store, causal_models / export, name="g", environ=env)
+    assert model.layout == layout
     q = quantize_int8(store, "g")
     assert q.manifest["prefill_graph"] > 0
     assert PREFILL_FILE in q.manifest["files"]

@@ -341,7 +341,7 @@ def test_an_optimum_gpt2_at_int8_gets_one_and_its_prompt_logits_are_one_row(
     graph = onnx.load(str(folder / causal.PREFILL_FILE), load_external_data=False).graph
     logits = next(o for o in graph.output if o.name == "logits").type.tensor_type.shape.dim
     assert logits[1].dim_value == 1
-    assert any(n.name == "/lm_head/shellfish_last_row" for n in graph.node)
+    assert any(n.name.endswith("/shellfish_last_row") for n in graph.node)
 
     plain = load(folder)
     fast = load(folder, prefill_graph=True)
@@ -392,3 +392,82 @@ def run_model(model: Any, feeds: dict[str, np.ndarray]) -> np.ndarray:
 
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     return np.asarray(session.run(None, feeds)[0])
+
+
+def test_a_merged_decoder_gets_one_in_both_branches(causal_models: Path, tmp_path: Path) -> None:
+    """optimum's merged decoder (the catalog's gpt2 / distilgpt2) keeps its matmuls in the two
+    branches of an If: both become int8 GEMMs from one copy of each weight, and both LM heads
+    read the last position. A prompt runs on the no-cache branch, a long continuation of a
+    cached prefix on the other."""
+    needs_extra("onnx")
+    import onnx
+
+    from shellfish.store.prefill import subgraphs, write_prefill_graph
+    from shellfish.store.quantize import quantize_file
+
+    name = "decoder_model_merged.onnx"
+    folder = tmp_path / "merged-int8"
+    shutil.copytree(causal_models / "gpt2-merged", folder)
+    quantize_file(causal_models / "gpt2-merged" / name, folder / name, bits=8)
+    share_branch_weights(folder / name)
+    count = write_prefill_graph(folder, name)
+    model = onnx.load(str(folder / causal.PREFILL_FILE), load_external_data=False)
+    branches = [g for n in model.graph.node if n.op_type == "If" for g in subgraphs(n)]
+    per_branch = [sum(n.op_type == "MatMulIntegerToFloat" for n in g.node) for g in branches]
+    assert len(branches) == 2 and per_branch[0] == per_branch[1] > 0
+    assert count == sum(per_branch)
+    int8_weights = [t for t in model.graph.initializer if t.name.endswith("shellfish_int8_weight")]
+    assert len(int8_weights) == per_branch[0]  # one copy for both branches
+    assert all(any(n.name.endswith("shellfish_last_row") for n in g.node) for g in branches)
+
+    plain = load(folder)
+    fast = load(folder, prefill_graph=True)
+    assert fast.info.extra["graph_layout"] == "optimum-merged"
+    spy = CountingBinding(fast.decoder)
+    ids = fast.tokenizer.encode(PROMPT)
+    got = fast.generate_ids(ids, greedy(4), use_prefix_cache=True).ids[0]
+    assert spy.passes == ["prefill"] + ["main"] * 3
+    # a longer request that starts with the same prompt: only the new tokens are computed, on
+    # the prefill graph's cache branch
+    more = ids + got + fast.tokenizer.encode(" and then " + PROMPT)
+    spy.passes.clear()
+    again = fast.generate_ids(more, greedy(2), use_prefix_cache=True)
+    assert spy.passes[0] == "prefill" and again.prefix_reused_tokens > 0
+    decoder = fast.decoder
+    for prompt in (ids, more):  # from the start: the no-cache branch
+        row = plain.forward(prompt)[0][0, -1]
+        last, _ = decoder.forward(np.array([prompt]), decoder.empty(1, len(prompt)), last_only=True)
+        assert last.shape == (1, 1, row.shape[-1])
+        assert 0 < np.abs(row - last[0, 0]).max() < 0.05 * np.abs(row).max()
+    # after a cache the main graph wrote: the cache branch
+    _, state = fast.forward(ids)
+    spy.passes.clear()
+    last, _ = decoder.forward(np.array([more[len(ids) :]]), state, last_only=True)
+    assert spy.passes == ["prefill"]
+    row = plain.forward(more)[0][0, -1]
+    assert 0 < np.abs(row - last[0, 0]).max() < 0.05 * np.abs(row).max()
+
+
+def share_branch_weights(path: Path) -> None:
+    """The fixture's merge keeps a copy of every weight per branch (the two exports it merges
+    hold the same values); optimum's merge keeps one. Point the cache branch's weight-only
+    matmuls at the other branch's weights, as in optimum's files."""
+    import onnx
+
+    from shellfish.store.prefill import subgraphs
+
+    model = onnx.load(str(path))
+    if_node = next(n for n in model.graph.node if n.op_type == "If")
+    branches = {g.name: g for g in subgraphs(if_node)}
+    cached, plain = branches["cached"], branches["plain"]
+    plain_nodes = {n.name.removeprefix("plain/"): n for n in plain.node}
+    for node in cached.node:
+        if node.op_type == "MatMulNBits":
+            twin = plain_nodes[node.name.removeprefix("cached/")]
+            node.input[1:3] = twin.input[1:3]
+    used = {i for g in (cached, plain, model.graph) for n in g.node for i in n.input}
+    kept = [t for t in model.graph.initializer if t.name in used]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(kept)
+    path.with_name(path.name + ".data").unlink()
+    onnx.save(model, str(path), save_as_external_data=True, location=path.name + ".data")

@@ -992,9 +992,9 @@ def load(
     """Load a causal model dir (optimum or onnxruntime-genai layout) as a runner.
 
     `prefill_graph`: also load the model's int8-GEMM prefill graph when it has one
-    (`store/prefill.py`; genai or optimum's one-graph `model.onnx`), for long-lived processes:
-    a second session, ~0.4 s of load and ~0.5 GB for Qwen2.5-Coder-0.5B, that prefills a
-    232-token prompt in ~190 ms instead of ~300.
+    (`store/prefill.py`; genai, optimum's `model.onnx` or merged decoder), for long-lived
+    processes: a second session, ~0.4 s of load and ~0.5 GB for Qwen2.5-Coder-0.5B, that
+    prefills a 232-token prompt in ~190 ms instead of ~300.
     """
     from shellfish.engine.providers import create_session
 
@@ -1066,10 +1066,10 @@ def load(
             wiring = read_wiring(main, kv_heads=kv_heads, head_dim=head_dim)
             layout = "optimum-merged" if wiring.cache_branch else "optimum"
 
-    # The int8-GEMM prefill graph of a one-graph layout (genai, optimum's model.onnx). CPU
-    # only: int8 GEMMs are what makes it faster there; measured nowhere else.
+    # The int8-GEMM prefill graph of a one-graph layout (genai, optimum's model.onnx or merged
+    # decoder). CPU only: int8 GEMMs are what makes it faster there; measured nowhere else.
     on_cpu = list(providers[:1]) == ["CPUExecutionProvider"]
-    one_graph = layout in ("genai", "optimum")
+    one_graph = layout in ("genai", "optimum", "optimum-merged")
     if prefill_graph and on_cpu and one_graph and (path / PREFILL_FILE).is_file():
         prefill = create_session(
             path / PREFILL_FILE, providers=providers, threads=threads, spin=False

@@ -459,8 +459,8 @@ def quantize_int8(
 ) -> InstalledModel:
     """Int8 quantisation (`shellfish.store.quantize`) of an fp32 ONNX model into `NAME-int8`:
     weight-only MatMulNBits, a seq2seq encoder as int8 GEMMs (it only reads whole prompts), and
-    beside a one-graph causal decoder (`model.onnx`) its int8-GEMM prefill graph
-    (`store/prefill.py`), which long-lived processes use for prompts."""
+    beside a one-graph causal decoder (`model.onnx`, `decoder_model_merged.onnx`) its int8-GEMM
+    prefill graph (`store/prefill.py`), which long-lived processes use for prompts."""
     from shellfish.store.prefill import write_prefill_graph
     from shellfish.store.quantize import (
         ACCURACY_LEVEL,
@@ -514,10 +514,18 @@ def quantize_int8(
         if progress:
             progress.done(key)
         prefill_matmuls = 0
-        if model.family == "causal" and (staging.path / "model.onnx").is_file():
+        decoder = next(
+            (
+                f
+                for f in ("decoder_model_merged.onnx", "model.onnx")
+                if (staging.path / f).is_file()
+            ),
+            None,
+        )
+        if model.family == "causal" and decoder is not None:
             # a one-graph decoder: its prompt passes run faster as int8 GEMMs (store/prefill.py)
             try:
-                prefill_matmuls = write_prefill_graph(staging.path)
+                prefill_matmuls = write_prefill_graph(staging.path, decoder)
             except Exception as exc:
                 raise ModelError(
                     f"cannot write the prefill graph of {new_name}: {exc}",

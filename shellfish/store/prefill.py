@@ -85,22 +85,34 @@ class Int8Gemms:
 
     Each activation is quantised once however many matmuls read it (q, k and v share it).
     `nodes` is the new node list; `tensors` the weights made, for the caller to store.
+    A branch of an If (a merged decoder's) is built with `outer=` the top-level builder: its
+    constants and weights go to the outer graph, one copy per source weight for both branches.
     """
 
-    def __init__(self, graph: onnx.GraphProto, opset: int) -> None:
+    def __init__(
+        self, graph: onnx.GraphProto, opset: int, *, outer: Int8Gemms | None = None
+    ) -> None:
         self.graph = graph
         self.opset = opset
         self.nodes: list[onnx.NodeProto] = []
-        self.tensors: list[onnx.TensorProto] = []
         self._rows: dict[str, tuple[str, str, str]] = {}
-        self._constants: set[str] = set()
+        self._outer = outer
+        if outer is None:
+            self.tensors: list[onnx.TensorProto] = []
+            self._constants: set[str] = set()
+            self._weights: dict[str, tuple[str, str]] = {}  # source weight -> int8, scales
+            self._shapes: dict[str, tuple[int, int]] = {}
+        else:
+            self.tensors, self._constants = outer.tensors, outer._constants
+            self._weights, self._shapes = outer._weights, outer._shapes
 
     def const(self, name: str, value: Any) -> str:
         import numpy as np
         from onnx import numpy_helper
 
         if name not in self._constants:
-            self.graph.initializer.append(numpy_helper.from_array(np.asarray(value), name))
+            home = self._outer.graph if self._outer is not None else self.graph
+            home.initializer.append(numpy_helper.from_array(np.asarray(value), name))
             self._constants.add(name)
         return name
 
@@ -177,20 +189,30 @@ class Int8Gemms:
             self._rows[x] = (f"{p}/q", f"{p}/scale2d", f"{p}/shape")
         return self._rows[x]
 
-    def matmul(self, node: onnx.NodeProto, weights: np.ndarray) -> None:
-        """Append `node` (y = x @ W, W float `[K, N]`) in the int8-GEMM form."""
+    def matmul(self, node: onnx.NodeProto, weights: Any, source: str = "") -> None:
+        """Append `node` (y = x @ W, W float `[K, N]`) in the int8-GEMM form. `weights` may be
+        a function that makes W, called only for a `source` (the weight's name) not seen yet."""
         import numpy as np
         from onnx import helper, numpy_helper
 
         const = self.const
-        k, n = weights.shape
-        weights_q, column_scale = quantize_columns(weights)
         label = node.name or node.output[0]
-        w_name, s_name = f"{label}/shellfish_int8_weight", f"{label}/shellfish_int8_scale"
-        self.tensors += [
-            numpy_helper.from_array(weights_q, w_name),
-            numpy_helper.from_array(column_scale, s_name),
-        ]
+        if source and source in self._weights:
+            w_name, s_name = self._weights[source]
+            k, n = (int(d) for d in self._shapes[w_name])
+        else:
+            if callable(weights):
+                weights = weights()
+            k, n = weights.shape
+            weights_q, column_scale = quantize_columns(weights)
+            w_name, s_name = f"{label}/shellfish_int8_weight", f"{label}/shellfish_int8_scale"
+            self.tensors += [
+                numpy_helper.from_array(weights_q, w_name),
+                numpy_helper.from_array(column_scale, s_name),
+            ]
+            if source:
+                self._weights[source] = (w_name, s_name)
+                self._shapes[w_name] = (k, n)
         aq, row_scale, shape = self.rows_of(node.input[0], k)
         y = node.output[0]
         self.nodes.extend(
@@ -262,7 +284,8 @@ def default_opset(model: onnx.ModelProto) -> int:
 
 
 def write_prefill_graph(model_dir: Path, filename: str = "model.onnx") -> int:
-    """Write `model-prefill.onnx` (+ `.data`) for the genai graph `model_dir/filename`.
+    """Write `model-prefill.onnx` (+ `.data`) for the decoder graph `model_dir/filename` (genai,
+    optimum's one-graph `model.onnx`, or a merged decoder, whose If branches it rewrites).
 
     Returns how many matmuls the prefill graph computes as int8 GEMMs; 0 writes nothing (a
     graph without MatMulNBits has no faster prefill to offer). Tensors it shares with the main
@@ -277,19 +300,16 @@ def write_prefill_graph(model_dir: Path, filename: str = "model.onnx") -> int:
     if opset < 13:  # per-axis QuantizeLinear, Unsqueeze's axes input
         return 0
     inits = {t.name: t for t in graph.initializer}
-    outputs = {o.name for o in graph.output}
     gemms = Int8Gemms(graph, opset)
-    count = 0
-    for node in graph.node:
-        plan = _rewritable(node, inits, outputs)
-        if plan is None:
-            gemms.nodes.append(node)
-            continue
-        k, _n, bits = plan
-        q = _read(inits[node.input[1]], model_dir)
-        scales = _read(inits[node.input[2]], model_dir)
-        gemms.matmul(node, dequantize_nbits(q, scales, bits=bits, k=k))
-        count += 1
+    count = _rewrite(gemms, inits, model_dir)
+    for node in graph.node:  # a merged decoder: both branches of its If, weights shared
+        for branch in subgraphs(node) if node.op_type == "If" else ():
+            inner = Int8Gemms(branch, opset, outer=gemms)
+            rewritten = _rewrite(inner, inits, model_dir)
+            if rewritten:
+                count += rewritten
+                del branch.node[:]
+                branch.node.extend(inner.nodes)
     if not count:
         return 0
     gemms.install(model)
@@ -323,27 +343,78 @@ def write_prefill_graph(model_dir: Path, filename: str = "model.onnx") -> int:
     return count
 
 
+def _rewrite(gemms: Int8Gemms, inits: dict[str, onnx.TensorProto], model_dir: Path) -> int:
+    """Build `gemms.nodes` from its graph's nodes, each rewritable MatMulNBits (`inits`: the
+    top-level initializers, which a branch's nodes read too) as an int8 GEMM; how many."""
+    count = 0
+    outputs = {o.name for o in gemms.graph.output}
+    for node in gemms.graph.node:
+        plan = _rewritable(node, inits, outputs)
+        if plan is None:
+            gemms.nodes.append(node)
+            continue
+        k, _n, bits = plan
+
+        def weights(node: onnx.NodeProto = node, k: int = k, bits: int = bits) -> Any:
+            q = _read(inits[node.input[1]], model_dir)
+            scales = _read(inits[node.input[2]], model_dir)
+            return dequantize_nbits(q, scales, bits=bits, k=k)
+
+        gemms.matmul(node, weights, source=node.input[1])
+        count += 1
+    return count
+
+
 def _last_row_logits(model: onnx.ModelProto, gemms: Int8Gemms) -> None:
     """Feed the LM head the last position's hidden state only: a prefill needs one row of
     logits, and an unpruned head (optimum's GPT-2 export, the genai builder's default) would
     compute one per prompt token - 14 of 30 ms in a 128-token prefill of distilgpt2 at int8.
     The logits output is declared `[batch, 1, vocab]`; a graph whose head takes one row
-    already (the builder's pruned head) is left as it is. Without a recognisable head - the
-    logits made by a matmul of a 3-d hidden state - nothing changes."""
-    from onnx import helper
-
+    already (the builder's pruned head) is left as it is; a merged decoder's head is sliced in
+    both branches of its If. Without a recognisable head - the logits made by a matmul of a
+    3-d hidden state - nothing changes."""
     graph = model.graph
     logits = next((o for o in graph.output if o.name == "logits"), None)
     dims = logits.type.tensor_type.shape.dim if logits is not None else []
     if logits is None or len(dims) != 3 or dims[1].HasField("dim_value"):
         return
-    position, head = next(
-        ((i, n) for i, n in enumerate(graph.node) if logits.name in n.output), (-1, None)
-    )
-    if head is None or head.op_type not in ("MatMul", "MatMulNBits"):
-        return
-    import numpy as np
+    producer = next((n for n in graph.node if logits.name in n.output), None)
+    if producer is not None and producer.op_type == "If":  # a merged decoder: in both branches
+        index = list(producer.output).index(logits.name)
+        branches = list(subgraphs(producer))
+        if all(_head(b, b.output[index].name) for b in branches):
+            for branch in branches:
+                _last_row_head(branch, branch.output[index].name, gemms)
+                _one_row(branch.output[index])
+            _one_row(logits)
+    elif _head(graph, logits.name):
+        _last_row_head(graph, logits.name, gemms)
+        _one_row(logits)
 
+
+def _head(graph: onnx.GraphProto, logits: str) -> tuple[int, onnx.NodeProto] | None:
+    """(position, node) of the matmul that makes `logits` in `graph`; None if no matmul does."""
+    for i, node in enumerate(graph.node):
+        if logits in node.output:
+            return (i, node) if node.op_type in ("MatMul", "MatMulNBits") else None
+    return None
+
+
+def _one_row(value: onnx.ValueInfoProto) -> None:
+    dim = value.type.tensor_type.shape.dim[1]
+    dim.Clear()
+    dim.dim_value = 1
+
+
+def _last_row_head(graph: onnx.GraphProto, logits: str, gemms: Int8Gemms) -> None:
+    """Slice the input of the matmul that makes `logits` in `graph` (`_head`) to its last
+    position."""
+    import numpy as np
+    from onnx import helper
+
+    found = _head(graph, logits)
+    assert found is not None
+    position, head = found
     const = gemms.const
     hidden = head.input[0]
     last = f"{hidden}/shellfish_last_row"
@@ -358,12 +429,10 @@ def _last_row_logits(model: onnx.ModelProto, gemms: Int8Gemms) -> None:
                 const("shellfish/axis1", np.array([1], np.int64)),
             ],
             [last],
-            name="/lm_head/shellfish_last_row",
+            name=f"{head.name}/shellfish_last_row",
         ),
     )
     head.input[0] = last
-    dims[1].Clear()
-    dims[1].dim_value = 1
 
 
 def _rewritable(
