@@ -272,6 +272,29 @@ def test_quantize_failure_installs_nothing(tmp_path):
     assert [m.name for m in store.installed()] == ["broken"]
 
 
+def test_a_full_disk_while_writing_the_prefill_graph_installs_nothing(
+    tmp_path, causal_models, monkeypatch
+):
+    import errno
+
+    from shellfish.store import prefill
+
+    needs_extra("onnx")
+    env = {"SHELLFISH_HOME": str(tmp_path / "home")}
+    store = Store(get_paths(env))
+    import_path(store, causal_models / "gpt2", name="g", environ=env)
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(prefill, "write_prefill_graph", full)
+    with pytest.raises(ModelError, match="No space left") as caught:
+        quantize_int8(store, "g")
+    assert "nothing was installed" in (caught.value.hint or "")
+    assert [m.name for m in store.installed()] == ["g"]
+    assert not any("g-int8" in p.name and p.is_dir() for p in store.root.iterdir())  # no staging
+
+
 # -- builder options (issues 3 and 8: smaller, faster converted models) ---------------------
 WORKER_DIR = Path(__file__).resolve().parents[1] / "shellfish" / "store"
 
