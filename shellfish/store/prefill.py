@@ -32,7 +32,7 @@ as a script in the conversion environment (`python prefill.py MODEL_DIR` prints 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -100,11 +100,11 @@ class Int8Gemms:
         if outer is None:
             self.tensors: list[onnx.TensorProto] = []
             self._constants: set[str] = set()
-            self._weights: dict[str, tuple[str, str]] = {}  # source weight -> int8, scales
-            self._shapes: dict[str, tuple[int, int]] = {}
+            # source weight -> (int8 weight, column scales, K, N)
+            self._weights: dict[str, tuple[str, str, int, int]] = {}
         else:
             self.tensors, self._constants = outer.tensors, outer._constants
-            self._weights, self._shapes = outer._weights, outer._shapes
+            self._weights = outer._weights
 
     def const(self, name: str, value: Any) -> str:
         import numpy as np
@@ -189,30 +189,33 @@ class Int8Gemms:
             self._rows[x] = (f"{p}/q", f"{p}/scale2d", f"{p}/shape")
         return self._rows[x]
 
-    def matmul(self, node: onnx.NodeProto, weights: Any, source: str = "") -> None:
+    def matmul(
+        self,
+        node: onnx.NodeProto,
+        weights: np.ndarray | Callable[[], np.ndarray],
+        source: str = "",
+    ) -> None:
         """Append `node` (y = x @ W, W float `[K, N]`) in the int8-GEMM form. `weights` may be
-        a function that makes W, called only for a `source` (the weight's name) not seen yet."""
+        a function that makes W, called only for a `source` (the weight's name) not seen yet:
+        the branches of a merged decoder share one int8 copy."""
         import numpy as np
         from onnx import helper, numpy_helper
 
         const = self.const
         label = node.name or node.output[0]
-        if source and source in self._weights:
-            w_name, s_name = self._weights[source]
-            k, n = (int(d) for d in self._shapes[w_name])
+        if source in self._weights:
+            w_name, s_name, k, n = self._weights[source]
         else:
-            if callable(weights):
-                weights = weights()
-            k, n = weights.shape
-            weights_q, column_scale = quantize_columns(weights)
+            matrix = weights() if callable(weights) else weights
+            k, n = matrix.shape
+            weights_q, column_scale = quantize_columns(matrix)
             w_name, s_name = f"{label}/shellfish_int8_weight", f"{label}/shellfish_int8_scale"
             self.tensors += [
                 numpy_helper.from_array(weights_q, w_name),
                 numpy_helper.from_array(column_scale, s_name),
             ]
             if source:
-                self._weights[source] = (w_name, s_name)
-                self._shapes[w_name] = (k, n)
+                self._weights[source] = (w_name, s_name, k, n)
         aq, row_scale, shape = self.rows_of(node.input[0], k)
         y = node.output[0]
         self.nodes.extend(
@@ -355,7 +358,7 @@ def _rewrite(gemms: Int8Gemms, inits: dict[str, onnx.TensorProto], model_dir: Pa
             continue
         k, _n, bits = plan
 
-        def weights(node: onnx.NodeProto = node, k: int = k, bits: int = bits) -> Any:
+        def weights(node: onnx.NodeProto = node, k: int = k, bits: int = bits) -> np.ndarray:
             q = _read(inits[node.input[1]], model_dir)
             scales = _read(inits[node.input[2]], model_dir)
             return dequantize_nbits(q, scales, bits=bits, k=k)
@@ -401,9 +404,11 @@ def _head(graph: onnx.GraphProto, logits: str) -> tuple[int, onnx.NodeProto] | N
 
 
 def _one_row(value: onnx.ValueInfoProto) -> None:
-    dim = value.type.tensor_type.shape.dim[1]
-    dim.Clear()
-    dim.dim_value = 1
+    """Declare `value`'s second dimension (positions) 1, where it declares one."""
+    dims = value.type.tensor_type.shape.dim
+    if len(dims) >= 2:
+        dims[1].Clear()
+        dims[1].dim_value = 1
 
 
 def _last_row_head(graph: onnx.GraphProto, logits: str, gemms: Int8Gemms) -> None:
