@@ -45,8 +45,8 @@ CAUSAL_FILES = ("decoder_model_merged.onnx", "model.onnx", "decoder_model.onnx")
 # Model metadata: a pruned LM head that still gives every position's logits in passes of up to
 # this many tokens (written by store/convert_worker.short_pass_logits).
 SHORT_PASS_KEY = "shellfish.logits_every_position_up_to"
-# A genai model's second graph for long prefills (int8 GEMMs, logits of the last position only;
-# written by store/prefill.py) and the shortest pass it takes. Shorter passes - decode steps,
+# A one-graph decoder's second graph for long prefills (int8 GEMMs, logits of the last position
+# only; written by store/prefill.py) and the shortest pass it takes. Shorter passes - decode steps,
 # prompt lookup's checks of a few guesses - and passes that need every position's logits stay
 # on the main graph, so decoding after the prompt is the main graph's own.
 PREFILL_FILE = "model-prefill.onnx"
