@@ -242,11 +242,12 @@ def quantize_int8(onnx_dir: Path, int8_dir: Path) -> None:
     """Int8 of every graph, what `shellfish models quantize --int8` makes
     (shellfish/store/quantize.py): weight-only MatMulNBits (block 128, int8 compute), a
     seq2seq encoder as int8 GEMMs, and beside a one-graph decoder its prefill graph."""
-    from shellfish.store.prefill import write_prefill_graph
+    from shellfish.store.prefill import prefill_source, write_prefill_graph
 
     _quantize(onnx_dir, int8_dir, bits=8)
-    if (int8_dir / "model.onnx").is_file():
-        write_prefill_graph(int8_dir)
+    decoder = prefill_source(int8_dir)
+    if decoder is not None and not (int8_dir / "encoder_model.onnx").is_file():
+        write_prefill_graph(int8_dir, decoder)
 
 
 def quantize_int4(onnx_dir: Path, int4_dir: Path) -> None:

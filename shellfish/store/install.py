@@ -461,7 +461,7 @@ def quantize_int8(
     weight-only MatMulNBits, a seq2seq encoder as int8 GEMMs (it only reads whole prompts), and
     beside a one-graph causal decoder (`model.onnx`, `decoder_model_merged.onnx`) its int8-GEMM
     prefill graph (`store/prefill.py`), which long-lived processes use for prompts."""
-    from shellfish.store.prefill import write_prefill_graph
+    from shellfish.store.prefill import prefill_source, write_prefill_graph
     from shellfish.store.quantize import (
         ACCURACY_LEVEL,
         INT8_BLOCK,
@@ -514,14 +514,7 @@ def quantize_int8(
         if progress:
             progress.done(key)
         prefill_matmuls = 0
-        decoder = next(
-            (
-                f
-                for f in ("decoder_model_merged.onnx", "model.onnx")
-                if (staging.path / f).is_file()
-            ),
-            None,
-        )
+        decoder = prefill_source(staging.path)
         if model.family == "causal" and decoder is not None:
             # a one-graph decoder: its prompt passes run faster as int8 GEMMs (store/prefill.py)
             try:

@@ -40,6 +40,11 @@ if TYPE_CHECKING:
     import numpy as np
     import onnx
 
+    # A matmul's float weights `[K, N]`, or a function that makes them (called only if needed);
+    # found for a node: those weights and the name of the tensor they come from ("" for none).
+    Weights = np.ndarray | Callable[[], np.ndarray]
+    WeightsFound = tuple[Weights, str]
+
 PREFILL_FILE = "model-prefill.onnx"  # = engine.causal.PREFILL_FILE (a test checks)
 METADATA_KEY = "shellfish.prefill_graph_of"
 _ALIGN = 4096
@@ -47,6 +52,15 @@ _ALIGN = 4096
 
 def prefill_path(model_dir: Path) -> Path:
     return Path(model_dir) / PREFILL_FILE
+
+
+def prefill_source(model_dir: Path) -> str | None:
+    """The decoder graph of `model_dir` a prefill graph is written for: a causal model's one
+    graph (optimum's merged decoder or `model.onnx`, genai's), or None."""
+    return next(
+        (f for f in ("decoder_model_merged.onnx", "model.onnx") if (Path(model_dir) / f).is_file()),
+        None,
+    )
 
 
 def dequantize_nbits(q: np.ndarray, scales: np.ndarray, *, bits: int, k: int) -> np.ndarray:
@@ -115,6 +129,20 @@ class Int8Gemms:
             home.initializer.append(numpy_helper.from_array(np.asarray(value), name))
             self._constants.add(name)
         return name
+
+    def rewrite(self, weights_of: Callable[[onnx.NodeProto], WeightsFound | None]) -> int:
+        """Build `nodes` from the graph's nodes: each node `weights_of` finds the weights of (W
+        or a maker of W, and their source's name - "" for none) as an int8 GEMM, the others as
+        they are; returns how many were rewritten."""
+        count = 0
+        for node in self.graph.node:
+            found = weights_of(node)
+            if found is None:
+                self.nodes.append(node)
+            else:
+                self.matmul(node, *found)
+                count += 1
+        return count
 
     def rows_of(self, x: str, k: int) -> tuple[str, str, str]:
         """Quantise activation `x` ([..., K]) per row once; (int8 rows, row scales, shape)."""
@@ -189,12 +217,7 @@ class Int8Gemms:
             self._rows[x] = (f"{p}/q", f"{p}/scale2d", f"{p}/shape")
         return self._rows[x]
 
-    def matmul(
-        self,
-        node: onnx.NodeProto,
-        weights: np.ndarray | Callable[[], np.ndarray],
-        source: str = "",
-    ) -> None:
+    def matmul(self, node: onnx.NodeProto, weights: Weights, source: str = "") -> None:
         """Append `node` (y = x @ W, W float `[K, N]`) in the int8-GEMM form. `weights` may be
         a function that makes W, called only for a `source` (the weight's name) not seen yet:
         the branches of a merged decoder share one int8 copy."""
@@ -304,11 +327,11 @@ def write_prefill_graph(model_dir: Path, filename: str = "model.onnx") -> int:
         return 0
     inits = {t.name: t for t in graph.initializer}
     gemms = Int8Gemms(graph, opset)
-    count = _rewrite(gemms, inits, model_dir)
+    count = gemms.rewrite(_nbits_weights(graph, inits, model_dir))
     for node in graph.node:  # a merged decoder: both branches of its If, weights shared
         for branch in subgraphs(node) if node.op_type == "If" else ():
             inner = Int8Gemms(branch, opset, outer=gemms)
-            rewritten = _rewrite(inner, inits, model_dir)
+            rewritten = inner.rewrite(_nbits_weights(branch, inits, model_dir))
             if rewritten:
                 count += rewritten
                 del branch.node[:]
@@ -346,26 +369,28 @@ def write_prefill_graph(model_dir: Path, filename: str = "model.onnx") -> int:
     return count
 
 
-def _rewrite(gemms: Int8Gemms, inits: dict[str, onnx.TensorProto], model_dir: Path) -> int:
-    """Build `gemms.nodes` from its graph's nodes, each rewritable MatMulNBits (`inits`: the
-    top-level initializers, which a branch's nodes read too) as an int8 GEMM; how many."""
-    count = 0
-    outputs = {o.name for o in gemms.graph.output}
-    for node in gemms.graph.node:
+def _nbits_weights(
+    graph: onnx.GraphProto, inits: dict[str, onnx.TensorProto], model_dir: Path
+) -> Callable[[onnx.NodeProto], WeightsFound | None]:
+    """For `Int8Gemms.rewrite`: the float weights of each rewritable MatMulNBits of `graph`
+    (`inits`: the top-level initializers, which a branch's nodes read too), keyed by their
+    quantised tensor's name so that two branches share one int8 copy."""
+    outputs = {o.name for o in graph.output}
+
+    def weights_of(node: onnx.NodeProto) -> WeightsFound | None:
         plan = _rewritable(node, inits, outputs)
         if plan is None:
-            gemms.nodes.append(node)
-            continue
+            return None
         k, _n, bits = plan
 
-        def weights(node: onnx.NodeProto = node, k: int = k, bits: int = bits) -> np.ndarray:
+        def weights() -> np.ndarray:
             q = _read(inits[node.input[1]], model_dir)
             scales = _read(inits[node.input[2]], model_dir)
             return dequantize_nbits(q, scales, bits=bits, k=k)
 
-        gemms.matmul(node, weights, source=node.input[1])
-        count += 1
-    return count
+        return weights, node.input[1]
+
+    return weights_of
 
 
 def _last_row_logits(model: onnx.ModelProto, gemms: Int8Gemms) -> None:
@@ -385,13 +410,15 @@ def _last_row_logits(model: onnx.ModelProto, gemms: Int8Gemms) -> None:
     if producer is not None and producer.op_type == "If":  # a merged decoder: in both branches
         index = list(producer.output).index(logits.name)
         branches = list(subgraphs(producer))
-        if all(_head(b, b.output[index].name) for b in branches):
-            for branch in branches:
-                _last_row_head(branch, branch.output[index].name, gemms)
+        heads = [_head(b, b.output[index].name) for b in branches]
+        if all(heads):
+            for branch, head in zip(branches, heads, strict=True):
+                assert head is not None
+                _last_row_head(branch, *head, gemms)
                 _one_row(branch.output[index])
             _one_row(logits)
-    elif _head(graph, logits.name):
-        _last_row_head(graph, logits.name, gemms)
+    elif (head := _head(graph, logits.name)) is not None:
+        _last_row_head(graph, *head, gemms)
         _one_row(logits)
 
 
@@ -411,15 +438,14 @@ def _one_row(value: onnx.ValueInfoProto) -> None:
         dims[1].dim_value = 1
 
 
-def _last_row_head(graph: onnx.GraphProto, logits: str, gemms: Int8Gemms) -> None:
-    """Slice the input of the matmul that makes `logits` in `graph` (`_head`) to its last
+def _last_row_head(
+    graph: onnx.GraphProto, position: int, head: onnx.NodeProto, gemms: Int8Gemms
+) -> None:
+    """Slice the input of `head` (the LM head, node `position` of `graph`: `_head`) to its last
     position."""
     import numpy as np
     from onnx import helper
 
-    found = _head(graph, logits)
-    assert found is not None
-    position, head = found
     const = gemms.const
     hidden = head.input[0]
     last = f"{hidden}/shellfish_last_row"

@@ -109,15 +109,15 @@ def int8_gemm_file(src: Path, dst: Path) -> int:
     prepare(model)
     graph = model.graph
     inits = {t.name: t for t in graph.initializer}
-    gemms = Int8Gemms(graph, opset)
-    count = 0
-    for node in graph.node:
+
+    def weights_of(node: onnx.NodeProto) -> tuple[Any, str] | None:
         weight = inits.get(node.input[1]) if node.op_type == "MatMul" else None
         if weight is None or len(weight.dims) != 2 or weight.data_type != onnx.TensorProto.FLOAT:
-            gemms.nodes.append(node)
-            continue
-        gemms.matmul(node, numpy_helper.to_array(weight))
-        count += 1
+            return None
+        return numpy_helper.to_array(weight), ""
+
+    gemms = Int8Gemms(graph, opset)
+    count = gemms.rewrite(weights_of)
     gemms.install(model)
     graph.initializer.extend(gemms.tensors)
     _save(model, dst)
