@@ -259,6 +259,42 @@ def test_import_onnx_dir_then_quantize_int8(tmp_path):
         quantize_int8(store, "mini-int8")
 
 
+def test_import_names_the_layout_the_loader_will_load(tmp_path):
+    """Import detects the layout of what it installed with the loader's own `detect_layout`:
+    an `onnx/` folder is flattened first, so a genai export kept there is `genai`."""
+    env = {"SHELLFISH_HOME": str(tmp_path / "home")}
+    store = Store(get_paths(env))
+    genai = tmp_path / "genai-export"
+    (genai / "onnx").mkdir(parents=True)
+    (genai / "onnx" / "model.onnx").write_bytes(b"graph")
+    (genai / "onnx" / "genai_config.json").write_text(
+        json.dumps({"model": {"context_length": 4096}})
+    )
+    model = import_path(store, genai, name="g", environ=env)
+    assert (model.family, model.layout) == ("causal", "genai")
+    assert model.manifest["context_length"] == 4096
+    s2s = tmp_path / "t5-export"
+    (s2s / "onnx").mkdir(parents=True)
+    for graph in ("encoder_model.onnx", "decoder_model.onnx", "decoder_with_past_model.onnx"):
+        (s2s / "onnx" / graph).write_bytes(b"graph")
+    model = import_path(store, s2s, name="t", environ=env)
+    assert (model.family, model.layout) == ("seq2seq", "optimum-split")
+    assert model.manifest["template"] == "flan"
+
+
+def test_import_refuses_onnx_files_the_loader_cannot_load(tmp_path):
+    env = {"SHELLFISH_HOME": str(tmp_path / "home")}
+    store = Store(get_paths(env))
+    src = tmp_path / "nested"
+    (src / "decoder").mkdir(parents=True)
+    (src / "decoder" / "model.onnx").write_bytes(b"graph")
+    with pytest.raises(ModelError, match=r"decoder/model.onnx.*no model shellfish can load") as e:
+        import_path(store, src, name="nested", environ=env)
+    assert "under onnx/" in (e.value.hint or "")
+    assert store.installed() == []
+    assert not [p for p in store.root.iterdir() if p.name.startswith(".staging")]
+
+
 def test_quantize_failure_installs_nothing(tmp_path):
     needs_extra("onnx")  # onnxruntime.quantization imports it
     env = {"SHELLFISH_HOME": str(tmp_path / "home")}

@@ -405,15 +405,12 @@ def detect_kind(path: Path) -> str:
 
 
 def _import_onnx_dir(path: Path, out: Path, name: str, progress: Progress | None) -> dict[str, Any]:
+    """Copy an ONNX export into `out` as the loader reads it (an `onnx/` folder flattened), and
+    name its family and layout with the loader's own `detect_layout`: what imports is what
+    loads."""
+    from shellfish.engine.loader import EXPECTED, detect_layout
+
     existing = path / MANIFEST
-    if (path / "genai_config.json").exists():
-        layout = "genai"
-    elif any(path.rglob("decoder_model_merged*.onnx")):
-        layout = "optimum-merged"
-    elif any(path.rglob("model.onnx")) and not any(path.rglob("encoder_model*.onnx")):
-        layout = "optimum"  # one decoder graph (engine.loader.detect_layout's name)
-    else:
-        layout = "optimum-split"
     files = [p for p in path.rglob("*") if p.is_file() and p.name != MANIFEST]
     key = "copy"
     if progress:
@@ -430,14 +427,22 @@ def _import_onnx_dir(path: Path, out: Path, name: str, progress: Progress | None
         manifest: dict[str, Any] = json.loads(existing.read_text(encoding="utf-8"))
         manifest["source"] = {"kind": "import-onnx", "path": str(path)}
         return manifest
+    try:
+        family, layout = detect_layout(out)
+    except ModelError as exc:
+        graphs = sorted(p.relative_to(path).as_posix() for p in path.rglob("*.onnx"))[:6]
+        raise ModelError(
+            f"{path} holds ONNX files ({', '.join(graphs)}) but no model shellfish can load",
+            hint="expected, at its top or under onnx/: " + "; ".join(EXPECTED),
+        ) from exc
     if layout == "genai":
         return _genai_manifest(name, out, {"kind": "import-onnx", "path": str(path)})
     cfg_path = out / "config.json"
     cfg = json.loads(cfg_path.read_text(encoding="utf-8")) if cfg_path.exists() else {}
-    seq2seq = bool(cfg.get("is_encoder_decoder")) or any(path.rglob("encoder_model*.onnx"))
+    seq2seq = family == "seq2seq"
     return {
         "name": name,
-        "family": "seq2seq" if seq2seq else "causal",
+        "family": family,
         "layout": layout,
         "template": "flan" if seq2seq else "plain",
         "context_length": int(cfg.get("n_positions", cfg.get("max_position_embeddings", 512))),
