@@ -34,9 +34,9 @@ from shellfish.tune.data import (  # noqa: E402
 
 
 def main(argv: list[str]) -> int:
-    if not argv:
+    if not argv or argv[0].startswith("-"):  # `--help` is no output directory
         print(__doc__)
-        return 2
+        return 0 if argv[:1] in (["-h"], ["--help"]) else 2
     out = Path(argv[0])
     n_other = int(argv[1]) if len(argv) > 1 else 800
     n_nl2bash = int(argv[2]) if len(argv) > 2 else 1600

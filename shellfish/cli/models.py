@@ -75,17 +75,22 @@ def make_store(env: Environment) -> Store:
 
 @contextlib.contextmanager
 def progress_bars(env: Environment) -> Iterator[Progress]:
-    """Rich bars on stderr for the long steps (none with SHELLFISH_NO_PROGRESS), always closed.
+    """Progress of the long steps on stderr, always closed: rich bars on a terminal, plain lines
+    now and then anywhere else (a log, a pipe), nothing with SHELLFISH_NO_PROGRESS.
 
     Also the scope of a long install, so SIGTERM (`kill`, a closing terminal's service
     manager) stops it like Ctrl-C: cleanup runs, the converter is killed, the exit status is 130.
     Python's default for SIGTERM ends the process on the spot and leaves both behind.
     """
-    from shellfish.store.progress import Progress, RichProgress
+    from shellfish.store.progress import PlainProgress, Progress, RichProgress
 
-    progress = (
-        Progress() if env.environ.get("SHELLFISH_NO_PROGRESS") else RichProgress(env.err_console)
-    )
+    progress: Progress
+    if env.environ.get("SHELLFISH_NO_PROGRESS"):
+        progress = Progress()
+    elif env.stderr_isatty:
+        progress = RichProgress(env.err_console)
+    else:
+        progress = PlainProgress(env.stderr)
     try:
         with _sigterm_as_interrupt():
             yield progress

@@ -1,12 +1,16 @@
 """Progress reporting for long store steps (download, assemble, convert, quantize).
 
 Library code reports through a `Progress` object and never prints; the CLI passes
-`RichProgress` (bars on stderr), tests pass `RecordingProgress`.
+`RichProgress` (bars on stderr) to a terminal and `PlainProgress` (a line now and then) to a
+log or a pipe, tests pass `RecordingProgress`.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -62,6 +66,123 @@ class RecordingProgress(Progress):
 
     def note(self, message: str) -> None:
         self.events.append(("note", message, None))
+
+
+@dataclass
+class _Step:
+    description: str
+    total: int | None
+    unit: str
+    started: float
+    completed: int = 0
+    reported: float = 0.0  # when its last line was written
+    # the rate behind "time left" is measured from here: the last line, or the first advance
+    # when it came at once (a resumed run's jump to where it left off is not a rate)
+    since: float = 0.0
+    since_completed: int = 0
+    moved: bool = False
+
+
+class PlainProgress(Progress):
+    """Plain lines on a stream that is not a terminal (a log file, a pipe, CI): one when a step
+    starts, one every `every_s` seconds while it moves (amount, share, elapsed, time left), one
+    when it ends. Rich's bars draw nothing there until they stop, which leaves an hour of
+    training silent in a log."""
+
+    def __init__(
+        self,
+        stream: IO[str],
+        *,
+        every_s: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.stream = stream
+        self.every_s = every_s
+        self.clock = clock
+        self._steps: dict[str, _Step] = {}
+
+    def _line(self, text: str) -> None:
+        try:
+            self.stream.write(text + "\n")
+            self.stream.flush()
+        except (OSError, ValueError):  # a closed pipe must not stop the work it reports on
+            pass
+
+    def task(
+        self, key: str, description: str, total: int | None = None, unit: str = "bytes"
+    ) -> None:
+        now = self.clock()
+        self._steps[key] = _Step(description, total, unit, now, reported=now, since=now)
+        size = f" ({_amount(total, unit)})" if total else ""
+        self._line(f"{description}{size} ...")
+
+    def advance(self, key: str, amount: int = 1) -> None:
+        step = self._steps.get(key)
+        if step is None:
+            return
+        step.completed += amount
+        now = self.clock()
+        if now - step.reported >= self.every_s:
+            self._line(f"{step.description}: {self._status(step, now)}")
+            step.reported = step.since = now
+            step.since_completed = step.completed
+        elif not step.moved:
+            step.since, step.since_completed = now, step.completed
+        step.moved = True
+
+    def describe(self, key: str, description: str) -> None:
+        if key in self._steps:
+            self._steps[key].description = description
+
+    def done(self, key: str) -> None:
+        step = self._steps.pop(key, None)
+        if step is None:
+            return
+        amount = step.total if step.total is not None else step.completed
+        self._line(
+            f"{step.description}: done ({_amount(amount, step.unit)} in "
+            f"{_duration(self.clock() - step.started)})"
+        )
+
+    def note(self, message: str) -> None:
+        self._line(message)
+
+    @staticmethod
+    def _status(step: _Step, now: float) -> str:
+        elapsed = now - step.started
+        text = _amount(step.completed, step.unit)
+        if step.total:
+            if step.unit == "bytes":
+                text += f" of {_amount(step.total, step.unit)}"
+            else:  # "15 of 300 steps"
+                text = f"{step.completed:,} of {_amount(step.total, step.unit)}"
+            text += f" ({step.completed / step.total:.0%})"
+            rate = (step.completed - step.since_completed) / max(now - step.since, 1e-9)
+            if rate > 0 and step.completed < step.total:
+                left = (step.total - step.completed) / rate
+                text += f", {_duration(elapsed)} elapsed, about {_duration(left)} left"
+                return text
+        return text + f", {_duration(elapsed)} elapsed"
+
+
+def _amount(n: int | None, unit: str) -> str:
+    if n is None:
+        return "?"
+    if unit != "bytes":
+        return f"{n:,} {unit}"
+    for size, name in ((10**9, "GB"), (10**6, "MB"), (10**3, "kB")):  # as rich's bars
+        if n >= size:
+            return f"{n / size:.1f} {name}"
+    return f"{n} bytes"
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(int(seconds), 0)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
 class RichProgress(Progress):
