@@ -45,7 +45,8 @@ class Timed:
 
 
 def measure(generate: Any, timers: list[Timed], tokens: int, runs: int) -> tuple[float, float]:
-    """(ms per step, Python us per step), medians over `runs` generations."""
+    """(ms per token of the whole generation, prompt included; Python us per token), medians
+    over `runs` generations."""
     for _ in range(3):
         generate()
     steps, python = [], []
@@ -173,8 +174,8 @@ def main() -> int:
     generate, timers = shellfish_loop(args.model_dir, args.tokens, args.threads)
     ours = measure(generate, timers, args.tokens, args.runs)
     print(f"{args.model_dir} ({kind}), {args.tokens} tokens, median of {args.runs}:")
-    print(f"  bare onnxruntime loop  {bare[0]:6.3f} ms/step   Python {bare[1]:6.1f} us/step")
-    print(f"  shellfish              {ours[0]:6.3f} ms/step   Python {ours[1]:6.1f} us/step")
+    print(f"  bare onnxruntime loop  {bare[0]:6.3f} ms/token   Python {bare[1]:6.1f} us/token")
+    print(f"  shellfish              {ours[0]:6.3f} ms/token   Python {ours[1]:6.1f} us/token")
     return 0
 
 
