@@ -198,11 +198,7 @@ def cmd_list(args: argparse.Namespace, env: Environment) -> int:
     if getattr(args, "json", False):
         env.stdout.write(json.dumps({"default": default, "models": rows}, indent=2) + "\n")
         return 0
-    from rich.table import Table
-
-    table = Table(title=f"models ({store.root})", title_justify="left")
-    for col in ("name", "installed", "size", "family", "tasks", "providers"):
-        table.add_column(col, justify="right" if col == "size" else "left")
+    cells = []
     for r in rows:
         state = "damaged" if r["damaged"] else ("yes" if r["installed"] else "-")
         size = (
@@ -210,10 +206,40 @@ def cmd_list(args: argparse.Namespace, env: Environment) -> int:
             if r["installed"]
             else (f"~{_human(r['download_size'])}" if r["download_size"] else "")
         )
-        name = r["name"] + (" (default)" if r["name"] == default else "")
-        table.add_row(
-            name, state, size, r["family"], ",".join(r["tasks"]), ",".join(r["providers"])
-        )
+        tasks, providers = ",".join(r["tasks"]), ",".join(r["providers"])
+        cells.append((r["name"], state, size, r["family"], tasks, providers))
+    columns = ("name", "installed", "size", "family", "tasks", "providers")
+    if not env.stdout_isatty:
+        # A pipe or a file gets whole values, tab-separated, for cut / awk / grep; the
+        # default is a column of its own so that the name column stays a name.
+        lines = ["\t".join((*columns, "default"))]
+        for c in cells:
+            lines.append("\t".join((*c, "default" if c[0] == default else "")))
+        env.stdout.write("\n".join(lines) + "\n")
+        return 0
+    from rich.table import Table
+
+    # On a terminal under 100 columns the tasks and providers make way for whole names
+    # (`models info NAME` has them); a name is never cut: the other commands take it.
+    wide = env.console.width >= 100
+    shown = columns if wide else columns[:4]
+    table = Table(
+        title=f"models ({store.root})",
+        title_justify="left",
+        caption="* the default" if default in (c[0] for c in cells) else None,
+        caption_justify="left",
+    )
+    longest = max((len(c[0]) + 2 for c in cells), default=4)
+    for col in shown:
+        if col == "name":
+            table.add_column(col, no_wrap=True, min_width=longest)
+        elif col in ("tasks", "providers"):
+            table.add_column(col, overflow="fold")
+        else:
+            table.add_column(col, justify="right" if col == "size" else "left")
+    for c in cells:
+        name = c[0] + (" *" if c[0] == default else "")
+        table.add_row(name, *(v.replace(",", ", ") for v in c[1 : len(shown)]))  # wrap at words
     env.console.print(table)
     return 0
 
