@@ -250,11 +250,16 @@ class Decoder:
         self._kv_dtype = np.dtype(wiring.kv_dtype)
         self._empty_cache: dict[int, list[Any]] = {}
         self._step_logits: dict[int, tuple[Any, Any]] = {}  # batch -> (array, OrtValue)
+        # Attention masks and position ids are views of two growing buffers (ones, 0..n-1):
+        # a fresh np.ones every step cost ~8 us right after a run.
+        self._ones: dict[str, Any] = {}
+        self._positions: Any = np.arange(0, dtype=np.int64)
         # Shared-buffer layout: the KV OrtValues bound to each binding last time. IOBinding
         # keeps bindings across runs, so the same buffers need no re-binding every step (that
         # was 4 x layers Python calls per token, the largest Python cost of a decode step).
         # Holding the list keeps the objects alive, so the identity check cannot be fooled.
         self._bound_kv: dict[int, list[Any]] = {}
+        self._bound_logits: dict[int, Any] = {}  # binding -> the step logits OrtValue bound
 
     @property
     def has_cache(self) -> bool:
@@ -319,9 +324,11 @@ class Decoder:
 
         binding.bind_cpu_input(w.input_ids, ids.astype(w.ids_dtype, copy=False))
         if w.attention_mask:
-            binding.bind_cpu_input(w.attention_mask, np.ones((batch, total), dtype=w.mask_dtype))
+            binding.bind_cpu_input(w.attention_mask, self._mask(w.mask_dtype, batch, total))
         if w.position_ids:
-            pos = np.arange(past_len, total, dtype=np.int64)[None, :]  # np.broadcast_to: ~20 us
+            if self._positions.size < total:
+                self._positions = np.arange(max(total, 2 * self._positions.size), dtype=np.int64)
+            pos = self._positions[None, past_len:total]  # np.broadcast_to: ~20 us
             binding.bind_cpu_input(w.position_ids, pos if batch == 1 else pos.repeat(batch, 0))
         if w.cache_branch:
             binding.bind_cpu_input(w.cache_branch, np.array([past_len > 0]))
@@ -335,10 +342,13 @@ class Decoder:
                 array = np.empty((batch, 1, self._vocab(w)), dtype=w.logits_dtype)
                 self._step_logits[batch] = (array, self._ort.OrtValue.ortvalue_from_numpy(array))
             logits_array, logits_value = self._step_logits[batch]
-            binding.bind_ortvalue_output(w.logits, logits_value)
+            if self._bound_logits.get(id(binding)) is not logits_value:  # bindings persist
+                binding.bind_ortvalue_output(w.logits, logits_value)
+                self._bound_logits[id(binding)] = logits_value
         else:
             logits_array = None
             binding.bind_output(w.logits, "cpu")
+            self._bound_logits[id(binding)] = None
         if state.shared:
             if not kv_bound:
                 for name, value in zip(w.present, state.tensors, strict=True):
@@ -357,6 +367,15 @@ class Decoder:
             state.length = total
             return logits, state
         return logits, KVState(list(outs[1:]), total, batch)
+
+    def _mask(self, dtype: str, batch: int, total: int) -> Any:
+        """A (batch, total) attention mask of ones: a contiguous view of a reused buffer (the
+        binding reads its memory during the run; nothing writes to the buffer)."""
+        ones = self._ones.get(dtype)
+        if ones is None or ones.size < batch * total:
+            size = max(batch * total, 2 * (0 if ones is None else ones.size), 256)
+            ones = self._ones[dtype] = self._np.ones(size, dtype=dtype)
+        return ones[: batch * total].reshape(batch, total)
 
     def _vocab(self, w: Wiring) -> int:
         session = self.first if w is self.first_wiring and self.first is not None else self.main
@@ -751,6 +770,7 @@ class CausalRunner:
         length = len(ids)
         fed = length  # history tokens that `logits` follow
         alive = np.ones(n, dtype=bool)
+        one_row = np.ones(1, dtype=bool)  # `active` of every step of one row
         lookup = min(config.prompt_lookup, self.decoder.most_guesses) if use_cache else 0
         lookup = lookup if greedy and n == 1 else 0
         guesses: list[int] = []  # prompt lookup: guessed tokens not yet checked ...
@@ -798,8 +818,11 @@ class CausalRunner:
                         ],
                         dtype=np.int64,
                     )
-                active = alive.copy()
-                if n > 1:  # finished rows get filler (one row: it is alive, or the loop ended)
+                # One row is alive at every step (the loop ends when it is not): a constant
+                # `active`, and below Python tests instead of numpy reductions, which cost
+                # ~12 us each right after a run.
+                active = one_row if n == 1 else alive.copy()
+                if n > 1:  # finished rows get filler
                     tokens = np.where(active, tokens, filler)
                 if config.logprobs:
                     _record_logprobs(np, logits, tokens, active, run.logprobs)
@@ -811,13 +834,18 @@ class CausalRunner:
                     if eos_table is None:
                         eos_table = np.zeros(max(logits.shape[-1], int(eos[-1]) + 1), dtype=bool)
                         eos_table[eos] = True
-                    ended = active & eos_table[tokens]
-                    if ended.any():
-                        alive &= ~ended
-                        for i in np.flatnonzero(ended):
-                            run.finish[i] = "stop"
+                    if n == 1:
+                        if eos_table[tokens[0]]:
+                            alive[0] = False
+                            run.finish[0] = "stop"
+                    else:
+                        ended = active & eos_table[tokens]
+                        if ended.any():
+                            alive &= ~ended
+                            for i in np.flatnonzero(ended):
+                                run.finish[i] = "stop"
                 yield tokens, active, alive
-                if not alive.any():
+                if not (alive[0] if n == 1 else alive.any()):  # the consumer may end rows too
                     break
                 if step == max_new - 1:
                     break

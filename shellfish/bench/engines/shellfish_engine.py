@@ -73,10 +73,14 @@ def _mask_eos(runner: Any, eos: list[int]) -> None:
     """Wrap the runner's logits producers so EOS logits are -inf (bench-only instrumentation)."""
     import numpy as np
 
+    # One EOS id (the usual case) is a plain index: a list index is numpy's fancy indexing,
+    # several microseconds a step of work the peers do in C++ (min_length).
+    index: Any = eos[0] if len(eos) == 1 else np.asarray(eos)
+
     def masked(inner: Any) -> Any:
         def call(*args: Any, **kwargs: Any) -> Any:
             logits, rest = inner(*args, **kwargs)
-            logits[..., eos] = -np.inf
+            logits[..., index] = -np.inf
             return logits, rest
 
         return call
