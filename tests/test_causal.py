@@ -207,6 +207,28 @@ def test_n_greedy_samples_equal_single_greedy(causal_models: Path) -> None:
     assert three.ids == one.ids * 3
 
 
+@pytest.mark.parametrize("layout", ["gpt2", "qwen-genai"])
+def test_rows_stay_exact_while_the_mask_and_position_buffers_grow(
+    causal_models: Path, layout: str
+) -> None:
+    """Masks and position ids are views of reused buffers that grow mid-generation (3 rows x
+    100+ positions pass the first 256 ones); every row must still equal the one-row greedy
+    path, and the no-cache path."""
+    runner = runner_for(causal_models, layout)
+    decoder = runner.decoder
+    decoder._ones.clear()
+    decoder._positions = np.arange(0, dtype=np.int64)
+    ids = runner.tokenizer.encode(PROMPT)
+    new = 100 - len(ids)
+    one = runner.generate_ids(ids, greedy(new), use_prefix_cache=False)
+    plain = runner.generate_ids(ids, greedy(new), use_cache=False, use_prefix_cache=False)
+    three = runner.generate_ids(ids, greedy(new, n=3), use_prefix_cache=False)
+    assert three.ids == one.ids * 3 and plain.ids == one.ids
+    assert max(b.size for b in decoder._ones.values()) >= 3 * 99
+    mask = decoder._mask("int64", 2, 5)
+    assert mask.shape == (2, 5) and mask.flags.c_contiguous and (mask == 1).all()
+
+
 # ---- prompt lookup -------------------------------------------------------------------------
 
 
