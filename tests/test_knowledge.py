@@ -257,3 +257,34 @@ def test_history_and_pair_programs_skip_wrappers(machine: dict[str, Path], tmp_p
     index = KnowledgeIndex.load(machine["root"])
     # the program is what runs, not the wrapper in front of it (was "sudo")
     assert {d.program for d in index.docs if d.kind in ("history", "pair")} == {"frob", "ls"}
+
+
+def test_status_reads_as_a_person_would_want_it(machine: dict[str, Path], tmp_path: Path) -> None:
+    import io
+    import json
+
+    from shellfish.cli import main
+    from shellfish.cli.knowledge import status_text
+    from shellfish.environment import Environment
+
+    home = tmp_path / "home"
+    build_index(home / "data" / "knowledge", _options(machine))
+    out = io.StringIO()
+    env = Environment(stdout=out, stderr=io.StringIO(), environ={"SHELLFISH_HOME": str(home)})
+    assert main(["knowledge", "status"], env) == 0
+    lines = out.getvalue().splitlines()
+    assert lines[0] == f"index: {home / 'data' / 'knowledge'}"
+    assert lines[1].startswith("built: ") and lines[1].endswith(" min ago)")
+    assert lines[2] == "programs: 4 (3 with options)"
+    assert lines[4].startswith("examples: ") and "{" not in lines[4]
+    assert lines[5] == f"pairs: {machine['nl']}, {machine['cm']}"
+    out.seek(0)
+    out.truncate()
+    assert main(["knowledge", "status", "--json"], env) == 0
+    info = json.loads(out.getvalue())  # the JSON form keeps the raw values
+    assert isinstance(info["built_at"], float) and info["programs"] == 4
+    text = status_text({**info, "built_at": info["built_at"] - 3 * 86400}, now=info["built_at"])
+    assert " (3 days ago)" in text
+    assert "built: never - run `shellfish knowledge build`" in status_text(
+        {**info, "built_at": None, "examples": {}, "pairs": None, "tldr": None}, now=0.0
+    )

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from pathlib import Path
+from typing import Any
 
 from shellfish.environment import Environment
 from shellfish.errors import ExitStatus, UsageError
@@ -151,9 +153,40 @@ def _status(args: argparse.Namespace, env: Environment) -> int:
     if args.json:
         env.stdout.write(json.dumps(info) + "\n")
         return ExitStatus.OK
-    for key, value in info.items():
-        env.stdout.write(f"{key}: {value}\n")
+    env.stdout.write(status_text(info, now=time.time()))
     return ExitStatus.OK
+
+
+def status_text(info: dict[str, Any], *, now: float) -> str:
+    """`knowledge status` for a person: dates, counts with separators, sources by name (the
+    JSON form keeps the raw values)."""
+    built = info.get("built_at")
+    if built:
+        stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(built))
+        when = f"{stamp} ({_age(now - built)} ago)"
+    else:
+        when = "never - run `shellfish knowledge build` (`shellfish setup` does)"
+    examples = info.get("examples") or {}
+    pairs = info.get("pairs")
+    lines = [
+        f"index: {info['root']}",
+        f"built: {when}",
+        f"programs: {info['programs']:,} ({info['programs_with_options']:,} with options)",
+        f"options: {info['options']:,}",
+        "examples: " + (", ".join(f"{k} {v:,}" for k, v in examples.items()) or "none"),
+        "pairs: " + (", ".join(str(p) for p in pairs) if pairs else "none"),
+        f"tldr: {info.get('tldr') or 'none'}",
+    ]
+    return "".join(line + "\n" for line in lines)
+
+
+def _age(seconds: float) -> str:
+    minutes = max(int(seconds // 60), 0)
+    if minutes < 60:
+        return f"{minutes} min"
+    if minutes < 48 * 60:
+        return f"{minutes // 60} h"
+    return f"{minutes // (24 * 60)} days"
 
 
 def _search(args: argparse.Namespace, env: Environment) -> int:
