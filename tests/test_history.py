@@ -32,7 +32,8 @@ def done(text: str = "ls -la", **kw) -> Done:
         "total_ms": 80.0,
     }
     base.update(kw)
-    return Done(texts=[text], **base)
+    base.setdefault("texts", [text])
+    return Done(**base)
 
 
 def test_record_and_read_back(tmp_path):
@@ -182,6 +183,11 @@ def test_history_cli(tmp_path):
     assert main(["history"], env) == 0
     lines = env.stdout.getvalue().splitlines()
     assert len(lines) == 2 and "find big files" in lines[0] and "tar xzf" in lines[1]
+    log.record(TaskRequest("suggest", "list hidden"), done(texts=["ls -la", "ls -a -l", "tree -a"]))
+    env = _env(tmp_path)
+    assert main(["history", "-n", "1"], env) == 0
+    # the first command, and how many more: not three commands run together as one
+    assert env.stdout.getvalue().rstrip().endswith("list hidden  ->  ls -la (+2 more)")
 
     env = _env(tmp_path)
     assert main(["history", "archive", "--json"], env) == 0

@@ -73,7 +73,17 @@ def _when(ts: float) -> str:
 
 def _line(entry: HistoryEntry) -> str:
     request = " ".join(entry.request.split())
-    response = " ".join(entry.response.split())
+    lines = entry.response.splitlines()
+    if entry.task in ("suggest", "fix") and len(lines) > 1:
+        # one command per line, the first is what the user got: joined, three commands read
+        # as one ("ls -l ls -alrt `pwd`")
+        more = f" (+{len(lines) - 1} more)"
+        response = " ".join(lines[0].split())
+        if len(response) + len(more) > 60:
+            response = response[: 59 - len(more)] + "…"
+        response += more
+    else:
+        response = " ".join(entry.response.split())
     if len(request) > 50:
         request = request[:49] + "…"
     if len(response) > 60:
