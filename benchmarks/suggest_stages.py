@@ -68,6 +68,22 @@ def requests(count: int, offset: int) -> tuple[list[str], str]:
     return list(BUILTIN[:count]), "built-in requests (NL2Bash dev not found)"
 
 
+def request_args(parser: argparse.ArgumentParser) -> None:
+    """--home, -n and --offset: where the models are and which requests (shared by
+    benchmarks/widget_latency.py)."""
+    parser.add_argument("--home", type=Path, default=Path(os.environ.get("SHELLFISH_HOME", "")))
+    parser.add_argument("-n", "--requests", type=int, default=20)
+    parser.add_argument("--offset", type=int, default=0, help="first NL2Bash dev line to use")
+
+
+def checked_requests(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> tuple[list[str], str]:
+    if not (args.home / "data" / "models").is_dir():
+        parser.error(f"{args.home} has no data/models (pass --home or set SHELLFISH_HOME)")
+    return requests(args.requests, args.offset)
+
+
 def shellfish(env: dict[str, str], *args: str) -> None:
     subprocess.run([sys.executable, "-m", "shellfish", *args], env=env, check=True,
                    stdout=subprocess.DEVNULL)  # fmt: skip
@@ -75,15 +91,11 @@ def shellfish(env: dict[str, str], *args: str) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--home", type=Path, default=Path(os.environ.get("SHELLFISH_HOME", "")))
-    parser.add_argument("-n", "--requests", type=int, default=20)
-    parser.add_argument("--offset", type=int, default=0, help="first NL2Bash dev line to use")
+    request_args(parser)
     parser.add_argument("--json", type=Path, default=None, help="write the records here")
     parser.add_argument("--plot", type=Path, default=None, help="write the stage plot here")
     args = parser.parse_args()
-    if not (args.home / "data" / "models").is_dir():
-        parser.error(f"{args.home} has no data/models (pass --home or set SHELLFISH_HOME)")
-    texts, source = requests(args.requests, args.offset)
+    texts, source = checked_requests(parser, args)
     with tempfile.TemporaryDirectory(prefix="shellfish-stages-") as tmp:
         home = Path(tmp)
         scratch_home(args.home, home)

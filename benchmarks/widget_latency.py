@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from suggest_stages import requests, scratch_home
+from suggest_stages import checked_requests, request_args, scratch_home
 
 from shellfish.bench.stages import ask
 
@@ -122,14 +122,10 @@ def suggest(shell: Shell, text: str, timeout: float) -> tuple[float, str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--home", type=Path, default=Path(os.environ.get("SHELLFISH_HOME", "")))
-    parser.add_argument("-n", "--requests", type=int, default=20)
-    parser.add_argument("--offset", type=int, default=0, help="first NL2Bash dev line to use")
+    request_args(parser)
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds per suggestion")
     args = parser.parse_args()
-    if not (args.home / "data" / "models").is_dir():
-        parser.error(f"{args.home} has no data/models (pass --home or set SHELLFISH_HOME)")
-    texts, source = requests(args.requests, args.offset)
+    texts, source = checked_requests(parser, args)
     with tempfile.TemporaryDirectory(prefix="shellfish-widget-") as tmp_dir:
         tmp = Path(tmp_dir)
         home = tmp / "home"
