@@ -72,26 +72,23 @@ def _when(ts: float) -> str:
 
 
 def _line(entry: HistoryEntry) -> str:
-    request = " ".join(entry.request.split())
     lines = entry.response.splitlines()
     if entry.task in ("suggest", "fix") and len(lines) > 1:
         # one command per line, the first is what the user got: joined, three commands read
         # as one ("ls -l ls -alrt `pwd`")
         more = f" (+{len(lines) - 1} more)"
-        response = " ".join(lines[0].split())
-        if len(response) + len(more) > 60:
-            response = response[: 59 - len(more)] + "…"
-        response += more
+        response = _cut(" ".join(lines[0].split()), 60 - len(more)) + more
     else:
-        response = " ".join(entry.response.split())
-    if len(request) > 50:
-        request = request[:49] + "…"
-    if len(response) > 60:
-        response = response[:59] + "…"
+        response = _cut(" ".join(entry.response.split()), 60)
     return (
         f"{entry.id:>5}  {_when(entry.ts)}  {entry.task:<9} {entry.backend:<6} "
-        f"{request}  ->  {response}"
+        f"{_cut(' '.join(entry.request.split()), 50)}  ->  {response}"
     )
+
+
+def _cut(text: str, width: int) -> str:
+    """`text` in at most `width` characters, an ellipsis marking a cut."""
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _show(entry: HistoryEntry, env: Environment, *, as_json: bool) -> None:

@@ -150,20 +150,17 @@ class PlainProgress(Progress):
 
     @staticmethod
     def _status(step: _Step, now: float) -> str:
-        elapsed = now - step.started
-        text = _amount(step.completed, step.unit)
-        if step.total:
-            if step.unit == "bytes":
-                text += f" of {_amount(step.total, step.unit)}"
-            else:  # "15 of 300 steps"
-                text = f"{step.completed:,} of {_amount(step.total, step.unit)}"
-            text += f" ({step.completed / step.total:.0%})"
-            rate = (step.completed - step.since_completed) / max(now - step.since, 1e-9)
-            if rate > 0 and step.completed < step.total:
-                left = (step.total - step.completed) / rate
-                text += f", {_duration(elapsed)} elapsed, about {_duration(left)} left"
-                return text
-        return text + f", {_duration(elapsed)} elapsed"
+        elapsed = f"{_duration(now - step.started)} elapsed"
+        if not step.total:
+            return f"{_amount(step.completed, step.unit)}, {elapsed}"
+        # "1.0 GB of 3.0 GB", "15 of 300 steps"
+        done = _amount(step.completed, step.unit) if step.unit == "bytes" else f"{step.completed:,}"
+        text = f"{done} of {_amount(step.total, step.unit)} ({step.completed / step.total:.0%})"
+        rate = (step.completed - step.since_completed) / max(now - step.since, 1e-9)
+        if rate > 0 and step.completed < step.total:
+            left = (step.total - step.completed) / rate
+            return f"{text}, {elapsed}, about {_duration(left)} left"
+        return f"{text}, {elapsed}"
 
 
 def _amount(n: int | None, unit: str) -> str:
