@@ -256,6 +256,7 @@ def quantize_int4(onnx_dir: Path, int4_dir: Path) -> None:
 
 
 def _quantize(onnx_dir: Path, out_dir: Path, bits: int) -> None:
+    from shellfish.store.attention import mark_genai_config
     from shellfish.store.quantize import int8_as_gemms, int8_gemm_file, quantize_file
 
     family = "seq2seq" if (onnx_dir / "encoder_model.onnx").is_file() else "causal"
@@ -267,6 +268,7 @@ def _quantize(onnx_dir: Path, out_dir: Path, bits: int) -> None:
             quantize_file(item, out_dir / item.name, bits=bits)
         elif item.suffix not in {".onnx_data", ".data"} and item.is_file():
             shutil.copy2(item, out_dir / item.name)
+    mark_genai_config(out_dir)  # GPT-2's attention shares its KV buffer now (store/attention.py)
 
 
 def convert_ct2(hf_dir: Path, out_dir: Path, quantization: str) -> None:

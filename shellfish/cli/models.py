@@ -45,7 +45,8 @@ def register(subparsers: Any) -> None:
     p = sub.add_parser(
         "quantize",
         help="int8 quantisation of an fp32 ONNX model (weight-only MatMulNBits; a seq2seq "
-        "encoder as int8 GEMMs; a one-graph decoder gets an int8-GEMM prefill graph)",
+        "encoder as int8 GEMMs; a one-graph decoder gets an int8-GEMM prefill graph, and a "
+        "GPT-2 export's attention one shared KV buffer)",
     )
     p.add_argument("name")
     p.add_argument(

@@ -8,6 +8,9 @@ Two on-disk layouts are understood:
 - onnxruntime-genai: `genai_config.json` + `model.onnx` (+ `model.onnx.data`); names come from
   the config; GroupQueryAttention graphs share past and present buffers in place.
 
+A graph whose metadata says `shellfish.kv_buffer = shared` (GPT-2's attention rewritten by
+`store/attention.py` when it is quantised) shares its buffers too, in either layout.
+
 The wiring (names, dtypes, kv heads, head size, layers) is read from the session and the
 config files, never assumed. The loop keeps the KV cache in OrtValues bound through IOBinding
 so nothing is copied between steps, and a `PrefixCache` lets a prompt that starts like a recent
@@ -27,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from shellfish.engine.base import GenerationConfig, ModelInfo
-from shellfish.engine.kvcache import DiskPrefixes, KVState, PrefixCache
+from shellfish.engine.kvcache import SHARED_BUFFER_MARK, DiskPrefixes, KVState, PrefixCache
 from shellfish.errors import ModelError, PromptTooLong, UsageError
 from shellfish.events import Done, Event, Token
 
@@ -981,6 +984,16 @@ def _record_logprobs(
 # loading
 
 
+def _marked_shared(session: Any) -> bool:
+    """Whether the graph's metadata says its past and present are one buffer."""
+    key, value = SHARED_BUFFER_MARK
+    try:
+        meta = session.get_modelmeta().custom_metadata_map
+    except Exception:  # a session without metadata support (a test double)
+        return False
+    return bool(meta.get(key) == value)
+
+
 def _read_json(path: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
@@ -1067,6 +1080,7 @@ def load(
         filename = dec_cfg.get("filename", "model.onnx")
         share = bool(genai.get("search", {}).get("past_present_share_buffer", False))
         main = create_session(path / filename, providers=providers, threads=threads)
+        share = share or _marked_shared(main)
         wiring = read_wiring(
             main, kv_heads=kv_heads, head_dim=head_dim, names=names, shared_buffer=share
         )
@@ -1091,7 +1105,8 @@ def load(
                 layout = "optimum-nocache"
         else:
             main = create_session(path / found, providers=providers, threads=threads)
-            wiring = read_wiring(main, kv_heads=kv_heads, head_dim=head_dim)
+            share = _marked_shared(main)
+            wiring = read_wiring(main, kv_heads=kv_heads, head_dim=head_dim, shared_buffer=share)
             layout = "optimum-merged" if wiring.cache_branch else "optimum"
 
     # The int8-GEMM prefill graph of a one-graph layout (genai, optimum's model.onnx or merged

@@ -7,9 +7,10 @@ differ in how they return the cache:
 - *growing* (optimum exports, any Attention built from Concat): each step returns new
   `present.*` tensors one position longer; the state holds those OrtValues as they are, so
   feeding them back costs no copy.
-- *shared* (onnxruntime-genai graphs with GroupQueryAttention and `past_present_share_buffer`):
-  the state owns capacity-sized numpy buffers that are bound as both the past input and the
-  present output, so the graph writes the new positions in place.
+- *shared* (onnxruntime-genai graphs with GroupQueryAttention and `past_present_share_buffer`,
+  and graphs whose metadata carries `SHARED_BUFFER_MARK`): the state owns capacity-sized numpy
+  buffers that are bound as both the past input and the present output, so the graph writes
+  the new positions in place.
 
 `PrefixCache` is a small LRU over token prefixes: a new prompt that starts like a cached one
 resumes from that state and prefills only the rest. `DiskPrefixes` keeps the system turns of
@@ -25,6 +26,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+#: The metadata entry of a graph whose past and present are one buffer (GPT-2's attention as
+#: rewritten by `store/attention.py`).
+SHARED_BUFFER_MARK = ("shellfish.kv_buffer", "shared")
 
 
 @dataclass

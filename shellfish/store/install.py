@@ -466,6 +466,7 @@ def quantize_int8(
     weight-only MatMulNBits, a seq2seq encoder as int8 GEMMs (it only reads whole prompts), and
     beside a one-graph causal decoder (`model.onnx`, `decoder_model_merged.onnx`) its int8-GEMM
     prefill graph (`store/prefill.py`), which long-lived processes use for prompts."""
+    from shellfish.store.attention import graph_shares_kv, mark_genai_config
     from shellfish.store.prefill import prefill_source, write_prefill_graph
     from shellfish.store.quantize import (
         ACCURACY_LEVEL,
@@ -520,6 +521,11 @@ def quantize_int8(
             progress.done(key)
         prefill_matmuls = 0
         decoder = prefill_source(staging.path)
+        # GPT-2's attention became GroupQueryAttention over one KV buffer (store/attention.py)
+        shared_kv = model.family == "causal" and decoder is not None
+        shared_kv = shared_kv and graph_shares_kv(staging.path / str(decoder))
+        if shared_kv:
+            mark_genai_config(staging.path)
         if model.family == "causal" and decoder is not None:
             # a one-graph decoder: its prompt passes run faster as int8 GEMMs (store/prefill.py)
             try:
@@ -542,6 +548,7 @@ def quantize_int8(
                     if model.family == "seq2seq"
                     else {}
                 ),
+                **({"kv_buffer": "shared (GroupQueryAttention)"} if shared_kv else {}),
             },
             source={"kind": "quantize", "from": model.name},
             **({"prefill_graph": prefill_matmuls} if prefill_matmuls else {}),

@@ -1,12 +1,14 @@
 """Weight-only quantisation of fp32 ONNX graphs: every constant-weight matmul -> MatMulNBits.
 
 `shellfish models quantize NAME --int8` and `benchmarks/make_models.py` (the bench's int8 and
-int4 rows) use it. MatMulNBits keeps the weights in 8 (or 4) bits per value with a scale per
-block of `block_size` input rows; at accuracy level 4 onnxruntime multiplies them with int8
-activations (quantised per block as they arrive), so the work is int8 GEMMs without the
-DynamicQuantizeLinear / MatMulInteger / dequantise operators around every matmul that dynamic
-quantisation adds. Measured on random-weight gpt2 at 2 threads (README "Engine speed"): 5.8
-ms/token against CTranslate2 int8's 12.3 (dynamic int8, which this replaces: 15.2); block 128
+int4 rows) use it; on the way a GPT-2 export's attention becomes GroupQueryAttention over one
+shared KV buffer (`store/attention.py`). MatMulNBits keeps the weights in 8 (or 4) bits per
+value with a scale per block of `block_size` input rows; at accuracy level 4 onnxruntime
+multiplies them with int8 activations (quantised per block as they arrive), so the work is
+int8 GEMMs without the DynamicQuantizeLinear / MatMulInteger / dequantise operators around
+every matmul that dynamic quantisation adds. Measured on random-weight gpt2 at 2 threads
+(README "Engine speed"): 5.8 ms/token against CTranslate2 int8's 12.3 (dynamic int8, which
+this replaces: 15.2; with the shared KV buffer, a later table: 3.8 against 11.9); block 128
 decoded 5-15 % faster than block 32 at about the same agreement with fp32, and stays much
 closer to fp32 than dynamic int8 (`benchmarks/quant_agreement.py`: 91 % against 52 % top-1 on
 the real SmolLM2).
@@ -44,19 +46,27 @@ ACCURACY_LEVEL = 4  # int8 compute
 EXTERNAL_DATA_FROM = 1024
 
 
-def quantize_file(src: Path, dst: Path, *, bits: int, block_size: int | None = None) -> int:
+def quantize_file(
+    src: Path, dst: Path, *, bits: int, block_size: int | None = None, share_kv: bool = True
+) -> int:
     """Write `src` with its constant-weight matmuls in `bits` bits to `dst`; returns how many.
 
+    With `share_kv`, a GPT-2-style decoder's attention also becomes GroupQueryAttention over a
+    shared KV buffer (`store/attention.py`; other graphs are left as they are).
     Raises whatever onnx / onnxruntime raise on a graph they cannot read; callers turn that into
     their own error (nothing is written to `dst` before the quantised graph is complete).
     """
     import onnx
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
+    from shellfish.store.attention import share_kv_buffer
+
     if bits not in (4, 8):
         raise ValueError(f"bits must be 4 or 8, not {bits}")
     model = onnx.load(str(src))
     prepare(model)
+    if share_kv:
+        share_kv_buffer(model)
     quantizer = MatMulNBitsQuantizer(
         model,
         bits=bits,
