@@ -4,8 +4,9 @@ Not a test. The catalog's gpt2 / distilgpt2 are optimum *merged* decoders (one w
 If with a no-cache and a cache branch), which the bench does not have: its GPT-2 exports are
 one graph. This builds a merged decoder of that shape from a one-graph export (both branches
 run the export's own nodes - it takes an empty cache - and share its weights, as optimum's
-merge does), imports it into a scratch store, runs `models quantize --int8` (which writes the
-prefill graph into both branches), and times a one-token generation after a `--context`-token
+merge does), imports it into a scratch store, runs `models quantize --int8` (which replaces
+the If by its cache branch, with one shared KV buffer, `store/attention.py`, and writes the
+prefill graph), and times a one-token generation after a `--context`-token
 prompt with the prefill graph and without, each in a fresh process.
 
     python benchmarks/merged_prefill.py $SHELLFISH_BENCH_MODELS/distilgpt2/onnx
@@ -109,8 +110,9 @@ def main() -> int:
         store = Store(get_paths(environ))
         import_path(store, merged, name="merged", environ=environ)
         model = quantize_int8(store, "merged")
+        kv = model.manifest["quantization"].get("kv_buffer", "growing")
         print(f"{args.export}: merged decoder at int8, prefill graph of "
-              f"{model.manifest.get('prefill_graph', 0)} matmuls")  # fmt: skip
+              f"{model.manifest.get('prefill_graph', 0)} matmuls, KV cache {kv}")  # fmt: skip
         for flag in ("0", "1"):
             done = subprocess.run(
                 [sys.executable, "-c", _TIME, str(model.path), str(args.context), flag,

@@ -21,15 +21,20 @@ def runner(path: Path) -> causal.CausalRunner:
     return causal.load(path, info, providers=["CPUExecutionProvider"], threads=1)
 
 
+def graph_of(folder: Path) -> str:
+    merged = folder / "decoder_model_merged.onnx"
+    return merged.name if merged.is_file() else "model.onnx"
+
+
 def rewritten_copy(src: Path, dst: Path) -> int:
-    """`src`'s folder with its model.onnx rewritten; returns the layers rewritten."""
+    """`src`'s folder with its decoder graph rewritten; returns the layers rewritten."""
     onnx = needs_extra("onnx")
     from shellfish.store.attention import share_kv_buffer
 
     shutil.copytree(src, dst)
-    model = onnx.load(str(src / "model.onnx"))
+    model = onnx.load(str(src / graph_of(src)))
     layers = share_kv_buffer(model)
-    onnx.save(model, str(dst / "model.onnx"))
+    onnx.save(model, str(dst / graph_of(src)))
     return layers
 
 
@@ -38,11 +43,19 @@ def past_readers(model) -> set[str]:  # type: ignore[no-untyped-def]
     return {n.op_type for n in model.graph.node if pasts & set(n.input)}
 
 
-def test_each_layer_becomes_one_attention_node_reading_the_cache(causal_models: Path) -> None:
+# with position ids as inputs, and without: then the graph takes them from the cache's shape,
+# which the rewrite answers with the shape the growing cache would have had
+EXPORTS = ["gpt2-positions", "gpt2"]
+
+
+@pytest.mark.parametrize("fixture", EXPORTS)
+def test_each_layer_becomes_one_attention_node_reading_the_cache(
+    causal_models: Path, fixture: str
+) -> None:
     onnx = needs_extra("onnx")
     from shellfish.store.attention import share_kv_buffer, shares_kv_buffer
 
-    model = onnx.load(str(causal_models / "gpt2-positions" / "model.onnx"))
+    model = onnx.load(str(causal_models / fixture / "model.onnx"))
     assert past_readers(model) == {"Concat"}  # the export grows its cache by concatenation
     before = len(model.graph.node)
     assert share_kv_buffer(model) == 2
@@ -59,8 +72,6 @@ def test_each_layer_becomes_one_attention_node_reading_the_cache(causal_models: 
 @pytest.mark.parametrize(
     ("fixture", "graph"),
     [
-        # positions derived from the cache's length would read the buffer's capacity
-        ("gpt2", "model.onnx"),
         # another attention (rotary, separate projections): not recognised
         ("qwen-optimum", "model.onnx"),
         # already GroupQueryAttention
@@ -79,7 +90,10 @@ def test_graphs_it_does_not_recognise_are_left_untouched(
     assert model.SerializeToString() == before
 
 
-def test_the_shared_buffer_gives_the_growing_caches_logits(causal_models: Path) -> None:
+@pytest.mark.parametrize("fixture", EXPORTS)
+def test_the_shared_buffer_gives_the_growing_caches_logits(
+    causal_models: Path, fixture: str
+) -> None:
     """Prompt then single steps, each graph fed as it wants: the original its growing cache,
     the rewrite one capacity-sized buffer bound as past and present."""
     onnx = needs_extra("onnx")
@@ -87,7 +101,7 @@ def test_the_shared_buffer_gives_the_growing_caches_logits(causal_models: Path) 
 
     from shellfish.store.attention import share_kv_buffer
 
-    path = causal_models / "gpt2-positions" / "model.onnx"
+    path = causal_models / fixture / "model.onnx"
     model = onnx.load(str(path))
     assert share_kv_buffer(model) == 2
     cpu = ["CPUExecutionProvider"]
@@ -108,11 +122,9 @@ def test_the_shared_buffer_gives_the_growing_caches_logits(causal_models: Path) 
     ids, total = np.array([[5, 17, 99, 3, 42, 7]], np.int64), 0
     for _step in range(8):
         total += ids.shape[1]
-        feeds = {
-            "input_ids": ids,
-            "attention_mask": np.ones((1, total), np.int64),
-            "position_ids": np.arange(total - ids.shape[1], total, dtype=np.int64)[None],
-        }
+        feeds = {"input_ids": ids, "attention_mask": np.ones((1, total), np.int64)}
+        if fixture == "gpt2-positions":
+            feeds["position_ids"] = np.arange(total - ids.shape[1], total, dtype=np.int64)[None]
         expected = growing.run(None, {**feeds, **cache})
         cache = dict(zip(pasts, expected[1:], strict=True))
         for name, value in feeds.items():
@@ -127,10 +139,11 @@ def test_the_shared_buffer_gives_the_growing_caches_logits(causal_models: Path) 
     np.testing.assert_allclose(written, cache[pasts[0]], atol=1e-5)
 
 
+@pytest.mark.parametrize("fixture", [*EXPORTS, "gpt2-merged"])
 def test_the_runner_binds_one_buffer_and_generates_the_same(
-    causal_models: Path, tmp_path: Path
+    causal_models: Path, tmp_path: Path, fixture: str
 ) -> None:
-    src = causal_models / "gpt2-positions"
+    src = causal_models / fixture
     assert rewritten_copy(src, tmp_path / "shared") == 2
     plain, shared = runner(src), runner(tmp_path / "shared")
     assert not plain.info.extra["shared_kv_buffer"]
@@ -185,8 +198,9 @@ def test_quantize_shares_the_buffer_and_tells_genai(causal_models: Path, tmp_pat
     assert not mark_genai_config(tmp_path)  # no genai_config.json: nothing to tell
 
 
+@pytest.mark.parametrize("fixture", ["gpt2-positions", "gpt2-merged"])
 def test_models_quantize_installs_a_shared_buffer_model_with_its_prefill_graph(
-    causal_models: Path, tmp_path: Path
+    causal_models: Path, tmp_path: Path, fixture: str
 ) -> None:
     """`shellfish models quantize --int8` of an imported GPT-2 export: the manifest records
     the shared buffer, the prefill graph (written from the rewritten graph) fits the main one,
@@ -199,7 +213,7 @@ def test_models_quantize_installs_a_shared_buffer_model_with_its_prefill_graph(
 
     env = {"SHELLFISH_HOME": str(tmp_path / "home")}
     store = Store(get_paths(env))
-    fp32 = import_path(store, causal_models / "gpt2-positions", name="tiny", environ=env)
+    fp32 = import_path(store, causal_models / fixture, name="tiny", environ=env)
     int8 = quantize_int8(store, "tiny")
     assert int8.manifest["quantization"]["kv_buffer"].startswith("shared")
     assert "kv_buffer" not in fp32.manifest.get("quantization", {})
@@ -210,3 +224,35 @@ def test_models_quantize_installs_a_shared_buffer_model_with_its_prefill_graph(
     one = GenerationConfig(max_new_tokens=1, temperature=0.0)
     want = reference.generate_ids(ids, one, use_prefix_cache=False).ids
     assert loaded.generate_ids(ids, one, use_prefix_cache=False).ids == want
+
+
+def test_a_graph_that_reads_the_cache_otherwise_is_refused_whole(causal_models: Path) -> None:
+    """A reader of a past input that is not a shape read (here an extra output summing it)
+    would see the buffer's capacity: the rewrite is refused after it was worked out, and the
+    model comes back exactly as it was."""
+    onnx = needs_extra("onnx")
+    from onnx import TensorProto, helper
+
+    from shellfish.store.attention import share_kv_buffer
+
+    model = onnx.load(str(causal_models / "gpt2" / "model.onnx"))
+    model.graph.node.append(helper.make_node("ReduceSum", ["past_key_values.1.value"], ["peek"]))
+    model.graph.output.append(helper.make_tensor_value_info("peek", TensorProto.FLOAT, None))
+    before = model.SerializeToString()
+    assert share_kv_buffer(model) == 0
+    assert model.SerializeToString() == before
+
+
+def test_a_merged_decoder_becomes_its_cache_branch(causal_models: Path) -> None:
+    """optimum's merged decoder (an If over a no-cache and a cache graph, chosen by
+    `use_cache_branch`): the cache branch, which computes the first pass too from an empty
+    cache, replaces the If, and its attention is rewritten like a one-graph export's."""
+    onnx = needs_extra("onnx")
+    from shellfish.store.attention import share_kv_buffer
+
+    model = onnx.load(str(causal_models / "gpt2-merged" / "decoder_model_merged.onnx"))
+    assert share_kv_buffer(model) == 2
+    kinds = [n.op_type for n in model.graph.node]
+    assert "If" not in kinds and kinds.count("GroupQueryAttention") == 2
+    assert "use_cache_branch" not in {i.name for i in model.graph.input}
+    onnx.checker.check_model(model)

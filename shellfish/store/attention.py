@@ -15,18 +15,21 @@ the `Split` of the fused QKV projection into q, k, v (each `[batch, seq, hidden]
 where the heads are merged back (`present.N.value` -> `MatMul` -> `Transpose` -> `Reshape`)
 before the output projection. Each layer becomes one node reading q, k, v and the past
 buffers; the old operators and the causal mask built for them fall away. Sequence lengths come
-from `attention_mask` (its sum, its width), so the graph must take `position_ids` itself: an
-export that derives positions from the cache's length would read the buffer's capacity. Any
-mismatch leaves the model untouched (returns 0).
+from `attention_mask` (its sum, its width). An export without `position_ids` takes positions
+from the cache's shape, which would now be the buffer's capacity: those shape reads are
+answered with the shape the growing cache would have had (from the widths of
+`attention_mask` and `input_ids`). Any other reader of a past input, or any mismatch, leaves
+the model untouched (returns 0).
 
 What it buys, int4 at 2 threads (`shellfish bench --model DIR --engines
 shellfish-int4,ort-genai-int4 --lengths 1,64 --contexts 16 --repeats 10 --rounds 3`, the same
 folders before and after): decode 2.00 -> 1.50 ms/token on random-weight distilgpt2, 3.87 ->
 3.27 on gpt2, and Python per token 119 -> 62 and 198 -> 69 us (README "Engine speed").
 
-Not rewritten (yet): optimum's *merged* decoder, an `If` over a no-cache and a cache graph
-(what the catalog's gpt2 / distilgpt2 ship); the two-file layout; exports without
-`position_ids`.
+optimum's *merged* decoder (an `If` over a no-cache and a cache graph, what the catalog's gpt2 /
+distilgpt2 ship) becomes its cache branch first: with an empty cache it computes the first
+pass too, and the If's switch (`use_cache_branch`) goes. Not rewritten: the two-file layout
+(`decoder_model.onnx` + `decoder_with_past_model.onnx`).
 
 The graph records `SHARED_BUFFER_MARK` in its metadata, which the loader reads
 (`engine/causal.py`); `mark_genai_config` tells onnxruntime-genai the same.
@@ -34,6 +37,7 @@ The graph records `SHARED_BUFFER_MARK` in its metadata, which the loader reads
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -54,14 +58,86 @@ def shares_kv_buffer(model: onnx.ModelProto) -> bool:
 def share_kv_buffer(model: onnx.ModelProto) -> int:
     """Rewrite every layer's attention as GroupQueryAttention over a shared KV buffer, in place;
     returns the number of layers, or 0 (model untouched) when the graph is not a GPT-2-style
-    export this recognises."""
+    export this recognises. A merged decoder first becomes its cache branch (`_inline_cache_
+    branch`), worked on a copy so that a refusal leaves the model as it was."""
+    if shares_kv_buffer(model):
+        return 0
+    branch = _cache_branch(model.graph)
+    if branch is None:
+        return _share(model)
+    from onnx import ModelProto
+
+    work = ModelProto()
+    work.CopyFrom(model)
+    if not _inline_cache_branch(work.graph) or not (layers := _share(work)):
+        return 0
+    model.CopyFrom(work)
+    return layers
+
+
+def _cache_branch(graph: onnx.GraphProto) -> onnx.NodeProto | None:
+    """The `If` of an optimum merged decoder: it makes the presents, and its condition comes
+    from the `use_cache_branch` input (directly or through a Squeeze / Cast / Reshape)."""
+    producers = {out: node for node in graph.node for out in node.output}
+    node = producers.get("present.0.key")
+    if (
+        node is None
+        or node.op_type != "If"
+        or not {"use_cache_branch"} & {i.name for i in graph.input}
+    ):
+        return None
+    cond = node.input[0]
+    while cond in producers and producers[cond].op_type in ("Squeeze", "Cast", "Reshape"):
+        cond = producers[cond].input[0]
+    return node if cond == "use_cache_branch" else None
+
+
+def _inline_cache_branch(graph: onnx.GraphProto) -> bool:
+    """Replace the merged decoder's `If` by its cache branch (with an empty past it computes
+    the first pass too) and drop the `use_cache_branch` input; False if names would clash."""
+    if_node = _cache_branch(graph)
+    if if_node is None:
+        return False
+    branch = next(a.g for a in if_node.attribute if a.name == "then_branch")
+    if any(a.type == a.GRAPH for n in branch.node for a in n.attribute):
+        return False  # a subgraph inside the branch: not this export's shape
+    rename = {out.name: name for out, name in zip(branch.output, if_node.output, strict=True)}
+    outer = {out for node in graph.node for out in node.output} | {
+        t.name for t in graph.initializer
+    }
+    inner = {out for node in branch.node for out in node.output} | {
+        t.name for t in branch.initializer
+    }
+    if (inner - set(rename)) & outer:
+        return False
+    nodes: list[onnx.NodeProto] = []
+    for node in graph.node:
+        if node is not if_node:
+            nodes.append(node)
+            continue
+        for inside in branch.node:
+            inside.input[:] = [rename.get(name, name) for name in inside.input]
+            inside.output[:] = [rename.get(name, name) for name in inside.output]
+            nodes.append(inside)
+    live = _live(nodes, [o.name for o in graph.output])
+    if any("use_cache_branch" in node.input for node in live):
+        return False
+    graph.initializer.extend(branch.initializer)
+    del graph.node[:]
+    graph.node.extend(live)
+    kept = [i for i in graph.input if i.name != "use_cache_branch"]
+    del graph.input[:]
+    graph.input.extend(kept)
+    return True
+
+
+def _share(model: onnx.ModelProto) -> int:
+    """`share_kv_buffer` on a one-graph decoder."""
     from onnx import StringStringEntryProto, TensorProto, helper
 
     graph = model.graph
-    if shares_kv_buffer(model):
-        return 0
     inputs = {i.name: i for i in graph.input}
-    if "attention_mask" not in inputs or "position_ids" not in inputs:
+    if "attention_mask" not in inputs or "input_ids" not in inputs:
         return 0
     layers = sum(
         1 for name in inputs if name.startswith("past_key_values.") and name.endswith(".key")
@@ -73,7 +149,7 @@ def share_kv_buffer(model: onnx.ModelProto) -> int:
     ):
         return 0
     dims = inputs["past_key_values.0.key"].type.tensor_type.shape.dim
-    if len(dims) != 4 or not dims[1].dim_value:
+    if len(dims) != 4 or not dims[1].dim_value or not dims[3].dim_value:
         return 0
     heads = dims[1].dim_value
 
@@ -166,16 +242,33 @@ def share_kv_buffer(model: onnx.ModelProto) -> int:
     for node in graph.node:
         if id(node) in dropped:
             continue
-        node.input[:] = [merged.get(name, name) for name in node.input]
-        nodes.append(node)
+        nodes.append(_renamed(node, merged))
         if (node.name or node.output[0]) in attention:
             nodes.append(attention[node.name or node.output[0]])
 
-    # The rest of the old attention (scores, softmax, the causal mask) is read by nothing now;
-    # if anything still reads a past input (positions from the cache's length, say), the
-    # buffer's capacity would leak into it: refuse.
-    live = _live(nodes, [o.name for o in graph.output])
+    # The rest of the old attention (scores, softmax, the causal mask) is read by nothing now.
+    # What still reads a past input would see the buffer's capacity where it expects the
+    # cache's length: an export without `position_ids` takes the positions from the cache's
+    # shape. A shape read (of a past input or of a one-input copy of it) is answered with the
+    # shape the cache would have, [batch, heads, width of attention_mask - new tokens, head
+    # size]; any other reader is refused.
     pasts = {f"past_key_values.{i}.{kind}" for i in range(layers) for kind in ("key", "value")}
+    live = _live(nodes, [o.name for o in graph.output])
+    copies = set(pasts)
+    for node in live:  # topological order: a copy's copy comes later
+        one_input = node.op_type in ("Concat", "Identity") and len(node.input) == 1
+        if one_input and node.input[0] in copies:
+            copies.add(node.output[0])
+    shape_reads = {
+        node.output[0]: f"{_PREFIX}/past_shape"
+        for node in live
+        if node.op_type == "Shape" and node.input[0] in copies and not node.attribute
+    }
+    if shape_reads:
+        dims_of_past = _past_shape(heads, int(dims[3].dim_value))
+        nodes = dims_of_past.nodes + [_renamed(node, shape_reads) for node in nodes]
+        constants += dims_of_past.constants
+        live = _live(nodes, [o.name for o in graph.output])
     for node in live:
         if node.op_type != "GroupQueryAttention" and pasts & set(node.input):
             return 0
@@ -194,6 +287,56 @@ def share_kv_buffer(model: onnx.ModelProto) -> int:
     key, value = SHARED_BUFFER_MARK
     model.metadata_props.append(StringStringEntryProto(key=key, value=value))
     return layers
+
+
+def _renamed(node: onnx.NodeProto, names: dict[str, str]) -> onnx.NodeProto:
+    """`node` reading `names[x]` wherever it read `x`: a copy when anything changes, so a
+    refused rewrite leaves the model as it was."""
+    if not any(name in names for name in node.input):
+        return node
+    from onnx import NodeProto
+
+    copy = NodeProto()
+    copy.CopyFrom(node)
+    copy.input[:] = [names.get(name, name) for name in node.input]
+    return copy
+
+
+@dataclass
+class _Subgraph:
+    nodes: list[onnx.NodeProto]
+    constants: list[onnx.TensorProto]
+
+
+def _past_shape(heads: int, head_size: int) -> _Subgraph:
+    """Nodes computing `{_PREFIX}/past_shape`: the shape the growing cache would have had,
+    [batch, heads, attention_mask's width - input_ids' width, head_size], from the inputs."""
+    from onnx import TensorProto, helper
+
+    def name(x: str) -> str:
+        return f"{_PREFIX}/past_shape/{x}"
+
+    nodes = [
+        helper.make_node("Shape", ["input_ids"], [name("ids_shape")]),
+        helper.make_node("Shape", ["attention_mask"], [name("mask_shape")]),
+        helper.make_node("Gather", [name("ids_shape"), name("first")], [name("batch")], axis=0),
+        helper.make_node("Gather", [name("ids_shape"), name("second")], [name("new")], axis=0),
+        helper.make_node("Gather", [name("mask_shape"), name("second")], [name("width")], axis=0),
+        helper.make_node("Sub", [name("width"), name("new")], [name("length")]),
+        helper.make_node(
+            "Concat",
+            [name("batch"), name("heads"), name("length"), name("head_size")],
+            [f"{_PREFIX}/past_shape"],
+            axis=0,
+        ),
+    ]
+    constants = [
+        helper.make_tensor(name("first"), TensorProto.INT64, [1], [0]),
+        helper.make_tensor(name("second"), TensorProto.INT64, [1], [1]),
+        helper.make_tensor(name("heads"), TensorProto.INT64, [1], [heads]),
+        helper.make_tensor(name("head_size"), TensorProto.INT64, [1], [head_size]),
+    ]
+    return _Subgraph(nodes, constants)
 
 
 def _merged_heads(name: str, consumers: dict[str, list[onnx.NodeProto]]) -> onnx.NodeProto | None:
