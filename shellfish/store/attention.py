@@ -62,8 +62,7 @@ def share_kv_buffer(model: onnx.ModelProto) -> int:
     branch`), worked on a copy so that a refusal leaves the model as it was."""
     if shares_kv_buffer(model):
         return 0
-    branch = _cache_branch(model.graph)
-    if branch is None:
+    if _cache_branch(model.graph) is None:
         return _share(model)
     from onnx import ModelProto
 
