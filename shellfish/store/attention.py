@@ -134,6 +134,8 @@ def _share(model: onnx.ModelProto) -> int:
     """`share_kv_buffer` on a one-graph decoder."""
     from onnx import StringStringEntryProto, TensorProto, helper
 
+    from shellfish.store.quantize import drop_unused
+
     graph = model.graph
     inputs = {i.name: i for i in graph.input}
     if "attention_mask" not in inputs or "input_ids" not in inputs:
@@ -159,10 +161,9 @@ def _share(model: onnx.ModelProto) -> int:
             consumers.setdefault(name, []).append(node)
 
     def _source(name: str) -> str:
-        """`name`, or the input it copies (a one-input Concat or an Identity, which
-        `torch.onnx` writes around a cache)."""
+        """`name`, or the tensor it copies (`_is_copy`)."""
         node = producers.get(name)
-        while node is not None and node.op_type in ("Concat", "Identity") and len(node.input) == 1:
+        while node is not None and _is_copy(node):
             name = node.input[0]
             node = producers.get(name)
         return name
@@ -175,7 +176,7 @@ def _share(model: onnx.ModelProto) -> int:
         found = [n for n in consumers.get(name, []) if n.op_type == op]
         return found[0] if len(found) == 1 else None
 
-    attention: dict[str, onnx.NodeProto] = {}  # Split node name -> its layer's new node
+    attention: dict[int, onnx.NodeProto] = {}  # id() of a layer's Split -> its new node
     dropped: set[int] = set()  # id() of the Concat nodes that made the presents
     merged: dict[str, str] = {}  # the old merged-heads tensor -> the new node's output
     for i in range(layers):
@@ -201,7 +202,7 @@ def _share(model: onnx.ModelProto) -> int:
         if flat is None:
             return 0
         out = f"{_PREFIX}/h.{i}/attention"
-        attention[split.name or split.output[0]] = helper.make_node(
+        attention[id(split)] = helper.make_node(
             "GroupQueryAttention",
             [q, k, v, past_k, past_v, f"{_PREFIX}/seqlens_k", f"{_PREFIX}/total_length"],
             [out, present_k, present_v],
@@ -242,8 +243,8 @@ def _share(model: onnx.ModelProto) -> int:
         if id(node) in dropped:
             continue
         nodes.append(_renamed(node, merged))
-        if (node.name or node.output[0]) in attention:
-            nodes.append(attention[node.name or node.output[0]])
+        if id(node) in attention:
+            nodes.append(attention[id(node)])
 
     # The rest of the old attention (scores, softmax, the causal mask) is read by nothing now.
     # What still reads a past input would see the buffer's capacity where it expects the
@@ -255,8 +256,7 @@ def _share(model: onnx.ModelProto) -> int:
     live = _live(nodes, [o.name for o in graph.output])
     copies = set(pasts)
     for node in live:  # topological order: a copy's copy comes later
-        one_input = node.op_type in ("Concat", "Identity") and len(node.input) == 1
-        if one_input and node.input[0] in copies:
+        if _is_copy(node) and node.input[0] in copies:
             copies.add(node.output[0])
     shape_reads = {
         node.output[0]: f"{_PREFIX}/past_shape"
@@ -274,10 +274,7 @@ def _share(model: onnx.ModelProto) -> int:
     del graph.node[:]
     graph.node.extend(live)
     graph.initializer.extend(constants)
-    used = {name for node in live for name in node.input}
-    kept = [t for t in graph.initializer if t.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(kept)
+    drop_unused(graph)  # initializers only the removed operators read
     if not any(o.domain == "com.microsoft" for o in model.opset_import):
         model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
     for output in graph.output:  # the present buffers are as long as the past ones now
@@ -286,6 +283,11 @@ def _share(model: onnx.ModelProto) -> int:
     key, value = SHARED_BUFFER_MARK
     model.metadata_props.append(StringStringEntryProto(key=key, value=value))
     return layers
+
+
+def _is_copy(node: onnx.NodeProto) -> bool:
+    """A one-input Concat or an Identity: what `torch.onnx` writes around a cache."""
+    return node.op_type in ("Concat", "Identity") and len(node.input) == 1
 
 
 def _renamed(node: onnx.NodeProto, names: dict[str, str]) -> onnx.NodeProto:

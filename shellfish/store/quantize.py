@@ -203,7 +203,7 @@ def prepare(model: onnx.ModelProto) -> int:
         return rewritten
 
     rewritten = walk(model.graph)
-    _drop_unused(model.graph)
+    drop_unused(model.graph)
     return rewritten
 
 
@@ -233,7 +233,7 @@ def _unique(name: str, taken: dict[str, Any]) -> str:
     return candidate
 
 
-def _drop_unused(root: onnx.GraphProto) -> None:
+def drop_unused(root: onnx.GraphProto) -> None:
     """Remove nodes whose outputs nothing reads, then initializers nothing reads (the weights
     the rewrite replaced by transposed copies), in every graph; graph outputs stay."""
     all_graphs = list(graphs(root))
